@@ -1,0 +1,109 @@
+"""Settings, one class per concern, read from the environment (prefix ``FLEETPULSE_``) and ``.env``.
+
+Defaults match the local stack that ``fleetpulse stack up`` starts. Nothing here is built at
+import time: the api, the worker and the tests construct ``Settings()`` (or pass their own).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_JWT_SECRET = "change-me-in-production-0123456789abcdef"
+
+
+class PostgresSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 5433
+    user: str = "fleetpulse"
+    password: SecretStr = SecretStr("fleetpulse")
+    database: str = "fleetpulse"
+    pool_min: int = 2
+    pool_max: int = 10
+
+    def dsn(self, database: str | None = None) -> str:
+        """Return a libpq URL for this server, optionally for another database."""
+        return (
+            f"postgresql://{self.user}:{self.password.get_secret_value()}"
+            f"@{self.host}:{self.port}/{database or self.database}"
+        )
+
+
+class RedisSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 6380
+    db: int = 0
+    key_prefix: str = "fp:"
+
+    def url(self) -> str:
+        """Return the redis:// URL."""
+        return f"redis://{self.host}:{self.port}/{self.db}"
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = ""
+    enrichment_group: str = "enrichment"
+    # How long a receiver waits for the broker's acknowledgement before answering 503.
+    produce_timeout_s: float = 5.0
+
+    def topic(self, name: str) -> str:
+        """Return the physical topic name for a logical one (tests isolate by prefix)."""
+        return f"{self.topic_prefix}{name}"
+
+
+class MariaDBSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 3307
+    user: str = "fleetpulse"
+    password: SecretStr = SecretStr("fleetpulse")
+    database: str = "core_business"
+
+
+class AuthSettings(BaseModel):
+    jwt_secret: SecretStr = SecretStr(EXAMPLE_JWT_SECRET)
+    access_ttl_s: int = 15 * 60
+    refresh_ttl_s: int = 7 * 24 * 3600
+    # Seed compatibility: one shared Traccar key accepted for every tenant's devices.
+    traccar_api_key: SecretStr | None = SecretStr("traccar-shared-key")
+
+
+class IngestSettings(BaseModel):
+    max_body_bytes: int = 1_000_000
+    max_batch_positions: int = 5_000
+    # Fixes further than this in the future (device clock skew) are rejected at the edge.
+    max_future_skew_s: int = 24 * 3600
+    h3_resolution: int = 10
+    osmand_port: int = 5055
+
+
+class StackSettings(BaseModel):
+    root: Path = PROJECT_ROOT / ".stack"
+    kafka_version: str = "3.9.1"
+
+
+class Settings(BaseSettings):
+    """All of FleetPulse's configuration; nested values use ``__``, e.g. FLEETPULSE_PG__PORT."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FLEETPULSE_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    environment: Literal["development", "test", "production"] = "development"
+    http_host: str = "0.0.0.0"
+    http_port: int = 8000
+    log_level: str = "INFO"
+    pg: PostgresSettings = Field(default_factory=PostgresSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    mariadb: MariaDBSettings = Field(default_factory=MariaDBSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    stack: StackSettings = Field(default_factory=StackSettings)
