@@ -1,0 +1,158 @@
+"""Kafka: the topic catalogue, topic creation, producer/consumer factories and lag."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from infrastructure.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+GPS_POSITIONS = "gps.positions"
+GPS_POSITIONS_ENRICHED = "gps.positions.enriched"
+GPS_EVENTS = "gps.events"
+VISITS_EVENTS = "visits.events"
+GPS_POSITIONS_DLQ = "gps.positions.dlq"
+CDC_TABLES = ("accounts", "customers", "products", "orders", "users")
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+
+
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec(GPS_POSITIONS, 6),
+    TopicSpec(GPS_POSITIONS_ENRICHED, 6),
+    TopicSpec(GPS_EVENTS, 6),
+    TopicSpec(VISITS_EVENTS, 3),
+    TopicSpec(GPS_POSITIONS_DLQ, 3),
+    *(TopicSpec(f"cdc.{t}", 3) for t in CDC_TABLES),
+)
+
+
+def admin_client(settings: KafkaSettings) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=10_000
+    )
+
+
+async def ensure_topics(settings: KafkaSettings, specs: tuple[TopicSpec, ...] = TOPICS) -> None:
+    """Create the catalogue's topics (with the settings' prefix) where missing."""
+    admin = admin_client(settings)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(settings.topic(s.name), num_partitions=s.partitions, replication_factor=1)
+            for s in specs
+            if settings.topic(s.name) not in existing
+        ]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another process won the race
+            await _wait_for_topics(admin, {t.name for t in missing})
+    finally:
+        await admin.close()
+
+
+async def _wait_for_topics(admin: AIOKafkaAdminClient, names: set[str]) -> None:
+    for _ in range(50):
+        if names <= set(await admin.list_topics()):
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"topics not visible after creation: {sorted(names)}")
+
+
+async def delete_topics(settings: KafkaSettings, prefix: str) -> None:
+    """Delete every topic whose name starts with prefix (test clean-up)."""
+    if not prefix:
+        raise ValueError("refusing to delete topics without a prefix")
+    admin = admin_client(settings)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if names:
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()
+
+
+def create_producer(settings: KafkaSettings) -> AIOKafkaProducer:
+    """A producer that only reports success once every in-sync replica has the record."""
+    timeout_ms = int(settings.produce_timeout_s * 1000)
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        request_timeout_ms=max(timeout_ms, 1000),
+        max_batch_size=1_048_576,
+        max_request_size=4_194_304,
+    )
+
+
+def create_consumer(settings: KafkaSettings, *topics: str, group_id: str) -> AIOKafkaConsumer:
+    """A consumer-group member that commits only what the caller says was written."""
+    return AIOKafkaConsumer(
+        *(settings.topic(t) for t in topics),
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=f"{settings.topic_prefix}{group_id}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=2000,
+        fetch_max_bytes=16 * 1024 * 1024,
+        session_timeout_ms=10_000,
+        heartbeat_interval_ms=3_000,
+    )
+
+
+async def consumer_group_lag(settings: KafkaSettings, topic: str, group_id: str) -> dict[int, int]:
+    """Return {partition: messages not yet committed by the group} for one topic."""
+    physical = settings.topic(topic)
+    group = f"{settings.topic_prefix}{group_id}"
+    admin = admin_client(settings)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(physical)
+        if parts is None:
+            await consumer.topics()
+            parts = consumer.partitions_for_topic(physical) or set()
+        tps = [TopicPartition(physical, p) for p in sorted(parts)]
+        ends = await consumer.end_offsets(tps)
+        committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+        lag = {}
+        for tp in tps:
+            meta = committed.get(tp)
+            done = meta.offset if meta is not None and meta.offset >= 0 else 0
+            lag[tp.partition] = max(0, ends[tp] - done)
+        return lag
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def end_offsets(settings: KafkaSettings, topic: str) -> dict[int, int]:
+    """Return {partition: end offset}: the number of records ever written per partition."""
+    physical = settings.topic(topic)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        parts = consumer.partitions_for_topic(physical) or set()
+        tps = [TopicPartition(physical, p) for p in sorted(parts)]
+        ends = await consumer.end_offsets(tps)
+        return {tp.partition: off for tp, off in ends.items()}
+    finally:
+        await consumer.stop()

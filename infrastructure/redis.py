@@ -1,0 +1,42 @@
+"""Redis client factory and the key names every process agrees on."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from infrastructure.settings import RedisSettings
+
+
+def create_redis(settings: RedisSettings) -> Redis:
+    """Create the async client (connections are opened lazily)."""
+    return Redis.from_url(
+        settings.url(),
+        socket_timeout=5,
+        socket_connect_timeout=2,
+        health_check_interval=15,
+    )
+
+
+class RedisKeys:
+    """Key names under the configured prefix (tests isolate by prefix)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def latest(self, driver_id: str) -> str:
+        """JSON of a driver's latest enriched position (seed: pos:driver:{id})."""
+        return f"{self.prefix}pos:driver:{driver_id}"
+
+    def geo(self, tenant_id: str) -> str:
+        """GEO set of a tenant's drivers at their latest position."""
+        return f"{self.prefix}geo:drivers:{tenant_id}"
+
+    @property
+    def fix_times(self) -> str:
+        """Hash driver id -> latest fix time in ms; guards live state against going back."""
+        return f"{self.prefix}pos:fix"
+
+    @property
+    def unknown_devices(self) -> str:
+        """Hash device unique id -> rejected fixes from it (admins register from this)."""
+        return f"{self.prefix}ingest:unknown_devices"

@@ -1,0 +1,114 @@
+"""The position message that travels on ``gps.positions`` (schema version 1)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from ingest.errors import UndecodableMessage
+
+SCHEMA_VERSION = 1
+KNOTS_TO_KMH = 1.852
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """One GPS fix as normalised at the edge: UTC milliseconds, km/h, degrees."""
+
+    tenant_id: str
+    device_id: str  # the device unique id (Traccar uniqueId, OsmAnd id)
+    fix_time_ms: int
+    received_ms: int
+    lat: float
+    lon: float
+    speed_kmh: float | None = None
+    course: float | None = None
+    altitude: float | None = None
+    accuracy: float | None = None
+    valid: bool = True
+    protocol: str = "unknown"
+    attributes: dict[str, Any] = field(default_factory=dict)
+    schema: int = SCHEMA_VERSION
+
+    @property
+    def fix_time(self) -> datetime:
+        return datetime.fromtimestamp(self.fix_time_ms / 1000, tz=UTC)
+
+    @property
+    def received_at(self) -> datetime:
+        return datetime.fromtimestamp(self.received_ms / 1000, tz=UTC)
+
+    def to_bytes(self) -> bytes:
+        """Serialise for Kafka."""
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def from_bytes(cls, data: bytes | None) -> Position:
+        """Parse a Kafka value; raise UndecodableMessage for anything that is not a position."""
+        if data is None:
+            raise UndecodableMessage("empty record value")
+        try:
+            raw = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise UndecodableMessage(f"not JSON: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise UndecodableMessage("value is not a JSON object")
+        if raw.get("schema") != SCHEMA_VERSION:
+            raise UndecodableMessage(f"unsupported schema version {raw.get('schema')!r}")
+        try:
+            pos = cls(**raw)
+            lat, lon = float(pos.lat), float(pos.lon)
+            int(pos.fix_time_ms)
+        except (TypeError, ValueError) as exc:
+            raise UndecodableMessage(f"bad fields: {exc}") from exc
+        if not (
+            math.isfinite(lat) and math.isfinite(lon) and -90 <= lat <= 90 and -180 <= lon <= 180
+        ):
+            raise UndecodableMessage("coordinates out of range")
+        if not isinstance(pos.tenant_id, str) or not isinstance(pos.device_id, str):
+            raise UndecodableMessage("tenant_id and device_id must be strings")
+        return pos
+
+
+def knots_to_kmh(knots: float) -> float:
+    """Convert Traccar's and OsmAnd's knots to km/h (done once, at the edge)."""
+    return knots * KNOTS_TO_KMH
+
+
+@dataclass(frozen=True, slots=True)
+class Fix:
+    """A fix parsed from a device or Traccar, before the device is authenticated to a tenant."""
+
+    device_id: str
+    fix_time_ms: int
+    lat: float
+    lon: float
+    speed_kmh: float | None = None
+    course: float | None = None
+    altitude: float | None = None
+    accuracy: float | None = None
+    valid: bool = True
+    protocol: str = "unknown"
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    def to_position(self, tenant_id: str, received_ms: int) -> Position:
+        """Attach the tenant the device belongs to and the receive time."""
+        return Position(
+            tenant_id=tenant_id,
+            device_id=self.device_id,
+            fix_time_ms=self.fix_time_ms,
+            received_ms=received_ms,
+            lat=self.lat,
+            lon=self.lon,
+            speed_kmh=self.speed_kmh,
+            course=self.course,
+            altitude=self.altitude,
+            accuracy=self.accuracy,
+            valid=self.valid,
+            protocol=self.protocol,
+            attributes=self.attributes,
+        )

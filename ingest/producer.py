@@ -1,0 +1,75 @@
+"""Producing to Kafka on the request path: acks=all, and no 2xx before the broker said yes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from infrastructure.kafka import create_producer
+from infrastructure.settings import KafkaSettings
+from ingest.errors import BrokerUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class Publisher:
+    """Owns one producer; keeps trying to connect in the background while Kafka is away."""
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self._settings = settings
+        self._producer: AIOKafkaProducer | None = None
+        self._connector: asyncio.Task[None] | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self._producer is not None
+
+    async def start(self) -> None:
+        """Connect now if Kafka is up, otherwise keep retrying in the background."""
+        if not await self._try_connect():
+            self._connector = asyncio.create_task(self._connect_forever())
+
+    async def _try_connect(self) -> bool:
+        producer = create_producer(self._settings)
+        try:
+            await producer.start()
+        except KafkaError as exc:
+            log.warning("kafka producer cannot connect yet: %s", exc)
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            return False
+        self._producer = producer
+        return True
+
+    async def _connect_forever(self) -> None:
+        delay = 0.5
+        while not await self._try_connect():
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    async def stop(self) -> None:
+        if self._connector is not None:
+            self._connector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connector
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def publish(self, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+        """Send (key, value) records and wait until all are acknowledged, or raise."""
+        producer = self._producer
+        if producer is None:
+            raise BrokerUnavailable("Kafka is not reachable")
+        physical = self._settings.topic(topic)
+        try:
+            async with asyncio.timeout(self._settings.produce_timeout_s):
+                futures = [
+                    await producer.send(physical, value=value, key=key) for key, value in records
+                ]
+                await asyncio.gather(*futures)
+        except (TimeoutError, KafkaError) as exc:
+            raise BrokerUnavailable(f"Kafka did not acknowledge the write: {exc!r}") from exc

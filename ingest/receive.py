@@ -1,0 +1,75 @@
+"""The receivers' common path: authenticate devices, check times, produce, then answer."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from infrastructure.kafka import GPS_POSITIONS
+from infrastructure.redis import RedisKeys
+from infrastructure.settings import IngestSettings
+from ingest.devices import DeviceRegistry
+from ingest.errors import UnknownDevice
+from ingest.model import Fix, Position
+from ingest.producer import Publisher
+from ingest.validation import check_fix_time
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Receiver:
+    """Everything a receiver needs; built once per api process."""
+
+    settings: IngestSettings
+    devices: DeviceRegistry
+    publisher: Publisher
+    redis: Redis
+    keys: RedisKeys
+    retention_days: int = 365
+
+    async def accept(self, fixes: list[Fix], *, tenant_id: str | None = None) -> list[Position]:
+        """Publish the fixes to ``gps.positions`` and return them once Kafka acknowledged.
+
+        ``tenant_id`` restricts the devices to one tenant (a per-tenant API key); a device of
+        another tenant is treated as unknown. Raises before producing anything if one fix is
+        bad, so a request is all-or-nothing.
+        """
+        now_ms = int(time.time() * 1000)
+        for fix in fixes:
+            check_fix_time(
+                fix.fix_time_ms,
+                now_ms,
+                max_future_s=self.settings.max_future_skew_s,
+                max_age_s=self.retention_days * 86400,
+            )
+        known = await self.devices.resolve_many({f.device_id for f in fixes})
+        unknown = sorted(
+            {
+                f.device_id
+                for f in fixes
+                if f.device_id not in known
+                or (tenant_id is not None and known[f.device_id].tenant_id != tenant_id)
+            }
+        )
+        if unknown:
+            await self._count_unknown(unknown)
+            raise UnknownDevice(unknown)
+        positions = [f.to_position(known[f.device_id].tenant_id, now_ms) for f in fixes]
+        await self.publisher.publish(
+            GPS_POSITIONS, [(p.device_id.encode(), p.to_bytes()) for p in positions]
+        )
+        return positions
+
+    async def _count_unknown(self, device_ids: list[str]) -> None:
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for uid in device_ids:
+                    pipe.hincrby(self.keys.unknown_devices, uid, 1)
+                await pipe.execute()
+        except RedisError as exc:  # counting is best effort; the rejection is what matters
+            log.warning("could not count unknown devices: %s", exc)

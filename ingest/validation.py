@@ -1,0 +1,55 @@
+"""Checks shared by every receiver: coordinates, times and numbers a fix may carry."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+from ingest.errors import InvalidPosition
+
+MAX_SPEED_KMH = 1_500.0  # faster than any delivery vehicle, slower than a corrupt value
+
+
+def check_coordinates(lat: float, lon: float) -> None:
+    """Reject coordinates outside WGS84 and the (0, 0) 'no fix' placeholder."""
+    if not (math.isfinite(lat) and math.isfinite(lon)):
+        raise InvalidPosition("latitude and longitude must be finite numbers")
+    if not -90.0 <= lat <= 90.0:
+        raise InvalidPosition(f"latitude {lat} is outside -90..90")
+    if not -180.0 <= lon <= 180.0:
+        raise InvalidPosition(f"longitude {lon} is outside -180..180")
+    if lat == 0.0 and lon == 0.0:
+        raise InvalidPosition("latitude 0, longitude 0 is a missing fix, not a position")
+
+
+def check_fix_time(fix_ms: int, now_ms: int, *, max_future_s: int, max_age_s: int) -> None:
+    """Reject fix times from a broken device clock: far in the future or older than retention."""
+    if fix_ms > now_ms + max_future_s * 1000:
+        raise InvalidPosition(f"fix time {iso_ms(fix_ms)} is too far in the future")
+    if fix_ms < now_ms - max_age_s * 1000:
+        raise InvalidPosition(f"fix time {iso_ms(fix_ms)} is older than the history retention")
+
+
+def check_optional_number(name: str, value: float | None, low: float, high: float) -> float | None:
+    """Return the value if it is finite and within [low, high], None if absent; else raise."""
+    if value is None:
+        return None
+    if not math.isfinite(value) or not low <= value <= high:
+        raise InvalidPosition(f"{name} {value} is outside {low}..{high}")
+    return value
+
+
+def parse_iso_time(value: str) -> int:
+    """Parse ISO-8601 (Z, +00:00, +0000, with or without ms) to epoch ms; naive means UTC."""
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidPosition(f"unreadable time {value!r}") from exc
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+def iso_ms(ms: int) -> str:
+    """Return epoch milliseconds as an ISO-8601 UTC string."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")

@@ -1,0 +1,256 @@
+"""The enrichment worker: a member of consumer group ``enrichment`` on ``gps.positions``.
+
+The loop is separate from the handler: ``getmany()`` -> ``handle_batch()`` -> commit. Offsets
+are committed only after every sink has the batch, so a crash replays it, and the idempotent
+sinks make the replay harmless. An outage of PostgreSQL, Redis or Kafka pauses the loop (it
+retries the same batch, commits nothing) and it resumes without loss. A record that keeps
+failing for another reason goes to ``gps.positions.dlq`` with the error and the loop moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import CommitFailedError, KafkaError
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from geo.cells import point_to_cell
+from infrastructure.kafka import (
+    GPS_POSITIONS,
+    GPS_POSITIONS_DLQ,
+    GPS_POSITIONS_ENRICHED,
+    create_consumer,
+    create_producer,
+    ensure_topics,
+)
+from infrastructure.postgres import create_pool
+from infrastructure.redis import RedisKeys, create_redis
+from infrastructure.settings import Settings
+from ingest.devices import DeviceRegistry
+from ingest.errors import IngestError, UndecodableMessage
+from ingest.model import Position
+from ingest.writers import EnrichedPosition, LiveState, PartitionKeeper, write_history_and_snapshot
+
+log = logging.getLogger(__name__)
+
+# Failures that mean "a dependency is away": wait and retry the same batch, never dead-letter.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    RedisConnectionError,
+    RedisTimeoutError,
+    KafkaError,
+)
+BAD_RECORD_RETRIES = 2
+
+
+class DriverNotFound(IngestError, LookupError):
+    code = "driver_not_found"
+
+
+@dataclass
+class WorkerStats:
+    batches: int = 0
+    consumed: int = 0
+    stored: int = 0
+    dead_lettered: int = 0
+    retries: int = 0
+
+
+@dataclass
+class Enricher:
+    """What handle_batch needs: database pool, device registry, Redis live state, producer."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    devices: DeviceRegistry
+    live: LiveState
+    producer: AIOKafkaProducer
+    partitions: PartitionKeeper = field(default_factory=PartitionKeeper)
+    stats: WorkerStats = field(default_factory=WorkerStats)
+
+    async def enrich(self, positions: Sequence[Position]) -> list[EnrichedPosition]:
+        """Join drivers and compute H3 cells; raise DriverNotFound for unregistered devices."""
+        devices = await self.devices.resolve_many({p.device_id for p in positions})
+        res = self.settings.ingest.h3_resolution
+        out = []
+        for p in positions:
+            dev = devices.get(p.device_id)
+            if dev is None or dev.tenant_id != p.tenant_id:
+                raise DriverNotFound(f"device {p.device_id} is not registered in {p.tenant_id}")
+            out.append(EnrichedPosition(p, dev, point_to_cell(p.lon, p.lat, res)))
+        return out
+
+    async def handle_batch(self, positions: Sequence[Position]) -> int:
+        """Enrich and fan out one batch to every sink; return history rows newly stored."""
+        enriched = await self.enrich(positions)
+        async with self.pool.acquire() as conn:
+            stored = await write_history_and_snapshot(conn, enriched, self.partitions)
+        await self.live.move(enriched)
+        topic = self.settings.kafka.topic(GPS_POSITIONS_ENRICHED)
+        futures = [
+            await self.producer.send(
+                topic, key=e.device.driver_id.encode(), value=orjson.dumps(e.to_message())
+            )
+            for e in enriched
+        ]
+        await asyncio.gather(*futures)
+        return stored
+
+    async def dead_letter(self, record: ConsumerRecord[bytes, bytes], error: BaseException) -> None:
+        """Send a record that cannot be processed to the DLQ with the reason."""
+        headers = [
+            ("error", type(error).__name__.encode()),
+            ("reason", str(error)[:1000].encode()),
+            ("source", f"{record.topic}:{record.partition}:{record.offset}".encode()),
+        ]
+        await self.producer.send_and_wait(
+            self.settings.kafka.topic(GPS_POSITIONS_DLQ),
+            key=record.key,
+            value=record.value,
+            headers=headers,
+        )
+        self.stats.dead_lettered += 1
+        log.warning("dead-lettered %s:%s: %s", record.partition, record.offset, error)
+
+
+async def process_records(
+    enricher: Enricher, records: Sequence[ConsumerRecord[bytes, bytes]]
+) -> None:
+    """Process one consumed batch to completion (or dead letters); return only when done."""
+    positions: list[tuple[ConsumerRecord[bytes, bytes], Position]] = []
+    for rec in records:
+        try:
+            positions.append((rec, Position.from_bytes(rec.value)))
+        except UndecodableMessage as exc:
+            await _dead_letter_reliably(enricher, rec, exc)
+    if not positions:
+        return
+    failures = 0
+    while True:
+        try:
+            enricher.stats.stored += await enricher.handle_batch([p for _, p in positions])
+            return
+        except TRANSIENT_ERRORS as exc:
+            enricher.stats.retries += 1
+            log.warning("dependency unavailable, retrying batch: %r", exc)
+            await asyncio.sleep(min(0.5 * 2 ** min(enricher.stats.retries, 5), 10.0))
+        except Exception as exc:  # a bad record poisons the batch: isolate it
+            failures += 1
+            if failures <= BAD_RECORD_RETRIES:
+                log.warning("batch failed (%r), retrying", exc)
+                continue
+            break
+    for rec, pos in positions:
+        await _process_one(enricher, rec, pos)
+
+
+async def _process_one(
+    enricher: Enricher, rec: ConsumerRecord[bytes, bytes], pos: Position
+) -> None:
+    while True:
+        try:
+            enricher.stats.stored += await enricher.handle_batch([pos])
+            return
+        except TRANSIENT_ERRORS:
+            await asyncio.sleep(1.0)
+        except Exception as exc:
+            await _dead_letter_reliably(enricher, rec, exc)
+            return
+
+
+async def _dead_letter_reliably(
+    enricher: Enricher, rec: ConsumerRecord[bytes, bytes], error: BaseException
+) -> None:
+    """Dead-letter a record, waiting out a Kafka outage: a record is never simply dropped."""
+    while True:
+        try:
+            await enricher.dead_letter(rec, error)
+            return
+        except TRANSIENT_ERRORS as exc:
+            log.warning("cannot reach Kafka for the dead letter, retrying: %r", exc)
+            await asyncio.sleep(1.0)
+
+
+async def consume(consumer: AIOKafkaConsumer, enricher: Enricher, stop: asyncio.Event) -> None:
+    """getmany -> process -> commit, until stop is set."""
+    while not stop.is_set():
+        batches = await consumer.getmany(timeout_ms=500, max_records=2000)
+        records = [r for part in batches.values() for r in part]
+        if not records:
+            continue
+        await process_records(enricher, records)
+        enricher.stats.batches += 1
+        enricher.stats.consumed += len(records)
+        try:
+            await consumer.commit()
+        except CommitFailedError as exc:  # rebalanced meanwhile: the new owner replays, harmless
+            log.warning("offset commit failed after rebalance: %s", exc)
+
+
+async def _start_with_retry(start: object, what: str, stop: asyncio.Event) -> None:
+    assert callable(start)
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            await start()
+            return
+        except TRANSIENT_ERRORS as exc:
+            log.warning("%s not reachable yet (%r); retrying in %.1fs", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event) -> WorkerStats:
+    """Run one enrichment worker until stop is set; return its counters."""
+    await _start_with_retry(lambda: ensure_topics(settings.kafka), "kafka", stop)
+    pool: asyncpg.Pool | None = None
+    while pool is None and not stop.is_set():
+        try:
+            pool = await create_pool(settings.pg, min_size=1, max_size=4)
+        except TRANSIENT_ERRORS as exc:
+            log.warning("postgres not reachable yet (%r)", exc)
+            await asyncio.sleep(1.0)
+    if pool is None:
+        return WorkerStats()
+    redis: Redis = create_redis(settings.redis)
+    producer = create_producer(settings.kafka)
+    consumer = create_consumer(
+        settings.kafka, GPS_POSITIONS, group_id=settings.kafka.enrichment_group
+    )
+    enricher = Enricher(
+        settings=settings,
+        pool=pool,
+        devices=DeviceRegistry(pool),
+        live=LiveState(redis, RedisKeys(settings.redis.key_prefix)),
+        producer=producer,
+    )
+    try:
+        await _start_with_retry(producer.start, "kafka producer", stop)
+        await _start_with_retry(consumer.start, "kafka consumer", stop)
+        started = time.monotonic()
+        log.info("enrichment worker consuming %s", settings.kafka.topic(GPS_POSITIONS))
+        await consume(consumer, enricher, stop)
+        log.info("worker stopping after %.0fs: %s", time.monotonic() - started, enricher.stats)
+    finally:
+        with contextlib.suppress(Exception):
+            await consumer.stop()
+        with contextlib.suppress(Exception):
+            await producer.stop()
+        await redis.aclose()
+        await pool.close()
+    return enricher.stats

@@ -1,0 +1,202 @@
+"""The enrichment worker's sinks, each idempotent so a replayed batch changes nothing.
+
+* history: COPY into a staging table, then ``INSERT .. ON CONFLICT DO NOTHING`` on
+  (driver_id, fix_time) — COPY alone cannot skip duplicates;
+* snapshot: ``driver_positions`` moves only forward in fix time;
+* Redis: latest JSON + GEO member, moved by a script that compares fix times atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import asyncpg
+import orjson
+from redis.asyncio import Redis
+
+from geo.cells import cell_to_string
+from infrastructure.redis import RedisKeys
+from ingest.devices import Device
+from ingest.model import Position
+from ingest.validation import iso_ms
+
+HISTORY_COLUMNS = (
+    "tenant_id",
+    "driver_id",
+    "device_unique_id",
+    "fix_time",
+    "received_at",
+    "lon",
+    "lat",
+    "speed_kmh",
+    "course",
+    "altitude",
+    "accuracy",
+    "valid",
+    "protocol",
+    "h3_cell",
+    "attributes",
+)
+
+_STAGE_DDL = """CREATE TEMP TABLE IF NOT EXISTS positions_stage
+                (LIKE positions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"""
+
+_INSERT_HISTORY = f"""INSERT INTO positions ({", ".join(HISTORY_COLUMNS)})
+SELECT {", ".join(HISTORY_COLUMNS)} FROM positions_stage
+ON CONFLICT (driver_id, fix_time) DO NOTHING"""
+
+_UPSERT_SNAPSHOT = """
+INSERT INTO driver_positions AS dp (driver_id, tenant_id, device_unique_id, fix_time, received_at,
+    lon, lat, geom, speed_kmh, course, altitude, accuracy, valid, h3_cell, attributes, updated_at)
+SELECT DISTINCT ON (driver_id) driver_id, tenant_id, device_unique_id, fix_time, received_at,
+    lon, lat, ST_SetSRID(ST_MakePoint(lon, lat), 4326), speed_kmh, course, altitude, accuracy,
+    valid, h3_cell, attributes, now()
+FROM positions_stage
+ORDER BY driver_id, fix_time DESC
+ON CONFLICT (driver_id) DO UPDATE SET
+    tenant_id = EXCLUDED.tenant_id, device_unique_id = EXCLUDED.device_unique_id,
+    fix_time = EXCLUDED.fix_time, received_at = EXCLUDED.received_at, lon = EXCLUDED.lon,
+    lat = EXCLUDED.lat, geom = EXCLUDED.geom, speed_kmh = EXCLUDED.speed_kmh,
+    course = EXCLUDED.course, altitude = EXCLUDED.altitude, accuracy = EXCLUDED.accuracy,
+    valid = EXCLUDED.valid, h3_cell = EXCLUDED.h3_cell, attributes = EXCLUDED.attributes,
+    updated_at = now()
+WHERE dp.fix_time < EXCLUDED.fix_time"""
+
+# ARGV holds 7 values per driver: id, fix ms, lon, lat, json, geo key, latest key.
+# Only moves a driver whose new fix is newer than the one recorded in KEYS[1].
+_MOVE_LIVE_LUA = """
+local moved = 0
+for i = 1, #ARGV, 7 do
+  local id = ARGV[i]
+  local fix = tonumber(ARGV[i + 1])
+  local current = tonumber(redis.call('HGET', KEYS[1], id) or '-1')
+  if fix > current then
+    redis.call('HSET', KEYS[1], id, ARGV[i + 1])
+    local lat = tonumber(ARGV[i + 3])
+    if lat > -85.05112878 and lat < 85.05112878 then
+      redis.call('GEOADD', ARGV[i + 5], ARGV[i + 2], ARGV[i + 3], id)
+    end
+    redis.call('SET', ARGV[i + 6], ARGV[i + 4])
+    moved = moved + 1
+  end
+end
+return moved
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class EnrichedPosition:
+    """A position joined with its driver and H3 cell: what history, Redis and the feed get."""
+
+    position: Position
+    device: Device
+    h3_cell: int
+
+    def history_row(self) -> tuple[Any, ...]:
+        p = self.position
+        return (
+            p.tenant_id,
+            self.device.driver_id,
+            p.device_id,
+            p.fix_time,
+            p.received_at,
+            p.lon,
+            p.lat,
+            p.speed_kmh,
+            p.course,
+            p.altitude,
+            p.accuracy,
+            p.valid,
+            p.protocol,
+            self.h3_cell,
+            p.attributes,
+        )
+
+    def to_message(self) -> dict[str, Any]:
+        """The JSON of ``gps.positions.enriched``, Redis latest and ``position:update``."""
+        p = self.position
+        return {
+            "schema": 1,
+            "tenantId": p.tenant_id,
+            "driverId": self.device.driver_id,
+            "driverName": self.device.driver_name,
+            "deviceId": p.device_id,
+            "fixTime": iso_ms(p.fix_time_ms),
+            "fixTimeMs": p.fix_time_ms,
+            "receivedAt": iso_ms(p.received_ms),
+            "lat": p.lat,
+            "lon": p.lon,
+            "speed": p.speed_kmh,
+            "course": p.course,
+            "altitude": p.altitude,
+            "accuracy": p.accuracy,
+            "valid": p.valid,
+            "protocol": p.protocol,
+            "h3Cell": cell_to_string(self.h3_cell),
+            "attributes": p.attributes,
+        }
+
+
+class PartitionKeeper:
+    """Makes sure a daily history partition exists before rows for that day arrive."""
+
+    def __init__(self) -> None:
+        self._known: set[date] = set()
+
+    async def ensure(self, conn: asyncpg.Connection, days: set[date]) -> None:
+        missing = days - self._known
+        if not missing:
+            return
+        await conn.execute(
+            "SELECT fleetpulse_ensure_position_partitions($1, $2)", min(missing), max(missing)
+        )
+        self._known |= missing
+
+
+async def write_history_and_snapshot(
+    conn: asyncpg.Connection, batch: Sequence[EnrichedPosition], partitions: PartitionKeeper
+) -> int:
+    """Store the batch in history and move snapshots forward; return rows newly stored."""
+    await partitions.ensure(conn, {e.position.fix_time.date() for e in batch})
+    async with conn.transaction():
+        await conn.execute(_STAGE_DDL)
+        await conn.copy_records_to_table(
+            "positions_stage", records=[e.history_row() for e in batch], columns=HISTORY_COLUMNS
+        )
+        status = await conn.execute(_INSERT_HISTORY)
+        await conn.execute(_UPSERT_SNAPSHOT)
+    return int(status.split()[-1])
+
+
+class LiveState:
+    """Latest position per driver in Redis: JSON + tenant GEO set, forward-only."""
+
+    def __init__(self, redis: Redis, keys: RedisKeys) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._script = redis.register_script(_MOVE_LIVE_LUA)
+
+    async def move(self, batch: Sequence[EnrichedPosition]) -> int:
+        """Move drivers whose fix is newer than what Redis has; return how many moved."""
+        newest: dict[str, EnrichedPosition] = {}
+        for e in batch:
+            cur = newest.get(e.device.driver_id)
+            if cur is None or e.position.fix_time_ms > cur.position.fix_time_ms:
+                newest[e.device.driver_id] = e
+        args: list[str | bytes | int | float] = []
+        for driver_id, e in newest.items():
+            args += [
+                driver_id,
+                e.position.fix_time_ms,
+                e.position.lon,
+                e.position.lat,
+                orjson.dumps(e.to_message()),
+                self._keys.geo(e.position.tenant_id),
+                self._keys.latest(driver_id),
+            ]
+        if not args:
+            return 0
+        return int(await self._script(keys=[self._keys.fix_times], args=args))
