@@ -1,0 +1,148 @@
+"""One map from exception class to HTTP status, and the handler installer.
+
+Only real 5xx are logged with a traceback; a database or broker error's text never reaches a
+client. Every error body is ``{"error": code, "message": text}`` (plus ``details`` sometimes).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import asyncpg
+from aiokafka.errors import KafkaError
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ingest.errors import BrokerUnavailable, IngestError, InvalidPosition, UnknownDevice
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error the edge raises on purpose, with its status and code."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class BadRequest(ApiError):
+    status, code = 400, "bad_request"
+
+
+class InvalidJSON(ApiError):
+    status, code = 400, "invalid_json"
+
+
+class Unauthorized(ApiError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(ApiError):
+    status, code = 403, "forbidden"
+
+
+class NotFound(ApiError):
+    status, code = 404, "not_found"
+
+
+class PayloadTooLarge(ApiError):
+    status, code = 413, "payload_too_large"
+
+
+class ServiceUnavailable(ApiError):
+    status, code = 503, "service_unavailable"
+
+
+# Exceptions from the packages below the edge, mapped without those packages knowing HTTP.
+INGEST_STATUS: dict[type[IngestError], int] = {
+    InvalidPosition: 422,
+    UnknownDevice: 400,
+    BrokerUnavailable: 503,
+}
+
+OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+    asyncpg.TooManyConnectionsError,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+    RedisConnectionError,
+    RedisTimeoutError,
+    KafkaError,
+)
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": code, "message": message}
+    if details:
+        body["details"] = details
+    return body
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that turn every failure into the JSON error shape."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> ORJSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return ORJSONResponse(
+            error_body(exc.code, exc.message, exc.details), exc.status, headers=headers
+        )
+
+    @app.exception_handler(IngestError)
+    async def _ingest_error(request: Request, exc: IngestError) -> ORJSONResponse:
+        status = next((s for t, s in INGEST_STATUS.items() if isinstance(exc, t)), 400)
+        details: Any = None
+        if isinstance(exc, InvalidPosition):
+            details = exc.details
+        elif isinstance(exc, UnknownDevice):
+            details = {"deviceIds": exc.device_ids}
+        if status >= 500:
+            log.warning("%s %s answered %s: %s", request.method, request.url.path, status, exc)
+            return ORJSONResponse(
+                error_body(exc.code, "the position store is unavailable, retry later"),
+                status,
+                headers={"Retry-After": "5"},
+            )
+        return ORJSONResponse(error_body(exc.code, str(exc), details), status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> ORJSONResponse:
+        details = [
+            {"loc": ".".join(str(p) for p in e.get("loc", ())), "msg": e.get("msg", "")}
+            for e in exc.errors()
+        ]
+        return ORJSONResponse(error_body("validation_error", "invalid request", details), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
+        return ORJSONResponse(
+            error_body(codes.get(exc.status_code, "http_error"), str(exc.detail)),
+            exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> ORJSONResponse:
+        if isinstance(exc, OUTAGE_ERRORS):
+            log.warning("%s %s: dependency unavailable: %r", request.method, request.url.path, exc)
+            return ORJSONResponse(
+                error_body("service_unavailable", "a dependency is unavailable, retry later"),
+                503,
+                headers={"Retry-After": "5"},
+            )
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return ORJSONResponse(error_body("internal_error", "internal server error"), 500)

@@ -1,0 +1,79 @@
+"""The FastAPI application: wiring only (lifespan, middleware, routers, error handlers)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import ORJSONResponse
+
+from api.errors import install_error_handlers
+from api.limits import BodySizeLimit
+from api.routers import auth, drivers, health, traccar
+from api.state import AppState
+from infrastructure.postgres import create_pool
+from infrastructure.redis import RedisKeys, create_redis
+from infrastructure.settings import EXAMPLE_JWT_SECRET, Settings
+from ingest.devices import DeviceRegistry
+from ingest.producer import Publisher
+from ingest.receive import Receiver
+
+log = logging.getLogger(__name__)
+
+
+class InsecureConfiguration(RuntimeError):
+    pass
+
+
+def check_production_settings(settings: Settings) -> None:
+    """Refuse to run in production with the example secret."""
+    if settings.environment != "production":
+        return
+    secret = settings.auth.jwt_secret.get_secret_value()
+    if secret == EXAMPLE_JWT_SECRET or len(secret) < 32:
+        raise InsecureConfiguration(
+            "FLEETPULSE_AUTH__JWT_SECRET must be set to a random value of 32+ characters"
+        )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    check_production_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await create_pool(settings.pg)
+        redis = create_redis(settings.redis)
+        publisher = Publisher(settings.kafka)
+        await publisher.start()
+        keys = RedisKeys(settings.redis.key_prefix)
+        devices = DeviceRegistry(pool)
+        app.state.fleetpulse = AppState(
+            settings=settings,
+            pool=pool,
+            redis=redis,
+            keys=keys,
+            publisher=publisher,
+            devices=devices,
+            receiver=Receiver(settings.ingest, devices, publisher, redis, keys),
+        )
+        try:
+            yield
+        finally:
+            await publisher.stop()
+            await redis.aclose()
+            await pool.close()
+
+    app = FastAPI(
+        title="FleetPulse",
+        version="0.1.0",
+        default_response_class=ORJSONResponse,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.ingest.max_body_bytes)
+    for router in (health.router, auth.router, traccar.router, drivers.router):
+        app.include_router(router)
+    return app

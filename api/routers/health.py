@@ -1,0 +1,96 @@
+"""Health (what is up, versions, worker lag) and readiness (can we accept positions now)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import ORJSONResponse
+
+from api.dependencies import StateDep
+from api.state import AppState
+from infrastructure.kafka import GPS_POSITIONS, consumer_group_lag
+from infrastructure.migrate import history_backend
+
+router = APIRouter(prefix="/api/health", tags=["health"])
+PROBE_TIMEOUT_S = 3.0
+
+
+async def _postgres(state: AppState) -> dict[str, Any]:
+    async with asyncio.timeout(PROBE_TIMEOUT_S):
+        async with state.pool.acquire() as conn:
+            version = await conn.fetchval("SHOW server_version")
+            postgis = await conn.fetchval("SELECT postgis_lib_version()")
+            timescale = await conn.fetchval(
+                "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
+            )
+            backend = await history_backend(conn)
+    return {
+        "status": "up",
+        "version": version,
+        "postgis": postgis,
+        "timescaledb": timescale,
+        "historyBackend": "hypertable" if backend == "timescale" else "partitioned",
+    }
+
+
+async def _redis(state: AppState) -> dict[str, Any]:
+    async with asyncio.timeout(PROBE_TIMEOUT_S):
+        await state.redis.ping()
+    return {"status": "up"}
+
+
+async def _kafka(state: AppState) -> dict[str, Any]:
+    kafka = state.settings.kafka
+    async with asyncio.timeout(PROBE_TIMEOUT_S):
+        lag = await consumer_group_lag(kafka, GPS_POSITIONS, kafka.enrichment_group)
+    return {
+        "status": "up" if state.publisher.ready else "down",
+        "producer": "connected" if state.publisher.ready else "disconnected",
+        "workerLag": {"total": sum(lag.values()), "partitions": lag},
+    }
+
+
+async def _probe(name: str, probe: Any) -> dict[str, Any]:
+    try:
+        result: dict[str, Any] = await probe
+        return result
+    except Exception as exc:  # a probe's failure is the answer, not an error
+        return {"status": "down", "error": type(exc).__name__}
+
+
+async def check_all(state: AppState) -> dict[str, dict[str, Any]]:
+    pg, rd, kf = await asyncio.gather(
+        _probe("postgres", _postgres(state)),
+        _probe("redis", _redis(state)),
+        _probe("kafka", _kafka(state)),
+    )
+    return {"postgres": pg, "redis": rd, "kafka": kf}
+
+
+@router.get("")
+async def health(state: StateDep) -> ORJSONResponse:
+    """Overall status; 200 even when degraded so monitoring can read the details."""
+    services = await check_all(state)
+    up = all(s["status"] == "up" for s in services.values())
+    return ORJSONResponse(
+        {
+            "status": "ok" if up else "degraded",
+            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "services": {name: s["status"] for name, s in services.items()},
+            "details": services,
+        }
+    )
+
+
+@router.get("/ready")
+async def ready(state: StateDep) -> ORJSONResponse:
+    """200 when positions can be accepted and read, 503 otherwise (for load balancers)."""
+    services = await check_all(state)
+    up = all(s["status"] == "up" for s in services.values())
+    return ORJSONResponse(
+        {"ready": up, "services": {name: s["status"] for name, s in services.items()}},
+        200 if up else 503,
+    )

@@ -1,0 +1,119 @@
+"""The Traccar webhook: positions and events forwarded by a Traccar server.
+
+Answers 2xx only after Kafka acknowledged (acks=all); otherwise Traccar retries.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Header, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from api.dependencies import StateDep
+from api.errors import InvalidJSON, Unauthorized
+from api.state import AppState
+from infrastructure.kafka import GPS_EVENTS
+from infrastructure.seed import api_key_digest
+from ingest.errors import InvalidPosition, UnknownDevice
+from ingest.traccar import TraccarDevice, parse_positions_body
+from ingest.validation import parse_iso_time
+
+router = APIRouter(prefix="/api/traccar", tags=["traccar"])
+
+ApiKey = Annotated[str | None, Header(alias="X-API-Key")]
+
+
+async def authenticate_api_key(state: AppState, key: str | None) -> str | None:
+    """Return the tenant a per-tenant key belongs to, None for the shared key; else raise."""
+    if not key:
+        raise Unauthorized("missing X-API-Key")
+    shared = state.settings.auth.traccar_api_key
+    if shared is not None and hmac.compare_digest(key.encode(), shared.get_secret_value().encode()):
+        return None
+    async with state.pool.acquire() as conn:
+        tenant = await conn.fetchval(
+            "SELECT id FROM tenants WHERE traccar_api_key_sha256 = $1", api_key_digest(key)
+        )
+    if tenant is None:
+        raise Unauthorized("invalid X-API-Key")
+    return str(tenant)
+
+
+async def read_json(request: Request) -> Any:
+    body = await request.body()
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidJSON(f"body is not valid JSON: {exc}") from exc
+
+
+@router.post("/positions")
+async def receive_positions(request: Request, state: StateDep, x_api_key: ApiKey = None) -> Any:
+    """Accept Traccar's JSON forwarding body, or the seed's array of positions."""
+    tenant = await authenticate_api_key(state, x_api_key)
+    fixes = parse_positions_body(await read_json(request))
+    if len(fixes) > state.settings.ingest.max_batch_positions:
+        raise InvalidPosition(
+            f"too many positions in one request (max {state.settings.ingest.max_batch_positions})"
+        )
+    positions = await state.receiver.accept(fixes, tenant_id=tenant)
+    return {"status": "accepted", "count": len(positions)}
+
+
+class TraccarEvent(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: str = Field(min_length=1, max_length=64)
+    eventTime: str | None = None
+    id: int | None = None
+    deviceId: int | None = None
+    positionId: int | None = None
+    geofenceId: int | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class TraccarEventBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    event: TraccarEvent
+    device: TraccarDevice
+    position: dict[str, Any] | None = None
+    geofence: dict[str, Any] | None = None
+
+
+@router.post("/events")
+async def receive_event(request: Request, state: StateDep, x_api_key: ApiKey = None) -> Any:
+    """Accept Traccar's event forwarding body and publish it to ``gps.events``."""
+    tenant = await authenticate_api_key(state, x_api_key)
+    try:
+        body = TraccarEventBody.model_validate(await read_json(request))
+    except ValidationError as exc:
+        details = [
+            {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]}
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        raise InvalidPosition("not a Traccar event", details=details) from exc
+    uid = body.device.uniqueId
+    known = await state.devices.resolve_many({uid})
+    if uid not in known or (tenant is not None and known[uid].tenant_id != tenant):
+        raise UnknownDevice([uid])
+    now_ms = int(time.time() * 1000)
+    message = {
+        "schema": 1,
+        "tenant_id": known[uid].tenant_id,
+        "device_id": uid,
+        "driver_id": known[uid].driver_id,
+        "source": "traccar",
+        "type": body.event.type,
+        "event_time_ms": parse_iso_time(body.event.eventTime) if body.event.eventTime else now_ms,
+        "received_ms": now_ms,
+        "attributes": body.event.attributes,
+        "geofence": body.geofence,
+        "position": body.position,
+    }
+    await state.publisher.publish(GPS_EVENTS, [(uid.encode(), orjson.dumps(message))])
+    return {"status": "accepted"}
