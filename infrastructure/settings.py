@@ -84,6 +84,9 @@ class IngestSettings(BaseModel):
 class StackSettings(BaseModel):
     root: Path = PROJECT_ROOT / ".stack"
     kafka_version: str = "3.9.1"
+    # KRaft controller listener of the single local node (the broker port is in KafkaSettings).
+    kafka_controller_port: int = 9093
+    kafka_heap_max: str = "1g"
 
 
 class Settings(BaseSettings):

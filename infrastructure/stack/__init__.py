@@ -1,0 +1,147 @@
+"""The local stack, no Docker: PostgreSQL + PostGIS, Redis, MariaDB and Kafka (KRaft).
+
+Installed from Debian packages and Maven Central, run detached in the background as the
+machine's own processes, with data, configuration, pid files and logs under
+``settings.stack.root/<service>/`` (``.stack/`` by default)::
+
+    from infrastructure import stack
+    stack.up(settings)                  # install if needed, start, wait until ready
+    stack.status(settings)              # -> [ServiceStatus(name, port, up, pid, log), ...]
+    stack.stop(settings, "kafka")       # simulate an outage ...
+    stack.start(settings, "kafka")      # ... and recover (waits until ready)
+    stack.down(settings)                # stop everything, keep the data
+
+Everything is idempotent: ``up`` on a running stack only checks it (about a second).
+Also usable as ``python -m infrastructure.stack up|down|status [service...]``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from infrastructure.settings import Settings
+from infrastructure.stack import _apt
+from infrastructure.stack._proc import StackError, locked
+from infrastructure.stack._service import Service, ServiceStatus
+from infrastructure.stack.kafka import Kafka
+from infrastructure.stack.mariadb import MariaDB
+from infrastructure.stack.postgres import Postgres
+from infrastructure.stack.redis import Redis
+
+__all__ = [
+    "SERVICES",
+    "ServiceStatus",
+    "StackError",
+    "down",
+    "install",
+    "start",
+    "status",
+    "stop",
+    "up",
+]
+
+log = logging.getLogger(__name__)
+
+SERVICES: tuple[str, ...] = ("postgres", "redis", "mariadb", "kafka")
+_CLASSES: dict[str, type[Service]] = {
+    "postgres": Postgres,
+    "redis": Redis,
+    "mariadb": MariaDB,
+    "kafka": Kafka,
+}
+
+
+def install(settings: Settings, services: Sequence[str] | None = None) -> None:
+    """Install what the services need (Debian packages, Kafka's jars); quick when present."""
+    with locked(settings.stack.root):
+        _install(settings, _select(settings, services))
+
+
+def up(settings: Settings, services: Sequence[str] | None = None) -> None:
+    """Start every (or the named) service in the background and wait until all are ready.
+
+    Installs what is missing first. Services already running are reused (and their app
+    account and database checked), so a second call returns in about a second.
+    """
+    with locked(settings.stack.root):
+        selected = _select(settings, services)
+        pending = [s for s in selected if not s.probe()]
+        if pending:
+            _install(settings, pending)
+        _each(selected, Service.start)
+
+
+def down(settings: Settings, services: Sequence[str] | None = None) -> None:
+    """Stop every (or the named) service cleanly; their data stays under the stack root."""
+    with locked(settings.stack.root):
+        _each(list(reversed(_select(settings, services))), Service.stop)
+
+
+def start(settings: Settings, name: str) -> None:
+    """Start one service (installing it if needed) and wait until it is ready."""
+    up(settings, [name])
+
+
+def stop(settings: Settings, name: str) -> None:
+    """Stop one service and wait until its process exited (tests simulate outages with it)."""
+    down(settings, [name])
+
+
+def status(settings: Settings) -> list[ServiceStatus]:
+    """Probe every service and return its status, in start order."""
+    return [service.status() for service in _select(settings, None)]
+
+
+def _select(settings: Settings, names: Sequence[str] | None) -> list[Service]:
+    if isinstance(names, str):
+        names = [names]
+    wanted = list(SERVICES) if names is None else list(names)
+    unknown = [n for n in wanted if n not in _CLASSES]
+    if unknown:
+        raise ValueError(f"unknown service(s) {unknown}; known: {', '.join(SERVICES)}")
+    return [_CLASSES[n](settings) for n in SERVICES if n in wanted]
+
+
+def _install(settings: Settings, services: list[Service]) -> None:
+    requirements = [r for s in services for r in s.apt_requirements()]
+    if _apt.missing(requirements):
+        logfile = settings.stack.root / "install.log"
+        log.info("installing Debian packages (log: %s)", logfile)
+        _apt.apt_update(logfile)
+        needed = _apt.missing(r for s in services for r in s.apt_requirements(for_install=True))
+        packages = [_apt.resolve(r) for r in needed]
+        log.info("apt-get install %s", " ".join(packages))
+        _apt.apt_install(packages, logfile)
+        still = _apt.missing(r for s in services for r in s.apt_requirements())
+        if still:
+            names = ", ".join("|".join(r.alternatives) for r in still)
+            raise StackError("install", f"still missing after apt-get: {names}", logfile)
+    for service in services:
+        service.install_extra()
+
+
+def _each(services: list[Service], action: Callable[[Service], None]) -> None:
+    """Run ``action`` on the services in parallel (they are independent); raise all failures."""
+    if not services:
+        return
+    errors: list[StackError] = []
+    with ThreadPoolExecutor(max_workers=len(services)) as pool:
+        futures = [(s, pool.submit(action, s)) for s in services]
+        for service, future in futures:
+            exc = future.exception()
+            if exc is None:
+                continue
+            if not isinstance(exc, StackError):
+                wrapped = StackError(service.name, f"{type(exc).__name__}: {exc}", service.log)
+                wrapped.__cause__ = exc
+                exc = wrapped
+            errors.append(exc)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        names = ", ".join(e.service for e in errors)
+        combined = StackError(names, "failed:\n\n" + "\n\n".join(str(e) for e in errors))
+        combined.__cause__ = errors[0]
+        raise combined
