@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-import asyncpg
 from fastapi import Depends, Header, Request
 
 from api.errors import Unauthorized
 from api.security import InvalidToken, Principal, verify_access_token
 from api.state import AppState
+from infrastructure.postgres import Conn
 
 
 def get_state(request: Request) -> AppState:
@@ -21,12 +21,12 @@ def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-async def get_conn(state: StateDep) -> AsyncIterator[asyncpg.Connection]:
+async def get_conn(state: StateDep) -> AsyncIterator[Conn]:
     async with state.pool.acquire() as conn:
         yield conn
 
 
-ConnDep = Annotated[asyncpg.Connection, Depends(get_conn)]
+ConnDep = Annotated[Conn, Depends(get_conn)]
 
 
 def get_principal(

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import asyncpg
 
+from infrastructure.postgres import Conn
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _NAME = re.compile(
     r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+?)(?:\.(?P<variant>timescale|plain))?\.sql$"
@@ -44,7 +46,7 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return found
 
 
-async def timescale_available(conn: asyncpg.Connection) -> bool:
+async def timescale_available(conn: Conn) -> bool:
     """Return True when the timescaledb extension is (or can be) installed here."""
     if await conn.fetchval("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'"):
         return True
@@ -59,7 +61,7 @@ async def timescale_available(conn: asyncpg.Connection) -> bool:
     return True
 
 
-async def migrate(conn: asyncpg.Connection) -> list[str]:
+async def migrate(conn: Conn) -> list[str]:
     """Apply pending migrations, each in its own transaction; return the versions applied."""
     await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
     try:
@@ -91,7 +93,7 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
 
 
-async def history_backend(conn: asyncpg.Connection) -> str:
+async def history_backend(conn: Conn) -> str:
     """Return 'timescale' or 'plain': which variant built the positions table."""
     variant = await conn.fetchval("SELECT variant FROM schema_migrations WHERE version = '0002'")
     return str(variant or "plain")

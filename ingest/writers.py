@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-import asyncpg
 import orjson
 from redis.asyncio import Redis
 
 from geo.cells import cell_to_string
+from infrastructure.postgres import Conn
 from infrastructure.redis import RedisKeys
 from ingest.devices import Device
 from ingest.model import Position
@@ -146,7 +146,7 @@ class PartitionKeeper:
     def __init__(self) -> None:
         self._known: set[date] = set()
 
-    async def ensure(self, conn: asyncpg.Connection, days: set[date]) -> None:
+    async def ensure(self, conn: Conn, days: set[date]) -> None:
         missing = days - self._known
         if not missing:
             return
@@ -157,7 +157,7 @@ class PartitionKeeper:
 
 
 async def write_history_and_snapshot(
-    conn: asyncpg.Connection, batch: Sequence[EnrichedPosition], partitions: PartitionKeeper
+    conn: Conn, batch: Sequence[EnrichedPosition], partitions: PartitionKeeper
 ) -> int:
     """Store the batch in history and move snapshots forward; return rows newly stored."""
     await partitions.ensure(conn, {e.position.fix_time.date() for e in batch})

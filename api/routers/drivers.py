@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import orjson
 from fastapi import APIRouter, Query
@@ -28,7 +28,7 @@ async def drivers_near(
     limit: Annotated[int, Query(ge=1, le=1_000)] = 50,
 ) -> dict[str, Any]:
     """Drivers of the caller's tenant whose latest position is within radius_m, nearest first."""
-    hits = await state.redis.geosearch(
+    raw_hits = await state.redis.geosearch(
         state.keys.geo(tenant),
         longitude=lon,
         latitude=lat,
@@ -38,6 +38,7 @@ async def drivers_near(
         count=limit,
         withdist=True,
     )
+    hits = cast(list[tuple[bytes, float]], raw_hits)
     ids = [h[0].decode() for h in hits]
     latest = await state.redis.mget([state.keys.latest(i) for i in ids]) if ids else []
     drivers = []

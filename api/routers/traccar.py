@@ -92,7 +92,7 @@ async def receive_event(request: Request, state: StateDep, x_api_key: ApiKey = N
     try:
         body = TraccarEventBody.model_validate(await read_json(request))
     except ValidationError as exc:
-        details = [
+        details: list[dict[str, object]] = [
             {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]}
             for e in exc.errors(include_url=False, include_input=False)
         ]

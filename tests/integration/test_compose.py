@@ -1,0 +1,277 @@
+"""docker-compose.yml stays valid and consistent with the code it deploys.
+
+Only the docker CLI with its compose plugin is needed (`docker compose config` renders the
+file without talking to an engine); nothing is built or started. A machine without docker
+fails here on purpose: the file would otherwise rot unnoticed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, SecretStr
+
+from infrastructure.settings import EXAMPLE_JWT_SECRET, Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+TEST_JWT_SECRET = "compose-test-secret-0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+
+EXPECTED_SERVICES = {
+    "timescaledb",
+    "redis",
+    "kafka",
+    "kafka-init",
+    "connect",
+    "connect-register",
+    "mysql",
+    "migrate",
+    "api",
+    "worker",
+    "cdc",
+    "traccar",
+}
+# DESIGN.md, "Kafka topics": name -> partitions.
+EXPECTED_TOPICS = {
+    "gps.positions": 6,
+    "gps.positions.enriched": 6,
+    "gps.events": 3,
+    "visits.events": 3,
+    "gps.positions.dlq": 3,
+    "cdc.accounts": 3,
+    "cdc.customers": 3,
+    "cdc.products": 3,
+    "cdc.orders": 3,
+    "cdc.users": 3,
+}
+CDC_TABLES = ("accounts", "customers", "products", "orders", "users")
+
+
+def docker_compose_cli() -> list[str]:
+    """Return the command that runs docker compose v2, or fail the test saying what is missing."""
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.fail(
+            "the `docker` CLI is not installed: tests/integration/test_compose.py validates "
+            "docker-compose.yml with `docker compose config` (no engine needed). Install the "
+            "docker client and its compose v2 plugin.",
+            pytrace=False,
+        )
+    probe = subprocess.run(
+        [docker, "compose", "version"], capture_output=True, text=True, timeout=60, check=False
+    )
+    if probe.returncode != 0:
+        pytest.fail(
+            "`docker compose` does not work: the compose v2 plugin is missing "
+            "(~/.docker/cli-plugins/docker-compose or /usr/libexec/docker/cli-plugins/). "
+            f"docker said: {(probe.stderr or probe.stdout).strip()}",
+            pytrace=False,
+        )
+    return [docker, "compose"]
+
+
+def docker_compose(
+    *args: str, jwt_secret: str | None = TEST_JWT_SECRET
+) -> subprocess.CompletedProcess[str]:
+    """Run `docker compose -f docker-compose.yml ARGS` in a clean, reproducible environment."""
+    # Only what the CLI needs: no developer .env file, no stray POSTGRES_PASSWORD etc.
+    env = {k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "DOCKER_CONFIG"}}
+    if jwt_secret is not None:
+        env["JWT_SECRET"] = jwt_secret
+    command = [*docker_compose_cli(), "--env-file", os.devnull, "-f", str(COMPOSE_FILE), *args]
+    return subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def config() -> dict[str, Any]:
+    """The fully interpolated compose model, as `docker compose config --format json` has it."""
+    result = docker_compose("config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    parsed: dict[str, Any] = json.loads(result.stdout)
+    return parsed
+
+
+def test_compose_file_is_valid() -> None:
+    result = docker_compose("config", "--quiet")
+    assert result.returncode == 0, f"docker compose config failed:\n{result.stderr}"
+
+
+def test_compose_refuses_to_run_without_a_jwt_secret() -> None:
+    result = docker_compose("config", "--quiet", jwt_secret=None)
+    assert result.returncode != 0
+    assert "JWT_SECRET" in result.stderr
+
+
+def test_expected_services(config: dict[str, Any]) -> None:
+    assert EXPECTED_SERVICES <= set(config["services"])
+
+
+def test_api_publishes_http_and_osmand_ports(config: dict[str, Any]) -> None:
+    published = {
+        (int(p["target"]), str(p.get("published"))) for p in config["services"]["api"]["ports"]
+    }
+    assert (8000, "8000") in published
+    assert (5055, "5055") in published
+
+
+def test_fleetpulse_processes_share_one_image_and_run_their_command(
+    config: dict[str, Any],
+) -> None:
+    services = config["services"]
+    commands = {name: services[name]["command"] for name in ("migrate", "api", "worker", "cdc")}
+    assert commands == {
+        "migrate": ["fleetpulse", "migrate"],
+        "api": ["fleetpulse", "api"],
+        "worker": ["fleetpulse", "worker"],
+        "cdc": ["fleetpulse", "cdc"],
+    }
+    assert len({services[name]["image"] for name in commands}) == 1
+    assert services["api"]["build"]["dockerfile"] == "Dockerfile"
+    assert services["worker"]["deploy"]["replicas"] == 2
+    for name in ("api", "worker", "cdc"):
+        depends = services[name]["depends_on"]
+        assert depends["migrate"]["condition"] == "service_completed_successfully"
+        assert depends["kafka-init"]["condition"] == "service_completed_successfully"
+
+
+def test_data_services_have_healthchecks(config: dict[str, Any]) -> None:
+    for name in ("timescaledb", "redis", "kafka", "mysql", "connect", "api"):
+        assert config["services"][name].get("healthcheck", {}).get("test"), name
+
+
+def test_upstream_images(config: dict[str, Any]) -> None:
+    images = {name: svc.get("image", "") for name, svc in config["services"].items()}
+    assert images["timescaledb"].startswith("timescale/timescaledb-ha:pg17")
+    assert re.fullmatch(r"apache/kafka:3\.9\.\d+", images["kafka"])
+    assert images["kafka-init"] == images["kafka"]
+    assert re.fullmatch(r"(quay\.io/)?debezium/connect:3\.[\d.]+(\.Final)?", images["connect"])
+    assert images["mysql"].startswith("mysql:8")
+    assert images["redis"] == "redis:7-alpine"
+    assert images["traccar"] == "traccar/traccar:6.5"
+
+
+def test_kafka_init_creates_every_topic_with_its_partitions(config: dict[str, Any]) -> None:
+    script = " ".join(config["services"]["kafka-init"]["command"])
+    created = {
+        topic: int(partitions)
+        for topic, partitions in re.findall(
+            r"--create --if-not-exists .*?--topic (\S+) --partitions (\d+)", script
+        )
+    }
+    assert created == EXPECTED_TOPICS
+    assert created["gps.positions"] == 6
+
+
+def test_kafka_is_reachable_as_kafka_9092(config: dict[str, Any]) -> None:
+    env = config["services"]["kafka"]["environment"]
+    assert "PLAINTEXT://kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+
+
+def _fleetpulse_env(config: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """service -> its FLEETPULSE_* variables."""
+    return {
+        name: {
+            k: str(v)
+            for k, v in (svc.get("environment") or {}).items()
+            if k.startswith("FLEETPULSE_")
+        }
+        for name, svc in config["services"].items()
+    }
+
+
+def test_every_fleetpulse_variable_names_a_settings_field(config: dict[str, Any]) -> None:
+    settings = Settings(_env_file=None)
+    seen = 0
+    for service, variables in _fleetpulse_env(config).items():
+        for variable in variables:
+            node: Any = settings
+            for part in variable.removeprefix("FLEETPULSE_").lower().split("__"):
+                assert isinstance(node, BaseModel) and part in type(node).model_fields, (
+                    f"{service}: {variable} is not a field of infrastructure.settings.Settings"
+                )
+                node = getattr(node, part)
+            assert not isinstance(node, BaseModel), f"{service}: {variable} names a section"
+            seen += 1
+    assert seen > 0
+
+
+def test_settings_read_from_the_compose_environment(
+    config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in list(os.environ):
+        if key.startswith("FLEETPULSE_"):
+            monkeypatch.delenv(key)
+    variables = _fleetpulse_env(config)["api"]
+    for key, value in variables.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings(_env_file=None)
+
+    for variable, raw in variables.items():
+        node: Any = settings
+        for part in variable.removeprefix("FLEETPULSE_").lower().split("__"):
+            node = getattr(node, part)
+        value = node.get_secret_value() if isinstance(node, SecretStr) else node
+        assert str(value) == raw, variable
+    assert settings.environment == "production"
+    assert settings.pg.host == "timescaledb" and settings.pg.port == 5432
+    assert settings.redis.host == "redis"
+    assert settings.kafka.bootstrap_servers == "kafka:9092"
+    assert settings.mariadb.host == "mysql" and settings.mariadb.database == "core_business"
+    assert settings.auth.jwt_secret.get_secret_value() != EXAMPLE_JWT_SECRET
+    assert settings.auth.traccar_api_key is not None
+    # All FleetPulse processes get the same configuration.
+    for name in ("migrate", "worker", "cdc"):
+        assert _fleetpulse_env(config)[name] == variables
+
+
+def test_bind_mounts_exist(config: dict[str, Any]) -> None:
+    for name, service in config["services"].items():
+        for volume in service.get("volumes", []):
+            if volume["type"] == "bind":
+                assert Path(volume["source"]).exists(), f"{name}: {volume['source']} is missing"
+
+
+def test_debezium_connector_routes_tables_to_the_cdc_topics() -> None:
+    spec = json.loads((ROOT / "deploy/debezium/mysql-connector.json").read_text())
+    config = spec["config"]
+    assert config["connector.class"] == "io.debezium.connector.mysql.MySqlConnector"
+    assert config["database.include.list"] == "core_business"
+    tables = config["table.include.list"].split(",")
+    assert tables == [f"core_business.{t}" for t in CDC_TABLES]
+    route = re.compile(config["transforms.route.regex"])
+    replacement = config["transforms.route.replacement"].replace("$1", r"\1")
+    topics = set()
+    for table in tables:
+        source_topic = f"{config['topic.prefix']}.{table}"
+        assert route.fullmatch(source_topic), source_topic  # RegexRouter uses matches()
+        topics.add(route.sub(replacement, source_topic))
+    assert topics == {f"cdc.{t}" for t in CDC_TABLES}
+    assert topics <= set(EXPECTED_TOPICS)
+
+
+def test_traccar_forwards_positions_and_events_to_the_api(config: dict[str, Any]) -> None:
+    root = ET.parse(ROOT / "deploy/traccar/traccar.xml").getroot()
+    entries = {entry.get("key"): (entry.text or "") for entry in root.iter("entry")}
+    assert entries["forward.type"] == "json"
+    assert entries["forward.url"] == "http://api:8000/api/traccar/positions"
+    assert entries["event.forward.url"] == "http://api:8000/api/traccar/events"
+    assert entries["forward.header"].startswith("X-API-Key:")
+    assert entries["forward.retry.enable"] == "true"
+    # Compose overrides the header through Traccar's environment-variable support, with the
+    # same key the api accepts.
+    traccar_env = config["services"]["traccar"]["environment"]
+    api_key = config["services"]["api"]["environment"]["FLEETPULSE_AUTH__TRACCAR_API_KEY"]
+    assert traccar_env["CONFIG_USE_ENVIRONMENT_VARIABLES"] == "true"
+    assert traccar_env["FORWARD_HEADER"] == f"X-API-Key: {api_key}"
+    assert traccar_env["EVENT_FORWARD_HEADER"] == f"X-API-Key: {api_key}"

@@ -1,0 +1,57 @@
+"""The Kafka message model and H3 helpers."""
+
+from __future__ import annotations
+
+import h3
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from geo.cells import cell_to_parent, cell_to_string, point_to_cell
+from ingest.errors import UndecodableMessage
+from ingest.model import Fix, Position
+from ingest.validation import check_fix_time
+
+
+def test_position_round_trips_through_bytes() -> None:
+    fix = Fix("DEV001", 1_770_465_600_123, 60.17, 24.94, 36.0, 90.0, attributes={"batt": 80})
+    pos = fix.to_position("tenant-1", 1_770_465_601_000)
+    assert Position.from_bytes(pos.to_bytes()) == pos
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        None,
+        b"not json",
+        b"[]",
+        b'{"schema": 99}',
+        b'{"schema": 1, "lat": 1}',
+        b'{"schema":1,"tenant_id":"t","device_id":"d","fix_time_ms":1,"received_ms":1,'
+        b'"lat":91,"lon":0}',
+    ],
+)
+def test_undecodable_records_raise_their_own_error(raw: bytes | None) -> None:
+    with pytest.raises(UndecodableMessage):
+        Position.from_bytes(raw)
+
+
+@given(
+    lat=st.floats(min_value=-89.9, max_value=89.9),
+    lon=st.floats(min_value=-179.9, max_value=179.9),
+)
+def test_cells_agree_with_h3_and_parents_contain_children(lat: float, lon: float) -> None:
+    cell = point_to_cell(lon, lat, 10)
+    assert cell_to_string(cell) == h3.latlng_to_cell(lat, lon, 10)
+    assert cell_to_string(cell_to_parent(cell, 7)) == h3.cell_to_parent(
+        h3.latlng_to_cell(lat, lon, 10), 7
+    )
+
+
+def test_fix_time_window() -> None:
+    now = 1_770_465_600_000
+    check_fix_time(now - 3600_000, now, max_future_s=60, max_age_s=86400)
+    with pytest.raises(ValueError, match="future"):
+        check_fix_time(now + 120_000, now, max_future_s=60, max_age_s=86400)
+    with pytest.raises(ValueError, match="retention"):
+        check_fix_time(now - 2 * 86400_000, now, max_future_s=60, max_age_s=86400)
