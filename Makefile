@@ -1,0 +1,58 @@
+# FleetPulse: `make run` (the demo) and `make test` (everything CI runs) do their own set-up.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PYTHON ?= python3
+
+.PHONY: venv stack stack-down status migrate run test test-unit test-fast check format clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## Install (first time) and start PostgreSQL+PostGIS, Redis, MariaDB and Kafka under .stack/
+stack: venv
+	$(BIN)/fleetpulse stack up
+
+stack-down: venv
+	$(BIN)/fleetpulse stack down
+
+status: venv
+	$(BIN)/fleetpulse stack status
+
+migrate: stack
+	$(BIN)/fleetpulse migrate --seed
+
+## The demo: stack, schema, demo data, api + workers at http://localhost:8000
+run: migrate
+	$(BIN)/fleetpulse run
+
+## Linters: ruff format check, ruff, mypy (strict)
+check: venv
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## Unit tests only (no services needed)
+test-unit: venv
+	$(BIN)/pytest -m "not integration"
+
+## Everything but the slow end-to-end parts (restarts, killed processes)
+test-fast: stack
+	$(BIN)/pytest -m "not slow"
+
+## Everything: linters, unit, integration and slow end-to-end tests against the real stack
+test: check stack
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
