@@ -21,11 +21,8 @@ def format_status(rows: list[stack.ServiceStatus]) -> str:
     table += [
         (r.name, str(r.port), "up" if r.up else "down", str(r.pid or "-"), str(r.log)) for r in rows
     ]
-    widths = [max(len(row[i]) for row in table) for i in range(4)]
-    lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + row[4]
-        for row in table
-    ]
+    widths = [max(len(row[i]) for row in table) for i in range(5)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in table]
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
 

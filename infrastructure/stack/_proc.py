@@ -208,6 +208,25 @@ def tcp_open(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
+def tcp_listening(port: int) -> bool:
+    """Return whether some socket on this machine listens on TCP ``port`` (no connection made)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            # fields[1] is "ADDRESS:PORT" in hex, fields[3] the state; 0A is LISTEN.
+            if (
+                len(fields) > 3
+                and fields[3] == "0A"
+                and int(fields[1].rsplit(":", 1)[1], 16) == port
+            ):
+                return True
+    return False
+
+
 def chown(path: Path, user: str) -> None:
     """Give ``path`` (not what is under it) to ``user`` and that user's primary group."""
     account = pwd.getpwnam(user)

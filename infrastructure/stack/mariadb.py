@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from infrastructure.stack._proc import (
     read_pid,
     run,
     spawn_detached,
-    tcp_open,
+    tcp_listening,
     terminate,
     write_if_changed,
 )
@@ -81,7 +82,10 @@ class MariaDB(Service):
         return pid if pid is not None and process_alive(pid, "mariadbd") else None
 
     def probe(self) -> bool:
-        if not tcp_open("127.0.0.1", self.port, 0.5) or not self.socket.exists():
+        # Listening is checked without connecting: a bare TCP connect that closes without
+        # logging in puts an "Aborted connection" warning in the log on every probe. The
+        # provisioning step then logs in over TCP for real, as the app user.
+        if not tcp_listening(self.port) or not self.socket.exists():
             return False
         try:
             out = self._sql("SELECT 1", timeout=10)
@@ -199,6 +203,40 @@ port = {self.port}
                 f" ON *.* TO {account}",
             ]
         self._sql(";\n".join(statements) + ";\n")
+        self._check_app_login()
+
+    def _check_app_login(self) -> None:
+        """Log in over TCP as the app user and run SELECT 1, as the application will."""
+        my = self.settings.mariadb
+        client = _binary("mariadb", "mysql")
+        if client is None:
+            raise StackError(self.name, "the mariadb client is not installed", self.log)
+        out = run(
+            self.name,
+            [
+                client,
+                "--no-defaults",
+                "--protocol=TCP",
+                "-h",
+                "127.0.0.1",
+                "-P",
+                str(self.port),
+                "-u",
+                my.user,
+                "-N",
+                "-B",
+                "-e",
+                "SELECT 1",
+                my.database,
+            ],
+            # MYSQL_PWD keeps the password off the command line (ps).
+            env={**os.environ, "MYSQL_PWD": my.password.get_secret_value()},
+            timeout=30,
+        )
+        if out.strip() != "1":
+            raise StackError(
+                self.name, f"SELECT 1 as {my.user} over TCP returned {out!r}", self.log
+            )
 
     def shutdown(self, pid: int) -> None:
         # SIGTERM is a clean shutdown (InnoDB flushes, binlog closed).

@@ -285,23 +285,32 @@ host    all       all       ::1/128        scram-sha-256
         )
 
     def provision(self) -> None:
+        """Create the app role, and the app database with PostGIS unless this is a test run.
+
+        With ``environment == "test"`` the database in the settings is the test run's own,
+        which its fixtures create (and drop) themselves: creating it here would collide.
+        """
         pg = self.settings.pg
         role = pg.user
         # The app role is SUPERUSER in this local development cluster only: tests create their
         # own databases and run CREATE EXTENSION postgis (and pgrouting) in them, which needs a
         # superuser on PostgreSQL 15 (postgis is not a trusted extension).
-        self._psql(
-            f"""
+        sql = f"""
 SELECT format('CREATE ROLE %I', {sql_literal(role)})
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {sql_literal(role)})
 \\gexec
 ALTER ROLE {sql_ident(role)} WITH LOGIN SUPERUSER CREATEDB
   PASSWORD {sql_literal(pg.password.get_secret_value())};
+"""
+        if self.settings.environment == "test":
+            self._psql(sql)
+            return
+        sql += f"""
 SELECT format('CREATE DATABASE %I OWNER %I', {sql_literal(pg.database)}, {sql_literal(role)})
  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = {sql_literal(pg.database)})
 \\gexec
 """
-        )
+        self._psql(sql)
         self._psql("CREATE EXTENSION IF NOT EXISTS postgis;\n", database=pg.database)
 
     def shutdown(self, pid: int) -> None:
