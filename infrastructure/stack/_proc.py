@@ -204,7 +204,7 @@ def tcp_open(host: str, port: int, timeout: float = 1.0) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return True
-    except OSError:
+    except (OSError, OverflowError):  # OverflowError: a port outside 0..65535
         return False
 
 

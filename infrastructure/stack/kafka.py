@@ -186,7 +186,7 @@ class Kafka(Service):
             return False
         try:
             return NODE_ID in kafka_broker_ids(self.host, self.port)
-        except (OSError, struct.error):
+        except (OSError, OverflowError, struct.error):
             return False
 
     def _java(self) -> str:

@@ -23,7 +23,7 @@ def redis_ping(host: str, port: int, timeout: float = 1.0) -> bool:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.sendall(b"PING\r\n")
             return sock.recv(64).startswith(b"+PONG")
-    except OSError:
+    except (OSError, OverflowError):  # OverflowError: a port outside 0..65535
         return False
 
 
