@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     p_mig.add_argument("--seed", action="store_true", help="also insert the demo data")
     sub.add_parser("seed", help="insert the demo data where missing")
     sub.add_parser("topics", help="create the Kafka topics where missing")
+    p_run = sub.add_parser("run", help="the demo: api + enrichment workers (Ctrl-C stops)")
+    p_run.add_argument("--workers", type=int, default=2)
     p_stack = sub.add_parser("stack", help="the local services (no Docker)")
     p_stack.add_argument("action", choices=["up", "down", "status"])
     p_stack.add_argument("services", nargs="*")
@@ -92,6 +94,43 @@ def main(argv: list[str] | None = None) -> int:
         print("topics present")
     elif args.command == "stack":
         return _stack(settings, args.action, args.services)
+    elif args.command == "run":
+        return _run_demo(settings, args.workers)
+    return 0
+
+
+def _run_demo(settings: Settings, workers: int) -> int:
+    """Start N workers as child processes and the api in this one; stop them all on exit."""
+    import subprocess
+
+    children = [
+        subprocess.Popen([sys.executable, "-m", "api.cli", "worker"]) for _ in range(workers)
+    ]
+    url = f"http://localhost:{settings.http_port}"
+    print(
+        f"""
+FleetPulse is starting with {workers} enrichment workers.
+  API docs      {url}/docs
+  health        {url}/api/health
+  demo login    admin@tenant1.com / admin123 (tenant-1)
+  send a fix    curl -X POST {url}/api/traccar/positions -H 'X-API-Key: traccar-shared-key' \\
+                  -H 'Content-Type: application/json' -d '[{{"fixTime": "<now ISO>",
+                  "latitude": 40.713, "longitude": -74.0055, "speed": 5,
+                  "attributes": {{"uniqueId": "DEV001"}}}}]'
+Ctrl-C stops the api and the workers; the stack keeps running (make stack-down stops it).
+""",
+        flush=True,
+    )
+    try:
+        main(["api"])
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(20)
+            except subprocess.TimeoutExpired:
+                child.kill()
     return 0
 
 

@@ -13,11 +13,11 @@ import asyncpg
 from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.responses import OrjsonResponse
 from ingest.errors import BrokerUnavailable, IngestError, InvalidPosition, UnknownDevice
 
 log = logging.getLogger(__name__)
@@ -95,14 +95,14 @@ def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that turn every failure into the JSON error shape."""
 
     @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> ORJSONResponse:
+    async def _api_error(request: Request, exc: ApiError) -> OrjsonResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return ORJSONResponse(
+        return OrjsonResponse(
             error_body(exc.code, exc.message, exc.details), exc.status, headers=headers
         )
 
     @app.exception_handler(IngestError)
-    async def _ingest_error(request: Request, exc: IngestError) -> ORJSONResponse:
+    async def _ingest_error(request: Request, exc: IngestError) -> OrjsonResponse:
         status = next((s for t, s in INGEST_STATUS.items() if isinstance(exc, t)), 400)
         details: Any = None
         if isinstance(exc, InvalidPosition):
@@ -111,38 +111,38 @@ def install_error_handlers(app: FastAPI) -> None:
             details = {"deviceIds": exc.device_ids}
         if status >= 500:
             log.warning("%s %s answered %s: %s", request.method, request.url.path, status, exc)
-            return ORJSONResponse(
+            return OrjsonResponse(
                 error_body(exc.code, "the position store is unavailable, retry later"),
                 status,
                 headers={"Retry-After": "5"},
             )
-        return ORJSONResponse(error_body(exc.code, str(exc), details), status)
+        return OrjsonResponse(error_body(exc.code, str(exc), details), status)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> ORJSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> OrjsonResponse:
         details = [
             {"loc": ".".join(str(p) for p in e.get("loc", ())), "msg": e.get("msg", "")}
             for e in exc.errors()
         ]
-        return ORJSONResponse(error_body("validation_error", "invalid request", details), 422)
+        return OrjsonResponse(error_body("validation_error", "invalid request", details), 422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> OrjsonResponse:
         codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
-        return ORJSONResponse(
+        return OrjsonResponse(
             error_body(codes.get(exc.status_code, "http_error"), str(exc.detail)),
             exc.status_code,
             headers=getattr(exc, "headers", None),
         )
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> ORJSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> OrjsonResponse:
         if isinstance(exc, OUTAGE_ERRORS):
             log.warning("%s %s: dependency unavailable: %r", request.method, request.url.path, exc)
-            return ORJSONResponse(
+            return OrjsonResponse(
                 error_body("service_unavailable", "a dependency is unavailable, retry later"),
                 503,
                 headers={"Retry-After": "5"},
             )
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return ORJSONResponse(error_body("internal_error", "internal server error"), 500)
+        return OrjsonResponse(error_body("internal_error", "internal server error"), 500)

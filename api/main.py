@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
 
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
+from api.responses import OrjsonResponse
 from api.routers import auth, drivers, health, traccar
 from api.state import AppState
 from infrastructure.postgres import create_pool
@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="FleetPulse",
         version="0.1.0",
-        default_response_class=ORJSONResponse,
+        default_response_class=OrjsonResponse,
         lifespan=lifespan,
     )
     install_error_handlers(app)

@@ -14,16 +14,29 @@ from infrastructure.settings import PostgresSettings
 Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 
 
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
+def _jsonb_encode(value: Any) -> bytes:
+    return b"\x01" + orjson.dumps(value)  # binary jsonb: a version byte, then the text
 
 
-async def init_connection(conn: asyncpg.Connection) -> None:
-    """Register orjson codecs once per connection so jsonb arrives as Python objects."""
-    for typename in ("json", "jsonb"):
-        await conn.set_type_codec(
-            typename, schema="pg_catalog", encoder=_dumps, decoder=orjson.loads
-        )
+def _jsonb_decode(data: bytes) -> Any:
+    return orjson.loads(data[1:])
+
+
+async def init_connection(conn: Conn) -> None:
+    """Register orjson codecs once per connection so json/jsonb arrive as Python objects.
+
+    Binary format, so that COPY (always binary in asyncpg) can write jsonb columns too.
+    """
+    await conn.set_type_codec(
+        "jsonb",
+        schema="pg_catalog",
+        encoder=_jsonb_encode,
+        decoder=_jsonb_decode,
+        format="binary",
+    )
+    await conn.set_type_codec(
+        "json", schema="pg_catalog", encoder=orjson.dumps, decoder=orjson.loads, format="binary"
+    )
 
 
 async def create_pool(settings: PostgresSettings, **overrides: Any) -> asyncpg.Pool:

@@ -53,11 +53,12 @@ def settings() -> Settings:
 
 
 @pytest.fixture(scope="session")
-def stack_running(settings: Settings) -> None:
-    """Start (or reuse) the local services."""
+def stack_running() -> None:
+    """Start (or reuse) the local services (with the default settings: the test database
+    is created by the ``database`` fixture, not by the stack)."""
     from infrastructure import stack
 
-    stack.up(settings)
+    stack.up(Settings())
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import ORJSONResponse
 
 from api.dependencies import StateDep
+from api.responses import OrjsonResponse
 from api.state import AppState
 from infrastructure.kafka import GPS_POSITIONS, consumer_group_lag
 from infrastructure.migrate import history_backend
@@ -71,11 +71,11 @@ async def check_all(state: AppState) -> dict[str, dict[str, Any]]:
 
 
 @router.get("")
-async def health(state: StateDep) -> ORJSONResponse:
+async def health(state: StateDep) -> OrjsonResponse:
     """Overall status; 200 even when degraded so monitoring can read the details."""
     services = await check_all(state)
     up = all(s["status"] == "up" for s in services.values())
-    return ORJSONResponse(
+    return OrjsonResponse(
         {
             "status": "ok" if up else "degraded",
             "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
@@ -86,11 +86,11 @@ async def health(state: StateDep) -> ORJSONResponse:
 
 
 @router.get("/ready")
-async def ready(state: StateDep) -> ORJSONResponse:
+async def ready(state: StateDep) -> OrjsonResponse:
     """200 when positions can be accepted and read, 503 otherwise (for load balancers)."""
     services = await check_all(state)
     up = all(s["status"] == "up" for s in services.values())
-    return ORJSONResponse(
+    return OrjsonResponse(
         {"ready": up, "services": {name: s["status"] for name, s in services.items()}},
         200 if up else 503,
     )
