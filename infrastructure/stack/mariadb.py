@@ -72,6 +72,11 @@ class MariaDB(Service):
         # after dropping to the mysql account it could not rewrite a root-owned file.
         return self.dir / "mariadbd.pid"
 
+    @property
+    def installed_marker(self) -> Path:
+        # Written after mariadb-install-db succeeded: an interrupted one is redone from scratch.
+        return self.dir / "datadir.initialized"
+
     def apt_requirements(self, *, for_install: bool = False) -> list[AptRequirement]:
         return [AptRequirement(("mariadb-server",)), AptRequirement(("mariadb-client",))]
 
@@ -101,7 +106,7 @@ class MariaDB(Service):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         write_if_changed(self.config, self._config_text())
         self.log.touch()
-        if not (self.data / "mysql").is_dir():
+        if not self.installed_marker.exists():
             self._install_db()
         # Not the datadir or the binlog: they grow with use and were chowned at creation.
         for path in (self.dir, self.dir / "binlog", self.log):
@@ -141,6 +146,7 @@ class MariaDB(Service):
             log=self.log,
             timeout=300,
         )
+        self.installed_marker.write_text("mariadb-install-db completed\n")
 
     def _config_text(self) -> str:
         return f"""\
@@ -190,7 +196,12 @@ port = {self.port}
         # tests can create and drop their own isolated copies.
         pattern = sql_ident(my.database.replace("_", "\\_") + "\\_%")
         password = sql_literal(my.password.get_secret_value())
-        statements = [f"CREATE DATABASE IF NOT EXISTS {db} CHARACTER SET utf8mb4"]
+        statements = [
+            # Account management stays out of the binlog, which Debezium reads: every `up`
+            # re-applies these statements.
+            "SET SESSION sql_log_bin = 0",
+            f"CREATE DATABASE IF NOT EXISTS {db} CHARACTER SET utf8mb4",
+        ]
         for host in ("localhost", "%"):
             account = f"{sql_literal(my.user)}@{sql_literal(host)}"
             statements += [

@@ -24,6 +24,7 @@ from infrastructure.stack._service import AptRequirement, Service
 PG_LIB = Path("/usr/lib/postgresql")
 PG_SHARE = Path("/usr/share/postgresql")
 OS_USER = "postgres"
+INCLUDE_LINE = "include 'fleetpulse.conf'"
 
 
 def installed_versions() -> list[int]:
@@ -137,7 +138,21 @@ class Postgres(Service):
         if isready is None:
             return True
         try:
-            run(self.name, [isready, "-q", "-h", "127.0.0.1", "-p", str(self.port), "-t", "3"])
+            run(
+                self.name,
+                [
+                    isready,
+                    "-q",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    "postgres",
+                    "-t",
+                    "3",
+                ],
+            )
         except StackError:
             return False
         return True
@@ -147,7 +162,7 @@ class Postgres(Service):
         self.dir.mkdir(parents=True, exist_ok=True)
         self.socket_dir.mkdir(exist_ok=True)
         chown_tree(self.socket_dir, OS_USER)
-        if not (self.data / "PG_VERSION").exists():
+        if not self._initialized():
             self._initdb(bindir)
         self._write_config(bindir)
         self._remove_stale_locks()
@@ -172,6 +187,13 @@ class Postgres(Service):
             new_session=True,  # the postmaster must not get this session's Ctrl-C
             timeout=60,
         )
+
+    def _initialized(self) -> bool:
+        """Return whether initdb completed: the include line is appended only after it."""
+        try:
+            return INCLUDE_LINE in (self.data / "postgresql.conf").read_text()
+        except OSError:
+            return False
 
     def _initdb(self, bindir: Path) -> None:
         if self.data.exists():
@@ -199,7 +221,7 @@ class Postgres(Service):
         )
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.write("\n# FleetPulse local stack settings (rewritten on each start)\n")
-            conf.write("include 'fleetpulse.conf'\n")
+            conf.write(INCLUDE_LINE + "\n")
 
     def _write_config(self, bindir: Path) -> None:
         libdir = bindir.parent / "lib"
