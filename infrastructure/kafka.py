@@ -47,8 +47,8 @@ def admin_client(settings: KafkaSettings) -> AIOKafkaAdminClient:
 async def ensure_topics(settings: KafkaSettings, specs: tuple[TopicSpec, ...] = TOPICS) -> None:
     """Create the catalogue's topics (with the settings' prefix) where missing."""
     admin = admin_client(settings)
-    await admin.start()
     try:
+        await admin.start()
         existing = set(await admin.list_topics())
         missing = [
             NewTopic(settings.topic(s.name), num_partitions=s.partitions, replication_factor=1)
@@ -78,8 +78,8 @@ async def delete_topics(settings: KafkaSettings, prefix: str) -> None:
     if not prefix:
         raise ValueError("refusing to delete topics without a prefix")
     admin = admin_client(settings)
-    await admin.start()
     try:
+        await admin.start()
         names = [t for t in await admin.list_topics() if t.startswith(prefix)]
         if names:
             await admin.delete_topics(names)
@@ -122,9 +122,9 @@ async def consumer_group_lag(settings: KafkaSettings, topic: str, group_id: str)
     group = f"{settings.topic_prefix}{group_id}"
     admin = admin_client(settings)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
-    await consumer.start()
     try:
+        await admin.start()
+        await consumer.start()
         parts = consumer.partitions_for_topic(physical)
         if parts is None:
             await consumer.topics()
@@ -147,8 +147,8 @@ async def end_offsets(settings: KafkaSettings, topic: str) -> dict[int, int]:
     """Return {partition: end offset}: the number of records ever written per partition."""
     physical = settings.topic(topic)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
-    await consumer.start()
     try:
+        await consumer.start()
         await consumer.topics()
         parts = consumer.partitions_for_topic(physical) or set()
         tps = [TopicPartition(physical, p) for p in sorted(parts)]

@@ -90,14 +90,14 @@ async def second_pipeline(database: str) -> AsyncIterator[tuple[Settings, httpx.
 
 
 def start_worker(settings: Settings, log_path: str) -> subprocess.Popen[bytes]:
-    log = open(log_path, "ab")  # noqa: SIM115 - the child owns it
-    return subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "worker"],
-        env=settings_env(settings),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    with open(log_path, "ab") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "worker"],
+            env=settings_env(settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 async def test_a_worker_killed_mid_stream_loses_nothing_and_duplicates_nothing(
