@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTHON ?= python3
 
-.PHONY: venv stack stack-down status migrate run test test-unit test-fast check format clean
+.PHONY: compose-plugin venv stack stack-down status migrate run test test-unit test-fast check format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,8 +50,12 @@ test-unit: venv
 test-fast: stack
 	$(BIN)/pytest -m "not slow"
 
+## `docker compose` (config only; no engine here) for the compose test; built once from Go
+compose-plugin:
+	bash deploy/install-compose-plugin.sh
+
 ## Everything: linters, unit, integration and slow end-to-end tests against the real stack
-test: check stack
+test: check stack compose-plugin
 	$(BIN)/pytest
 
 clean:
