@@ -35,12 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "services",
         nargs="*",
-        choices=[[], *stack.SERVICES],
         metavar="service",
         help=f"some of {', '.join(stack.SERVICES)} (default: all)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     args = parser.parse_args(argv)
+    unknown = [name for name in args.services if name not in stack.SERVICES]
+    if unknown:
+        parser.error(
+            f"unknown service {', '.join(unknown)} (choose from {', '.join(stack.SERVICES)})"
+        )
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(message)s",

@@ -8,6 +8,7 @@ import os
 import pwd
 import signal
 import socket
+import stat
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -225,6 +226,25 @@ def tcp_listening(port: int) -> bool:
             ):
                 return True
     return False
+
+
+def check_traversable(service: str, path: Path, user: str) -> None:
+    """Raise StackError unless ``user`` can reach ``path`` (a stack root under /root cannot)."""
+    account = pwd.getpwnam(user)
+    for parent in path.resolve().parents:
+        info = parent.stat()
+        if info.st_uid == account.pw_uid:
+            ok = bool(info.st_mode & stat.S_IXUSR)
+        elif info.st_gid == account.pw_gid:
+            ok = bool(info.st_mode & stat.S_IXGRP)
+        else:
+            ok = bool(info.st_mode & stat.S_IXOTH)
+        if not ok:
+            raise StackError(
+                service,
+                f"the {user} account cannot traverse {parent}: put the stack root elsewhere "
+                f"(settings.stack.root) or chmod o+x {parent}",
+            )
 
 
 def chown(path: Path, user: str) -> None:

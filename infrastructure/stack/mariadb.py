@@ -8,6 +8,7 @@ from pathlib import Path
 
 from infrastructure.stack._proc import (
     StackError,
+    check_traversable,
     chown,
     chown_tree,
     process_alive,
@@ -104,6 +105,7 @@ class MariaDB(Service):
             raise StackError(self.name, "mariadbd is not installed", self.log)
         for sub in ("data", "run", "binlog"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        check_traversable(self.name, self.dir, OS_USER)
         write_if_changed(self.config, self._config_text())
         self.log.touch()
         if not self.installed_marker.exists():

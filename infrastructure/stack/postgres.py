@@ -12,6 +12,7 @@ from pathlib import Path
 
 from infrastructure.stack._proc import (
     StackError,
+    check_traversable,
     chown_tree,
     process_alive,
     read_pid,
@@ -160,6 +161,7 @@ class Postgres(Service):
     def launch(self) -> None:
         bindir = self.bindir()
         self.dir.mkdir(parents=True, exist_ok=True)
+        check_traversable(self.name, self.dir, OS_USER)
         self.socket_dir.mkdir(exist_ok=True)
         chown_tree(self.socket_dir, OS_USER)
         if not self._initialized():
