@@ -125,11 +125,7 @@ async def consumer_group_lag(settings: KafkaSettings, topic: str, group_id: str)
     try:
         await admin.start()
         await consumer.start()
-        parts = consumer.partitions_for_topic(physical)
-        if parts is None:
-            await consumer.topics()
-            parts = consumer.partitions_for_topic(physical) or set()
-        tps = [TopicPartition(physical, p) for p in sorted(parts)]
+        tps = await _partitions(admin, physical)
         ends = await consumer.end_offsets(tps)
         committed = await admin.list_consumer_group_offsets(group, partitions=tps)
         lag = {}
@@ -146,13 +142,25 @@ async def consumer_group_lag(settings: KafkaSettings, topic: str, group_id: str)
 async def end_offsets(settings: KafkaSettings, topic: str) -> dict[int, int]:
     """Return {partition: end offset}: the number of records ever written per partition."""
     physical = settings.topic(topic)
+    admin = admin_client(settings)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
     try:
+        await admin.start()
         await consumer.start()
-        await consumer.topics()
-        parts = consumer.partitions_for_topic(physical) or set()
-        tps = [TopicPartition(physical, p) for p in sorted(parts)]
+        tps = await _partitions(admin, physical)
         ends = await consumer.end_offsets(tps)
         return {tp.partition: off for tp, off in ends.items()}
     finally:
         await consumer.stop()
+        await admin.close()
+
+
+async def _partitions(admin: AIOKafkaAdminClient, topic: str) -> list[TopicPartition]:
+    """Return the topic's partitions; raise LookupError if the topic does not exist."""
+    [meta] = await admin.describe_topics([topic])
+    if meta["error_code"] != 0 or not meta["partitions"]:
+        raise LookupError(f"topic {topic} not found (error code {meta['error_code']})")
+    return [
+        TopicPartition(topic, p["partition"])
+        for p in sorted(meta["partitions"], key=lambda p: p["partition"])
+    ]

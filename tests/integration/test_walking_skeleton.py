@@ -199,6 +199,7 @@ async def test_malformed_bodies_get_a_json_4xx_and_nothing_reaches_kafka(
     code: str,
 ) -> None:
     before = await end_offsets(settings.kafka, GPS_POSITIONS)
+    assert len(before) == 6  # the comparison below must be over real partitions
     resp = await client.post(
         "/api/traccar/positions",
         content=body,
@@ -221,6 +222,7 @@ async def test_api_keys_and_unknown_devices(
 ) -> None:
     body = traccar_forward("DEV001", now_ms(), LAT, LON)
     before = await end_offsets(settings.kafka, GPS_POSITIONS)
+    assert len(before) == 6
 
     missing = await client.post("/api/traccar/positions", json=body)
     assert missing.status_code == 401 and missing.json()["error"] == "unauthorized"
@@ -250,6 +252,8 @@ async def test_api_keys_and_unknown_devices(
         "/api/traccar/positions", json=body, headers={"X-API-Key": "traccar-key-tenant-1"}
     )
     assert own.status_code == 200, own.text
+    after = await end_offsets(settings.kafka, GPS_POSITIONS)
+    assert sum(after.values()) == sum(before.values()) + 1  # and this one did reach Kafka
 
 
 async def test_read_routes_need_a_valid_token(client: httpx.AsyncClient) -> None:
@@ -293,6 +297,7 @@ async def test_health_reports_each_dependency(client: httpx.AsyncClient) -> None
     pg = body["details"]["postgres"]
     assert pg["postgis"].startswith("3.")
     assert pg["timescaledb"] is None and pg["historyBackend"] == "partitioned"
-    assert isinstance(body["details"]["kafka"]["workerLag"]["total"], int)
+    lag = body["details"]["kafka"]["workerLag"]
+    assert isinstance(lag["total"], int) and sorted(lag["partitions"]) == [str(p) for p in range(6)]
     ready = await client.get("/api/health/ready")
     assert ready.status_code == 200 and ready.json()["ready"] is True
