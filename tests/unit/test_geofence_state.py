@@ -105,11 +105,15 @@ def test_late_and_repeated_fixes_change_nothing() -> None:
         assert tr == [] and track == before
 
 
-def test_edge_fixes_neither_confirm_nor_cancel() -> None:
+def test_edge_fixes_never_confirm_and_cancel_once_they_outnumber_the_evidence() -> None:
     track, _ = step(Track(), 0, Zone.INSIDE)
-    for t in range(1, 50):
-        track, tr = step(track, t * 1000, Zone.EDGE)
-        assert tr == [] and track.state == State.ENTERING
+    track, _ = step(track, 1000, Zone.INSIDE)
+    track, tr = step(track, 2000, Zone.EDGE)
+    assert tr == [] and track.state == State.ENTERING  # one doubt among two proofs: wait
+    track, tr = step(track, 3000, Zone.EDGE)
+    assert tr == [] and track.state == State.ENTERING
+    track, tr = step(track, 4000, Zone.EDGE)
+    assert tr == [] and track.state == State.OUTSIDE  # more doubt than proof: cancelled
 
 
 def test_classification_uses_accuracy_and_the_hysteresis_band() -> None:
