@@ -89,6 +89,21 @@ class StackSettings(BaseModel):
     kafka_heap_max: str = "1g"
 
 
+class AnalyticsSettings(BaseModel):
+    # Daily partitions of positions older than this are dropped by `fleetpulse maintain`.
+    retention_days: int = 365
+    # Daily partitions created ahead of today.
+    partitions_ahead_days: int = 7
+    # Rollup refresh: how often the maintenance loop runs, and how far back each pass re-does
+    # buckets so that late fixes are folded in.
+    refresh_interval_s: float = 60.0
+    late_window_s: int = 7200
+    # Playback: windows up to this are served from raw fixes, longer ones from positions_1m.
+    playback_raw_max_s: int = 86_400
+    # Longest window any analytics route accepts.
+    max_window_days: int = 31
+
+
 class Settings(BaseSettings):
     """All of FleetPulse's configuration; nested values use ``__``, e.g. FLEETPULSE_PG__PORT."""
 
@@ -110,3 +125,4 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
+    analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
