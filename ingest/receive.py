@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -13,7 +14,7 @@ from infrastructure.kafka import GPS_POSITIONS
 from infrastructure.redis import RedisKeys
 from infrastructure.settings import IngestSettings
 from ingest.devices import DeviceRegistry
-from ingest.errors import UnknownDevice
+from ingest.errors import InvalidPosition, UnknownDevice
 from ingest.model import Fix, Position
 from ingest.producer import Publisher
 from ingest.validation import check_fix_time
@@ -64,6 +65,48 @@ class Receiver:
             GPS_POSITIONS, [(p.device_id.encode(), p.to_bytes()) for p in positions]
         )
         return positions
+
+    async def accept_valid(
+        self, fixes: Sequence[Fix], *, tenant_id: str | None = None
+    ) -> tuple[list[Position], dict[int, InvalidPosition | UnknownDevice]]:
+        """Publish the acceptable fixes in one Kafka batch; refuse the others one by one.
+
+        Returns the published positions (once Kafka acknowledged all of them) and, by index
+        into ``fixes``, why each other fix was refused (fix time out of range, unknown
+        device — counted like :meth:`accept` does, once per device and call). Raises
+        BrokerUnavailable if Kafka does not acknowledge: then nothing counts as accepted.
+        """
+        now_ms = int(time.time() * 1000)
+        rejected: dict[int, InvalidPosition | UnknownDevice] = {}
+        for i, fix in enumerate(fixes):
+            try:
+                check_fix_time(
+                    fix.fix_time_ms,
+                    now_ms,
+                    max_future_s=self.settings.max_future_skew_s,
+                    max_age_s=self.retention_days * 86400,
+                )
+            except InvalidPosition as exc:
+                rejected[i] = exc
+        candidates = [i for i in range(len(fixes)) if i not in rejected]
+        known = await self.devices.resolve_many({fixes[i].device_id for i in candidates})
+        unknown: set[str] = set()
+        positions: list[Position] = []
+        for i in candidates:
+            fix = fixes[i]
+            device = known.get(fix.device_id)
+            if device is None or (tenant_id is not None and device.tenant_id != tenant_id):
+                unknown.add(fix.device_id)
+                rejected[i] = UnknownDevice([fix.device_id])
+            else:
+                positions.append(fix.to_position(device.tenant_id, now_ms))
+        if unknown:
+            await self._count_unknown(sorted(unknown))
+        if positions:
+            await self.publisher.publish(
+                GPS_POSITIONS, [(p.device_id.encode(), p.to_bytes()) for p in positions]
+            )
+        return positions, rejected
 
     async def _count_unknown(self, device_ids: list[str]) -> None:
         try:
