@@ -64,12 +64,39 @@ class MariaDBSettings(BaseModel):
     database: str = "core_business"
 
 
+class CdcSettings(BaseModel):
+    # Kafka Connect's REST API (the local stack's `connect` service listens there).
+    connect_url: str = "http://127.0.0.1:8083"
+    # Debezium connector name; the Kafka topic prefix is prepended (tests isolate with it).
+    connector_name: str = "core-business"
+    # Replica id Debezium uses toward MariaDB/MySQL; unique per connector on one server.
+    server_id: int = 184054
+    # Consumer group of `fleetpulse cdc` (the Kafka topic prefix is prepended).
+    consumer_group: str = "cdc"
+    # Customer read-through cache: in-process TTL, then Redis TTL.
+    customer_memory_ttl_s: float = 60.0
+    customer_redis_ttl_s: int = 300
+
+
 class AuthSettings(BaseModel):
     jwt_secret: SecretStr = SecretStr(EXAMPLE_JWT_SECRET)
     access_ttl_s: int = 15 * 60
     refresh_ttl_s: int = 7 * 24 * 3600
     # Seed compatibility: one shared Traccar key accepted for every tenant's devices.
     traccar_api_key: SecretStr | None = SecretStr("traccar-shared-key")
+    # Failed logins allowed per window, per account (tenant + email) and per client address.
+    login_max_failures_per_account: int = 5
+    login_max_failures_per_address: int = 20
+    login_window_s: int = 15 * 60
+
+
+class ApiSettings(BaseModel):
+    # Comma-separated origins allowed by CORS ("*" for any); empty disables CORS headers.
+    cors_origins: str = ""
+
+    def cors_origin_list(self) -> list[str]:
+        """Return the configured CORS origins as a list."""
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
 
 class IngestSettings(BaseModel):
@@ -81,12 +108,37 @@ class IngestSettings(BaseModel):
     osmand_port: int = 5055
 
 
+class GeofenceSettings(BaseModel):
+    """Arrival/departure detection (geo/geofence_state.py explains each threshold)."""
+
+    enter_tolerance_m: float = 5.0
+    exit_margin_m: float = 30.0
+    far_accuracy_factor: float = 2.0
+    enter_min_fixes: int = 3
+    enter_min_s: float = 15.0
+    exit_min_fixes: int = 3
+    exit_min_s: float = 15.0
+    max_accuracy_m: float = 100.0
+    # A visit is "arrived" once its geofence has been entered and stayed in this long.
+    visit_arrival_dwell_s: float = 60.0
+
+
+class EnrichmentSettings(BaseModel):
+    # ETA speed when the recent speed says nothing (stopped, or no movement yet).
+    planning_speed_kmh: float = 25.0
+    ewma_half_life_s: float = 60.0
+    plan_cache_ttl_s: float = 60.0
+
+
 class StackSettings(BaseModel):
     root: Path = PROJECT_ROOT / ".stack"
     kafka_version: str = "3.9.1"
     # KRaft controller listener of the single local node (the broker port is in KafkaSettings).
     kafka_controller_port: int = 9093
     kafka_heap_max: str = "1g"
+    # Kafka Connect worker (the `connect` service) and its Debezium MariaDB plugin.
+    connect_heap_max: str = "512m"
+    debezium_version: str = "3.5.0.Final"
 
 
 class AnalyticsSettings(BaseModel):
@@ -122,7 +174,11 @@ class Settings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     mariadb: MariaDBSettings = Field(default_factory=MariaDBSettings)
+    cdc: CdcSettings = Field(default_factory=CdcSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    geofence: GeofenceSettings = Field(default_factory=GeofenceSettings)
+    enrichment: EnrichmentSettings = Field(default_factory=EnrichmentSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
     analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)

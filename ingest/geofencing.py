@@ -1,0 +1,188 @@
+"""Geofence detection for a batch of positions: one PostGIS spatial join, then state machines.
+
+The join answers, for every position, which of its tenant's geofences are near (GiST index on
+the polygons, ``&&`` against the position's search envelope), how far the fix is from each
+(0 inside, metres on the spheroid outside) and whether the segment from the driver's previous
+fix crossed it (with the entry and exit fractions along the segment). The per
+(driver, geofence) state machine lives in geo/geofence_state.py; its state is kept here and
+persisted in ``geofence_states`` within the worker's transaction.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from geo.geofence_state import State as TrackState
+from geo.geofence_state import Track
+from infrastructure.postgres import Conn
+
+METRES_PER_DEGREE = 111_320.0
+
+_JOIN_SQL = """
+WITH p AS (
+    SELECT * FROM unnest($1::int[], $2::text[], $3::float8[], $4::float8[], $5::float8[],
+                         $6::float8[], $7::float8[])
+        AS t(idx, tenant_id, lon, lat, plon, plat, margin_deg)
+), q AS (
+    SELECT idx, tenant_id, margin_deg,
+           ST_SetSRID(ST_MakePoint(lon, lat), 4326) AS pt,
+           CASE WHEN plon IS NULL THEN NULL
+                ELSE ST_SetSRID(ST_MakeLine(ST_MakePoint(plon, plat), ST_MakePoint(lon, lat)),
+                                4326) END AS seg
+    FROM p
+), hits AS (
+    SELECT q.idx, g.id, g.geom, q.pt, q.seg
+    FROM q JOIN geofences g
+      ON g.tenant_id = q.tenant_id AND g.geom && ST_Expand(coalesce(q.seg, q.pt), q.margin_deg)
+)
+SELECT idx, id AS geofence_id,
+       CASE WHEN ST_Intersects(geom, pt) THEN 0.0
+            ELSE ST_Distance(geom::geography, pt::geography) END AS distance_m,
+       crossing.f_in, crossing.f_out
+FROM hits
+LEFT JOIN LATERAL (
+    SELECT ST_LineLocatePoint(seg, ST_ClosestPoint(x, ST_StartPoint(seg))) AS f_in,
+           ST_LineLocatePoint(seg, ST_ClosestPoint(x, ST_EndPoint(seg))) AS f_out
+    FROM (SELECT ST_Intersection(geom, seg) AS x) i
+    WHERE seg IS NOT NULL AND ST_Intersects(geom, seg) AND NOT ST_IsEmpty(x)
+) crossing ON true
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """One position to test against the geofences."""
+
+    idx: int
+    tenant_id: str
+    lon: float
+    lat: float
+    prev: tuple[float, float] | None  # the driver's previous fix (for crossings)
+    search_m: float
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    idx: int
+    geofence_id: int
+    distance_m: float
+    crossing: tuple[float, float] | None  # entry and exit fraction along prev -> fix
+
+
+def _margin_deg(lat: float, metres: float) -> float:
+    # Degrees of longitude are shortest in metres: expand by the longitude equivalent.
+    return metres / (METRES_PER_DEGREE * max(math.cos(math.radians(lat)), 0.01))
+
+
+async def spatial_join(conn: Conn, probes: list[Probe]) -> list[Hit]:
+    """Return the geofences near each probe, in one query for the whole batch."""
+    if not probes:
+        return []
+    rows = await conn.fetch(
+        _JOIN_SQL,
+        [p.idx for p in probes],
+        [p.tenant_id for p in probes],
+        [p.lon for p in probes],
+        [p.lat for p in probes],
+        [p.prev[0] if p.prev else None for p in probes],
+        [p.prev[1] if p.prev else None for p in probes],
+        [_margin_deg(p.lat, p.search_m) for p in probes],
+    )
+    return [
+        Hit(
+            r["idx"],
+            r["geofence_id"],
+            float(r["distance_m"]),
+            None if r["f_in"] is None else (float(r["f_in"]), float(r["f_out"])),
+        )
+        for r in rows
+    ]
+
+
+def _ms(dt: datetime | None) -> int | None:
+    return None if dt is None else int(dt.timestamp() * 1000)
+
+
+def _dt(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+class TrackStore:
+    """(driver, geofence) state machines: loaded once per driver, written when changed."""
+
+    def __init__(self) -> None:
+        self._tracks: dict[str, dict[int, Track]] = {}
+        self._dirty: set[tuple[str, int]] = set()
+
+    async def load(self, conn: Conn, driver_ids: set[str]) -> None:
+        missing = [d for d in driver_ids if d not in self._tracks]
+        if not missing:
+            return
+        rows = await conn.fetch(
+            """SELECT driver_id::text AS driver_id, geofence_id, state, since, last_fix_time,
+                      entered_at, fixes, doubtful
+               FROM geofence_states WHERE driver_id = ANY($1::uuid[])""",
+            missing,
+        )
+        for d in missing:
+            self._tracks[d] = {}
+        for r in rows:
+            self._tracks[r["driver_id"]][r["geofence_id"]] = Track(
+                state=TrackState(r["state"]),
+                since_ms=_ms(r["since"]) or 0,
+                last_fix_ms=_ms(r["last_fix_time"]) or -1,
+                fixes=r["fixes"],
+                doubtful=r["doubtful"],
+                entered_ms=_ms(r["entered_at"]),
+            )
+
+    def of(self, driver_id: str) -> dict[int, Track]:
+        """The driver's tracks by geofence id (call load first)."""
+        return self._tracks.setdefault(driver_id, {})
+
+    def put(self, driver_id: str, geofence_id: int, track: Track) -> None:
+        if self._tracks.setdefault(driver_id, {}).get(geofence_id) != track:
+            self._tracks[driver_id][geofence_id] = track
+            self._dirty.add((driver_id, geofence_id))
+
+    def forget(self, driver_ids: set[str]) -> None:
+        """Drop cached tracks (after a failed transaction the database is the truth)."""
+        for d in driver_ids:
+            self._tracks.pop(d, None)
+        self._dirty = {k for k in self._dirty if k[0] not in driver_ids}
+
+    async def flush(self, conn: Conn) -> int:
+        """Upsert the changed tracks (inside the caller's transaction)."""
+        if not self._dirty:
+            return 0
+        rows = []
+        for driver_id, geofence_id in self._dirty:
+            t = self._tracks[driver_id][geofence_id]
+            rows.append(
+                (
+                    driver_id,
+                    geofence_id,
+                    t.state.value,
+                    _dt(t.since_ms),
+                    _dt(t.last_fix_ms),
+                    _dt(t.entered_ms),
+                    t.fixes,
+                    t.doubtful,
+                )
+            )
+        await conn.executemany(
+            """INSERT INTO geofence_states AS s (driver_id, geofence_id, state, since,
+                   last_fix_time, entered_at, fixes, doubtful)
+               VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8)
+               ON CONFLICT (driver_id, geofence_id) DO UPDATE SET state = EXCLUDED.state,
+                   since = EXCLUDED.since, last_fix_time = EXCLUDED.last_fix_time,
+                   entered_at = EXCLUDED.entered_at, fixes = EXCLUDED.fixes,
+                   doubtful = EXCLUDED.doubtful
+               WHERE s.last_fix_time <= EXCLUDED.last_fix_time""",
+            rows,
+        )
+        n = len(rows)
+        self._dirty.clear()
+        return n

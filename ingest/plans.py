@@ -1,0 +1,161 @@
+"""Each driver's plan for the day — active route, its visits and geometry — cached in-process.
+
+The worker joins every position with its driver's plan without a database round trip. The
+cache is invalidated by PostgreSQL notifications (``fleetpulse_plan_changes``, sent by
+triggers on routes, visits, drivers, geofences and customers; migration 0007) and, as a safety
+net, by a TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import asyncpg
+import orjson
+
+from geo.route_progress import RouteLine
+from infrastructure.postgres import Conn
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "fleetpulse_plan_changes"
+OPEN_STATUSES = frozenset({"pending", "arrived", "in_progress", "departed"})
+
+_PLANS_SQL = """
+WITH active AS (
+    SELECT DISTINCT ON (r.driver_id) r.driver_id, r.id, r.status, r.tenant_id,
+           ST_AsGeoJSON(r.planned_geom) AS geom
+    FROM routes r
+    WHERE r.driver_id = ANY($1::uuid[])
+      AND (r.status = 'in_progress' OR (r.status = 'planned' AND r.scheduled_date = $2))
+    ORDER BY r.driver_id, (r.status = 'in_progress') DESC, r.scheduled_date, r.created_at
+)
+SELECT a.driver_id::text AS driver_id, a.id::text AS route_id, a.status AS route_status,
+       a.geom,
+       coalesce(json_agg(json_build_object(
+           'id', v.id, 'seq', v.sequence_number, 'status', v.status,
+           'customer_id', v.customer_id, 'customer_name', c.name,
+           'geofence_id', coalesce(v.geofence_id, g.id),
+           'lon', c.lng, 'lat', c.lat) ORDER BY v.sequence_number)
+         FILTER (WHERE v.id IS NOT NULL), '[]') AS visits
+FROM active a
+LEFT JOIN planned_visits v ON v.route_id = a.id
+LEFT JOIN customers c ON c.id = v.customer_id
+LEFT JOIN geofences g ON g.customer_id = v.customer_id
+GROUP BY a.driver_id, a.id, a.status, a.geom
+"""
+
+
+@dataclass
+class Stop:
+    visit_id: str
+    seq: int
+    status: str
+    customer_id: int
+    customer_name: str
+    geofence_id: int | None
+    lon: float
+    lat: float
+
+
+@dataclass
+class Plan:
+    """A driver's active route (None when there is none) with its stops in visiting order."""
+
+    driver_id: str
+    route_id: str | None = None
+    route_status: str | None = None
+    line: RouteLine | None = None
+    stops: list[Stop] = field(default_factory=list)
+    loaded_at: float = 0.0
+
+    def next_stop(self) -> tuple[int, Stop] | None:
+        """The first stop not yet left or closed (the one being served, or the next one)."""
+        for i, stop in enumerate(self.stops):
+            if stop.status in ("pending", "arrived", "in_progress"):
+                return i, stop
+        return None
+
+    def stop_by_geofence(self, geofence_id: int) -> Stop | None:
+        return next((s for s in self.stops if s.geofence_id == geofence_id), None)
+
+
+def _plan_from_row(row: asyncpg.Record) -> Plan:
+    visits: list[dict[str, Any]] = row["visits"]
+    if isinstance(visits, str):  # json_agg arrives as json text without a json codec
+        visits = orjson.loads(visits)
+    stops = [
+        Stop(
+            visit_id=str(v["id"]),
+            seq=int(v["seq"]),
+            status=str(v["status"]),
+            customer_id=int(v["customer_id"]),
+            customer_name=str(v["customer_name"]),
+            geofence_id=None if v["geofence_id"] is None else int(v["geofence_id"]),
+            lon=float(v["lon"]),
+            lat=float(v["lat"]),
+        )
+        for v in visits
+    ]
+    line = None
+    if row["geom"]:
+        coords = [(float(x), float(y)) for x, y in orjson.loads(row["geom"])["coordinates"]]
+        if len(coords) >= 2 and stops:
+            line = RouteLine.from_lonlat(coords, [(s.lon, s.lat) for s in stops])
+    return Plan(row["driver_id"], row["route_id"], row["route_status"], line, stops)
+
+
+class PlanCache:
+    """Plans by driver; ``load`` fetches the missing or stale ones in one query."""
+
+    def __init__(self, pool: asyncpg.Pool, *, ttl_s: float = 60.0) -> None:
+        self._pool = pool
+        self._ttl_s = ttl_s
+        self._plans: dict[str, Plan] = {}
+        self._listener: asyncpg.Connection | None = None
+
+    async def load(self, conn: Conn, driver_ids: set[str], day: date) -> dict[str, Plan]:
+        """Return a plan for every driver (an empty one when no route is active)."""
+        now = time.monotonic()
+        stale = [
+            d
+            for d in driver_ids
+            if d not in self._plans or now - self._plans[d].loaded_at > self._ttl_s
+        ]
+        if stale:
+            rows = await conn.fetch(_PLANS_SQL, stale, day)
+            fresh = {r["driver_id"]: _plan_from_row(r) for r in rows}
+            for d in stale:
+                plan = fresh.get(d) or Plan(d)
+                plan.loaded_at = now
+                self._plans[d] = plan
+        return {d: self._plans[d] for d in driver_ids}
+
+    def invalidate(self, driver_id: str | None = None) -> None:
+        if driver_id is None or driver_id == "*":
+            self._plans.clear()
+        else:
+            self._plans.pop(driver_id, None)
+
+    async def listen(self, dsn: str) -> None:
+        """Subscribe to change notifications (a dedicated connection)."""
+        conn: asyncpg.Connection = await asyncpg.connect(dsn)
+        await conn.add_listener(CHANNEL, self._on_notify)
+        self._listener = conn
+
+    def _on_notify(self, conn: Conn, pid: int, channel: str, payload: object) -> None:
+        try:
+            self.invalidate(str(orjson.loads(str(payload)).get("driver", "*")))
+        except orjson.JSONDecodeError:
+            self.invalidate()
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._listener.close(), 5)
