@@ -7,11 +7,21 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
 from api.responses import OrjsonResponse
-from api.routers import auth, drivers, health, traccar
+from api.routers import (
+    auth,
+    customers,
+    drivers,
+    geofences,
+    health,
+    routes,
+    traccar,
+    visits,
+)
 from api.state import AppState
 from infrastructure.postgres import create_pool
 from infrastructure.redis import RedisKeys, create_redis
@@ -76,4 +86,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.ingest.max_body_bytes)
     for router in (health.router, auth.router, traccar.router, drivers.router):
         app.include_router(router)
+    for router in (routes.router, visits.router, customers.router, geofences.router):
+        app.include_router(router)
+    if settings.api.cors_origin_list():
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.api.cors_origin_list(),
+            allow_methods=["*"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["X-Next-Cursor", "Link", "Retry-After"],
+        )
     return app

@@ -1,7 +1,9 @@
-"""Access tokens (JWT, HS256) and password checks."""
+"""Access tokens (JWT, HS256), opaque refresh tokens, password hashing and checks."""
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -78,3 +80,18 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
+
+
+def hash_password(password: str) -> str:
+    """Return the argon2id hash stored for a password (slow on purpose)."""
+    return _hasher.hash(password)
+
+
+def new_refresh_token() -> str:
+    """Return a fresh opaque refresh token (256 random bits, URL-safe)."""
+    return secrets.token_urlsafe(32)
+
+
+def refresh_token_digest(token: str) -> str:
+    """Return the sha256 hex digest under which a refresh token is stored (never the token)."""
+    return hashlib.sha256(token.encode()).hexdigest()

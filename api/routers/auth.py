@@ -1,32 +1,221 @@
-"""Login: email + password + tenant -> a short-lived access token (refresh: see issue #3)."""
+"""Auth: login, refresh (rotating opaque tokens with reuse detection), logout, register, profile.
+
+Refresh tokens are 256 random bits, stored as sha256 only. Each use marks the token spent
+and issues the next one of the same family; presenting a spent (or revoked) token again is
+taken as theft and revokes the whole family, so both the thief and the victim must log in.
+Failed logins are counted in Redis per account and per client address; beyond the limit the
+login answers 429 with Retry-After until the window ends.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
-from fastapi import APIRouter
+import asyncpg
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.dependencies import ConnDep, StateDep, UserDep
-from api.errors import Unauthorized
-from api.security import Principal, issue_access_token, verify_password
+from api.dependencies import AdminDep, ConnDep, StateDep, UserDep
+from api.errors import Conflict, InvalidInput, NotFound, TooManyRequests, Unauthorized
+from api.security import (
+    Principal,
+    hash_password,
+    issue_access_token,
+    new_refresh_token,
+    refresh_token_digest,
+    verify_password,
+)
+from api.state import AppState
+from infrastructure.postgres import Conn
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
+Row = Mapping[str, Any] | asyncpg.Record
+
+_USER_EXAMPLE = {
+    "id": "7f9c2b1e-5a43-4d61-9a0e-3c2f1b8d6e54",
+    "email": "admin@tenant1.com",
+    "name": "Admin Tenant 1",
+    "role": "admin",
+    "tenantId": "tenant-1",
+    "driverId": None,
+}
+_REFRESH_EXAMPLE = "Q2h4c0xQd2V0b2tlbi1leGFtcGxlLW9ubHktMzJieXRlcw"
+_TOKENS_EXAMPLE = {
+    "accessToken": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9...",
+    "refreshToken": _REFRESH_EXAMPLE,
+    "expiresIn": 900,
+    "tokenType": "Bearer",
+    "user": _USER_EXAMPLE,
+}
 
 
 class LoginBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"email": "admin@tenant1.com", "password": "admin123", "tenantId": "tenant-1"}
+            ]
+        },
+    )
 
     email: str = Field(min_length=3, max_length=320)
     password: str = Field(min_length=1, max_length=1024)
     tenantId: str = Field(min_length=1, max_length=128)
 
 
-@router.post("/login")
-async def login(body: LoginBody, conn: ConnDep, state: StateDep) -> dict[str, Any]:
+class RefreshBody(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"refreshToken": _REFRESH_EXAMPLE}]},
+    )
+
+    refreshToken: str = Field(min_length=1, max_length=256)
+
+
+class LogoutBody(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"refreshToken": _REFRESH_EXAMPLE}, {}]},
+    )
+
+    refreshToken: str | None = Field(
+        default=None,
+        max_length=256,
+        description="Revoke this session only; without it every session of the caller.",
+    )
+
+
+class RegisterBody(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "email": "dispatch@tenant1.com",
+                    "password": "a-long-passphrase",
+                    "name": "Dana Dispatcher",
+                    "role": "dispatcher",
+                },
+                {
+                    "email": "john@tenant1.com",
+                    "password": "a-long-passphrase",
+                    "name": "John Smith",
+                    "role": "driver",
+                    "driverId": "a1b2c3d4-0001-4000-8000-000000000001",
+                },
+            ]
+        },
+    )
+
+    email: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    password: str = Field(min_length=8, max_length=1024)
+    name: str = Field(default="", max_length=200)
+    role: Literal["admin", "dispatcher", "driver"]
+    driverId: uuid.UUID | None = Field(
+        default=None, description="Required for role driver: the driver this user is."
+    )
+
+
+def _user_json(row: Row) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "email": row["email"],
+        "name": row["name"],
+        "role": row["role"],
+        "tenantId": row["tenant_id"],
+        "driverId": str(row["driver_id"]) if row["driver_id"] else None,
+    }
+
+
+def _principal(row: Row) -> Principal:
+    return Principal(
+        user_id=str(row["id"]),
+        tenant_id=row["tenant_id"],
+        role=row["role"],
+        email=row["email"],
+        driver_id=str(row["driver_id"]) if row["driver_id"] else None,
+    )
+
+
+async def _store_refresh_token(
+    conn: Conn, state: AppState, user_id: uuid.UUID, family_id: uuid.UUID
+) -> str:
+    token = new_refresh_token()
+    await conn.execute(
+        """INSERT INTO refresh_tokens (user_id, family_id, token_sha256, expires_at)
+           VALUES ($1, $2, $3, $4)""",
+        user_id,
+        family_id,
+        refresh_token_digest(token),
+        datetime.now(UTC) + timedelta(seconds=state.settings.auth.refresh_ttl_s),
+    )
+    return token
+
+
+def _tokens(state: AppState, row: Row, refresh: str) -> dict[str, Any]:
+    return {
+        "accessToken": issue_access_token(_principal(row), state.settings.auth),
+        "refreshToken": refresh,
+        "expiresIn": state.settings.auth.access_ttl_s,
+        "tokenType": "Bearer",
+        "user": _user_json(row),
+    }
+
+
+def _limit_keys(state: AppState, body: LoginBody, address: str) -> tuple[str, str]:
+    p = state.keys.prefix
+    return (
+        f"{p}auth:login_failures:account:{body.tenantId}:{body.email.lower()}",
+        f"{p}auth:login_failures:address:{address}",
+    )
+
+
+async def _refuse_if_limited(state: AppState, keys: tuple[str, str]) -> None:
+    auth = state.settings.auth
+    async with state.redis.pipeline(transaction=False) as pipe:
+        for k in keys:
+            pipe.get(k)
+            pipe.ttl(k)
+        acct, acct_ttl, addr, addr_ttl = await pipe.execute()
+    for count, ttl, limit in (
+        (acct, acct_ttl, auth.login_max_failures_per_account),
+        (addr, addr_ttl, auth.login_max_failures_per_address),
+    ):
+        if count is not None and int(count) >= limit:
+            wait = int(ttl) if int(ttl) > 0 else auth.login_window_s
+            raise TooManyRequests(f"too many failed logins; retry in {wait} s", retry_after_s=wait)
+
+
+async def _count_failure(state: AppState, keys: tuple[str, str]) -> None:
+    async with state.redis.pipeline(transaction=True) as pipe:
+        for k in keys:
+            pipe.incr(k)
+            pipe.expire(k, state.settings.auth.login_window_s, nx=True)
+        await pipe.execute()
+
+
+@router.post(
+    "/login",
+    summary="Log in: email, password, tenant → access and refresh tokens",
+    responses={
+        200: {"content": {"application/json": {"example": _TOKENS_EXAMPLE}}},
+        401: {"description": "wrong email, password or tenant, or the user is disabled"},
+        429: {"description": "too many failed logins for this account or address"},
+    },
+)
+async def login(
+    body: LoginBody, conn: ConnDep, state: StateDep, request: Request
+) -> dict[str, Any]:
+    address = request.client.host if request.client else "unknown"
+    keys = _limit_keys(state, body, address)
+    await _refuse_if_limited(state, keys)
     row = await conn.fetchrow(
-        """SELECT id::text, tenant_id, email, password_hash, name, role, driver_id::text, active
+        """SELECT id, tenant_id, email, password_hash, name, role, driver_id, active
            FROM users WHERE tenant_id = $1 AND lower(email) = lower($2)""",
         body.tenantId,
         body.email,
@@ -35,35 +224,139 @@ async def login(body: LoginBody, conn: ConnDep, state: StateDep) -> dict[str, An
         verify_password, row["password_hash"] if row else None, body.password
     )
     if row is None or not ok or not row["active"]:
+        await _count_failure(state, keys)
         raise Unauthorized("invalid email, password or tenant")
-    principal = Principal(
-        user_id=row["id"],
-        tenant_id=row["tenant_id"],
-        role=row["role"],
-        email=row["email"],
-        driver_id=row["driver_id"],
+    await state.redis.delete(keys[0])
+    refresh = await _store_refresh_token(conn, state, row["id"], uuid.uuid4())
+    return _tokens(state, row, refresh)
+
+
+@router.post(
+    "/refresh",
+    summary="Exchange a refresh token for new tokens (the old one is spent)",
+    responses={
+        200: {"content": {"application/json": {"example": _TOKENS_EXAMPLE}}},
+        401: {"description": "unknown, expired, spent (family revoked) or disabled user"},
+    },
+)
+async def refresh(body: RefreshBody, conn: ConnDep, state: StateDep) -> dict[str, Any]:
+    digest = refresh_token_digest(body.refreshToken)
+    problem: str | None = None
+    result: dict[str, Any] | None = None
+    async with conn.transaction():
+        rt = await conn.fetchrow(
+            """SELECT rt.id, rt.family_id, rt.expires_at, rt.used_at, rt.revoked_at,
+                      u.id AS user_id, u.tenant_id, u.email, u.name, u.role, u.driver_id, u.active
+               FROM refresh_tokens rt JOIN users u ON u.id = rt.user_id
+               WHERE rt.token_sha256 = $1
+               FOR UPDATE OF rt""",
+            digest,
+        )
+        if rt is None:
+            raise Unauthorized("invalid refresh token")
+        revoke_family = False
+        if rt["used_at"] is not None or rt["revoked_at"] is not None:
+            problem, revoke_family = "refresh token already used; the session is revoked", True
+        elif rt["expires_at"] <= datetime.now(UTC):
+            problem = "refresh token expired"
+        elif not rt["active"]:
+            problem, revoke_family = "user is disabled", True
+        if revoke_family:
+            await conn.execute(
+                """UPDATE refresh_tokens SET revoked_at = now()
+                   WHERE family_id = $1 AND revoked_at IS NULL""",
+                rt["family_id"],
+            )
+        if problem is None:
+            await conn.execute("UPDATE refresh_tokens SET used_at = now() WHERE id = $1", rt["id"])
+            token = await _store_refresh_token(conn, state, rt["user_id"], rt["family_id"])
+            user = dict(rt)
+            user["id"] = rt["user_id"]
+            result = _tokens(state, user, token)
+    if problem is not None or result is None:  # after commit: the revocation is kept
+        raise Unauthorized(problem or "invalid refresh token")
+    return result
+
+
+@router.post(
+    "/logout",
+    status_code=204,
+    summary="Revoke a session (the given refresh token's family) or all of the caller's",
+    responses={204: {"description": "revoked (also when there was nothing to revoke)"}},
+)
+async def logout(user: UserDep, conn: ConnDep, body: LogoutBody | None = None) -> Response:
+    uid = uuid.UUID(user.user_id)
+    if body is not None and body.refreshToken:
+        await conn.execute(
+            """UPDATE refresh_tokens SET revoked_at = now()
+               WHERE revoked_at IS NULL AND user_id = $1 AND family_id IN (
+                   SELECT family_id FROM refresh_tokens
+                   WHERE token_sha256 = $2 AND user_id = $1)""",
+            uid,
+            refresh_token_digest(body.refreshToken),
+        )
+    else:
+        await conn.execute(
+            """UPDATE refresh_tokens SET revoked_at = now()
+               WHERE user_id = $1 AND revoked_at IS NULL""",
+            uid,
+        )
+    return Response(status_code=204)
+
+
+@router.post(
+    "/register",
+    status_code=201,
+    summary="Create a user in the caller's tenant (admin)",
+    responses={
+        201: {"content": {"application/json": {"example": _USER_EXAMPLE}}},
+        404: {"description": "driverId is not a driver of the tenant"},
+        409: {"description": "a user with this email exists in the tenant"},
+        422: {"description": "invalid body, or role driver without driverId"},
+    },
+)
+async def register(body: RegisterBody, admin: AdminDep, conn: ConnDep) -> dict[str, Any]:
+    if body.role == "driver" and body.driverId is None:
+        raise InvalidInput("a user with role driver needs driverId")
+    if body.role != "driver" and body.driverId is not None:
+        raise InvalidInput("driverId is only for users with role driver")
+    if body.driverId is not None:
+        exists = await conn.fetchval(
+            "SELECT 1 FROM drivers WHERE id = $1 AND tenant_id = $2", body.driverId, admin.tenant_id
+        )
+        if not exists:
+            raise NotFound("driver not found")
+    pw_hash = await asyncio.to_thread(hash_password, body.password)
+    row = await conn.fetchrow(
+        """INSERT INTO users (tenant_id, email, password_hash, name, role, driver_id)
+           SELECT $1, $2, $3, $4, $5, $6
+           WHERE NOT EXISTS (SELECT 1 FROM users WHERE tenant_id = $1 AND lower(email) = lower($2))
+           ON CONFLICT (tenant_id, email) DO NOTHING
+           RETURNING id, tenant_id, email, name, role, driver_id""",
+        admin.tenant_id,
+        body.email,
+        pw_hash,
+        body.name,
+        body.role,
+        body.driverId,
     )
-    return {
-        "accessToken": issue_access_token(principal, state.settings.auth),
-        "expiresIn": state.settings.auth.access_ttl_s,
-        "tokenType": "Bearer",
-        "user": {
-            "id": row["id"],
-            "email": row["email"],
-            "name": row["name"],
-            "role": row["role"],
-            "tenantId": row["tenant_id"],
-            "driverId": row["driver_id"],
-        },
-    }
+    if row is None:
+        raise Conflict("a user with this email exists in the tenant")
+    return _user_json(row)
 
 
-@router.get("/profile")
-async def profile(user: UserDep) -> dict[str, Any]:
-    return {
-        "id": user.user_id,
-        "email": user.email,
-        "role": user.role,
-        "tenantId": user.tenant_id,
-        "driverId": user.driver_id,
-    }
+@router.get(
+    "/profile",
+    summary="The caller",
+    responses={200: {"content": {"application/json": {"example": _USER_EXAMPLE}}}},
+)
+async def profile(user: UserDep, conn: ConnDep) -> dict[str, Any]:
+    row = await conn.fetchrow(
+        """SELECT id, tenant_id, email, name, role, driver_id FROM users
+           WHERE id = $1 AND tenant_id = $2 AND active""",
+        uuid.UUID(user.user_id),
+        user.tenant_id,
+    )
+    if row is None:
+        raise Unauthorized("user no longer exists or is disabled")
+    return _user_json(row)

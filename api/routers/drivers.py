@@ -1,4 +1,9 @@
-"""Driver read routes of the walking skeleton: live 'near a point' and position history."""
+"""Drivers: CRUD, live geo-queries (near a point, within a bbox or polygon), history.
+
+Live queries read Redis (the GEO set per tenant, then each driver's latest JSON for the exact
+coordinates and fix time); history reads PostgreSQL. Everything is scoped to the caller's
+tenant; a driver-role caller sees only their own driver.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +11,294 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, cast
 
+import asyncpg
 import orjson
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+from shapely import prepared
+from shapely.geometry import Point, Polygon
 
-from api.dependencies import ConnDep, StateDep, TenantDep
-from api.errors import BadRequest, NotFound
+from analytics.history_queries import positions_in_bbox
+from api.dependencies import (
+    ConnDep,
+    MemberDep,
+    StaffDep,
+    StateDep,
+    check_driver_scope,
+    parse_uuid,
+)
+from api.errors import BadRequest, Conflict, InvalidInput, NotFound
+from api.pagination import (
+    PAGINATION_HEADERS,
+    CursorQuery,
+    LimitQuery,
+    decode_cursor,
+    paginate,
+)
+from api.state import AppState
+from geo.areas import (
+    InvalidArea,
+    bbox_to_ring,
+    covering_circle,
+    parse_bbox,
+    validate_geojson_polygon,
+)
+from infrastructure.postgres import Conn
 from ingest.validation import iso_ms
 
 router = APIRouter(prefix="/api/drivers", tags=["drivers"])
 
 MAX_HISTORY_WINDOW = timedelta(days=31)
+# Redis GEO measures on a sphere; the covering circle gets a margin, the exact test follows.
+_COVER_MARGIN = 1.01
+_COVER_PAD_M = 50.0
+MAX_LIVE_RADIUS_M = 2_000_000.0
+
+DRIVER_EXAMPLE: dict[str, Any] = {
+    "id": "a1b2c3d4-0001-4000-8000-000000000001",
+    "tenantId": "tenant-1",
+    "name": "John Smith",
+    "deviceId": "DEV001",
+    "phone": "+1 212 555 0101",
+    "email": "john@example.com",
+    "vehicleType": "van",
+    "vehiclePlate": "ABC-1234",
+    "status": "active",
+    "active": True,
+    "createdAt": "2026-02-07T08:00:00+00:00",
+    "updatedAt": "2026-02-07T08:00:00+00:00",
+}
+_LIVE_DRIVER_EXAMPLE: dict[str, Any] = {
+    "driverId": "a1b2c3d4-0001-4000-8000-000000000001",
+    "distanceM": 42.7,
+    "lastFixTime": "2026-02-07T09:15:02.000Z",
+    "position": {"lat": 40.713, "lon": -74.0055, "speed": 18.5, "fixTime": "..."},
+}
+_BBOX_EXAMPLE = "-74.02,40.70,-73.97,40.75"
 
 
-@router.get("/near")
+class DriverCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Carla Diaz",
+                    "deviceId": "DEV104",
+                    "phone": "+1 212 555 0104",
+                    "vehicleType": "van",
+                    "vehiclePlate": "JKL-3456",
+                }
+            ]
+        },
+    )
+
+    name: str = Field(min_length=1, max_length=200)
+    deviceId: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
+    phone: str | None = Field(default=None, max_length=64)
+    email: str | None = Field(default=None, max_length=320)
+    vehicleType: str | None = Field(default=None, max_length=64)
+    vehiclePlate: str | None = Field(default=None, max_length=32)
+    status: str = Field(default="active", pattern=r"^[a-z_]{1,32}$")
+    active: bool = True
+    tenantId: str | None = Field(
+        default=None, description="Ignored unless it differs from the caller's (then 422)."
+    )
+
+
+class DriverUpdate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"vehiclePlate": "XYZ-0001", "status": "on_break"}]},
+    )
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    deviceId: str | None = Field(
+        default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$"
+    )
+    phone: str | None = Field(default=None, max_length=64)
+    email: str | None = Field(default=None, max_length=320)
+    vehicleType: str | None = Field(default=None, max_length=64)
+    vehiclePlate: str | None = Field(default=None, max_length=32)
+    status: str | None = Field(default=None, pattern=r"^[a-z_]{1,32}$")
+    active: bool | None = None
+
+
+class WithinBody(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "geometry": {
+                        "type": "Polygon",
+                        "coordinates": [
+                            [
+                                [-74.02, 40.70],
+                                [-73.97, 40.70],
+                                [-73.97, 40.75],
+                                [-74.02, 40.70],
+                            ]
+                        ],
+                    },
+                    "limit": 100,
+                }
+            ]
+        },
+    )
+
+    geometry: dict[str, Any] = Field(description="A GeoJSON Polygon (or a Feature holding one).")
+    limit: int = Field(default=1_000, ge=1, le=10_000)
+
+
+_COLUMNS = {
+    "name": "name",
+    "deviceId": "device_unique_id",
+    "phone": "phone",
+    "email": "email",
+    "vehicleType": "vehicle_type",
+    "vehiclePlate": "vehicle_plate",
+    "status": "status",
+    "active": "active",
+}
+_SELECT = """SELECT id, tenant_id, name, device_unique_id, phone, email, vehicle_type,
+                    vehicle_plate, status, active, created_at, updated_at FROM drivers"""
+
+
+def driver_json(r: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": str(r["id"]),
+        "tenantId": r["tenant_id"],
+        "name": r["name"],
+        "deviceId": r["device_unique_id"],
+        "phone": r["phone"],
+        "email": r["email"],
+        "vehicleType": r["vehicle_type"],
+        "vehiclePlate": r["vehicle_plate"],
+        "status": r["status"],
+        "active": r["active"],
+        "createdAt": r["created_at"].isoformat(),
+        "updatedAt": r["updated_at"].isoformat(),
+    }
+
+
+async def fetch_driver(conn: Conn, tenant: str, driver_id: uuid.UUID) -> asyncpg.Record:
+    """Return the tenant's driver or raise NotFound (also for another tenant's)."""
+    row = await conn.fetchrow(f"{_SELECT} WHERE id = $1 AND tenant_id = $2", driver_id, tenant)
+    if row is None:
+        raise NotFound("driver not found")
+    return row
+
+
+@router.get(
+    "",
+    summary="List the tenant's drivers (cursor-paginated by id)",
+    responses={
+        200: {
+            "headers": PAGINATION_HEADERS,
+            "content": {"application/json": {"example": [DRIVER_EXAMPLE]}},
+        }
+    },
+)
+async def list_drivers(
+    user: StaffDep,
+    conn: ConnDep,
+    request: Request,
+    response: Response,
+    limit: LimitQuery = 100,
+    cursor: CursorQuery = None,
+    active: Annotated[bool | None, Query(description="Only active (or inactive) drivers")] = None,
+) -> list[dict[str, Any]]:
+    after = decode_cursor(cursor, [uuid.UUID])
+    rows = await conn.fetch(
+        f"""{_SELECT} WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id > $2)
+            AND ($3::boolean IS NULL OR active = $3) ORDER BY id LIMIT $4""",
+        user.tenant_id,
+        after[0] if after else None,
+        active,
+        limit + 1,
+    )
+    page = paginate(rows, limit, lambda r: [r["id"]], request, response)
+    return [driver_json(r) for r in page]
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Create a driver (its device id must be unique across all tenants)",
+    responses={
+        201: {"content": {"application/json": {"example": DRIVER_EXAMPLE}}},
+        409: {"description": "the device id is already registered"},
+    },
+)
+async def create_driver(body: DriverCreate, user: StaffDep, conn: ConnDep) -> dict[str, Any]:
+    if body.tenantId is not None and body.tenantId != user.tenant_id:
+        raise InvalidInput("tenantId comes from your token; it cannot name another tenant")
+    try:
+        row = await conn.fetchrow(
+            """INSERT INTO drivers (tenant_id, name, device_unique_id, phone, email,
+                                    vehicle_type, vehicle_plate, status, active)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+               RETURNING id, tenant_id, name, device_unique_id, phone, email, vehicle_type,
+                         vehicle_plate, status, active, created_at, updated_at""",
+            user.tenant_id,
+            body.name,
+            body.deviceId,
+            body.phone,
+            body.email,
+            body.vehicleType,
+            body.vehiclePlate,
+            body.status,
+            body.active,
+        )
+    except asyncpg.UniqueViolationError as exc:
+        raise Conflict("a driver with this deviceId is already registered") from exc
+    assert row is not None
+    return driver_json(row)
+
+
+@router.get(
+    "/near",
+    summary="Drivers near a point (live, nearest first)",
+    responses={
+        200: {
+            "content": {
+                "application/json": {
+                    "example": {
+                        "center": {"lat": 40.7128, "lon": -74.006},
+                        "radiusM": 1000,
+                        "drivers": [_LIVE_DRIVER_EXAMPLE],
+                    }
+                }
+            }
+        }
+    },
+)
 async def drivers_near(
     state: StateDep,
-    tenant: TenantDep,
-    lat: Annotated[float, Query(ge=-85.05112878, le=85.05112878)],
-    lon: Annotated[float, Query(ge=-180, le=180)],
-    radius_m: Annotated[float, Query(gt=0, le=100_000)] = 1_000,
-    limit: Annotated[int, Query(ge=1, le=1_000)] = 50,
+    user: StaffDep,
+    lat: Annotated[float, Query(ge=-85.05112878, le=85.05112878, examples=[40.7128])],
+    lon: Annotated[float, Query(ge=-180, le=180, examples=[-74.006])],
+    radius_m: Annotated[float, Query(gt=0, le=100_000, examples=[1000])] = 1_000,
+    limit: Annotated[int, Query(ge=1, le=1_000, examples=[50])] = 50,
 ) -> dict[str, Any]:
     """Drivers of the caller's tenant whose latest position is within radius_m, nearest first."""
+    hits = await _geosearch(state, user.tenant_id, lon, lat, radius_m, limit)
+    drivers = [
+        {
+            "driverId": driver_id,
+            "distanceM": round(dist, 1),
+            "lastFixTime": pos.get("fixTime"),
+            "position": pos,
+        }
+        for driver_id, dist, pos in await _with_latest(state, hits)
+    ]
+    return {"center": {"lat": lat, "lon": lon}, "radiusM": radius_m, "drivers": drivers}
+
+
+async def _geosearch(
+    state: AppState, tenant: str, lon: float, lat: float, radius_m: float, limit: int | None
+) -> list[tuple[str, float]]:
     raw_hits = await state.redis.geosearch(
         state.keys.geo(tenant),
         longitude=lon,
@@ -39,20 +310,97 @@ async def drivers_near(
         withdist=True,
     )
     hits = cast(list[tuple[bytes, float]], raw_hits)
-    ids = [h[0].decode() for h in hits]
-    latest = await state.redis.mget([state.keys.latest(i) for i in ids]) if ids else []
-    drivers = []
-    for (member, dist), raw in zip(hits, latest, strict=True):
-        if raw is None:
-            continue
-        drivers.append(
-            {
-                "driverId": member.decode(),
-                "distanceM": round(float(dist), 1),
-                "position": orjson.loads(raw),
-            }
+    return [(m.decode(), float(d)) for m, d in hits]
+
+
+async def _with_latest(
+    state: AppState, hits: list[tuple[str, float]]
+) -> list[tuple[str, float, dict[str, Any]]]:
+    if not hits:
+        return []
+    latest = await state.redis.mget([state.keys.latest(i) for i, _ in hits])
+    out = []
+    for (driver_id, dist), raw in zip(hits, latest, strict=True):
+        if raw is not None:
+            out.append((driver_id, dist, cast(dict[str, Any], orjson.loads(raw))))
+    return out
+
+
+async def _drivers_within(
+    state: AppState, tenant: str, ring: list[tuple[float, float]], holes: list[Any], limit: int
+) -> dict[str, Any]:
+    cover = covering_circle(ring)
+    radius = cover.radius_m * _COVER_MARGIN + _COVER_PAD_M
+    if radius > MAX_LIVE_RADIUS_M:
+        raise InvalidInput(
+            f"the area is too large for a live query (covering radius {radius / 1000:.0f} km, "
+            f"at most {MAX_LIVE_RADIUS_M / 1000:.0f} km)"
         )
-    return {"center": {"lat": lat, "lon": lon}, "radiusM": radius_m, "drivers": drivers}
+    hits = await _geosearch(state, tenant, cover.lon, cover.lat, radius, None)
+    shape = prepared.prep(Polygon(ring, holes=holes))
+    drivers = []
+    for driver_id, _dist, pos in await _with_latest(state, hits):
+        # Exact test on the stored coordinates (the GEO set keeps a 52-bit approximation).
+        if shape.covers(Point(float(pos["lon"]), float(pos["lat"]))):
+            drivers.append(
+                {
+                    "driverId": driver_id,
+                    "lastFixTime": pos.get("fixTime"),
+                    "position": pos,
+                }
+            )
+        if len(drivers) >= limit:
+            break
+    return {"count": len(drivers), "drivers": drivers}
+
+
+_WITHIN_EXAMPLE = {"count": 1, "drivers": [_LIVE_DRIVER_EXAMPLE | {"distanceM": None}]}
+
+
+@router.get(
+    "/within",
+    summary="Drivers whose latest position is inside a bbox (live)",
+    responses={
+        200: {"content": {"application/json": {"example": _WITHIN_EXAMPLE}}},
+        422: {"description": "malformed or out-of-range bbox, or an area too large"},
+    },
+)
+async def drivers_within_bbox(
+    state: StateDep,
+    user: StaffDep,
+    bbox: Annotated[
+        str,
+        Query(
+            max_length=200,
+            description="minLon,minLat,maxLon,maxLat (WGS84, edges included)",
+            examples=[_BBOX_EXAMPLE],
+        ),
+    ],
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1_000,
+) -> dict[str, Any]:
+    try:
+        ring = bbox_to_ring(*parse_bbox(bbox))
+    except InvalidArea as exc:
+        raise InvalidInput(str(exc)) from exc
+    return await _drivers_within(state, user.tenant_id, ring, [], limit)
+
+
+@router.post(
+    "/within",
+    summary="Drivers whose latest position is inside a GeoJSON polygon (live)",
+    responses={
+        200: {"content": {"application/json": {"example": _WITHIN_EXAMPLE}}},
+        422: {"description": "the polygon is invalid (the message says why) or too large"},
+    },
+)
+async def drivers_within_polygon(
+    body: WithinBody, state: StateDep, user: StaffDep
+) -> dict[str, Any]:
+    try:
+        area = validate_geojson_polygon(body.geometry)
+    except InvalidArea as exc:
+        raise InvalidInput(str(exc)) from exc
+    return await _drivers_within(state, user.tenant_id, area.rings[0], area.rings[1:], body.limit)
 
 
 def _parse_time(name: str, value: str | None, default: datetime) -> datetime:
@@ -65,40 +413,210 @@ def _parse_time(name: str, value: str | None, default: datetime) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
-@router.get("/{driver_id}/history")
-async def driver_history(
-    driver_id: str,
-    conn: ConnDep,
-    tenant: TenantDep,
-    from_: Annotated[str | None, Query(alias="from")] = None,
-    to: Annotated[str | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
-) -> dict[str, Any]:
-    """A driver's stored positions between from and to (default: the last 24 hours)."""
-    try:
-        uuid.UUID(driver_id)
-    except ValueError as exc:
-        raise NotFound("driver not found") from exc
-    now = datetime.now(UTC)
-    end = _parse_time("to", to, now)
+def parse_window(from_: str | None, to: str | None) -> tuple[datetime, datetime]:
+    """Return [start, end) from optional ISO times (default: the last 24 h), ≤ 31 days."""
+    end = _parse_time("to", to, datetime.now(UTC))
     start = _parse_time("from", from_, end - timedelta(hours=24))
     if start >= end:
         raise BadRequest("from must be before to")
     if end - start > MAX_HISTORY_WINDOW:
         raise BadRequest("the window may span at most 31 days")
-    exists = await conn.fetchval(
-        "SELECT 1 FROM drivers WHERE id = $1 AND tenant_id = $2", uuid.UUID(driver_id), tenant
+    return start, end
+
+
+def position_json(r: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "time": iso_ms(int(r["fix_time"].timestamp() * 1000)),
+        "lat": r["lat"],
+        "lon": r["lon"],
+        "speed": r["speed_kmh"],
+        "course": r["course"],
+        "altitude": r["altitude"],
+        "accuracy": r["accuracy"],
+        "valid": r["valid"],
+        "h3Cell": format(r["h3_cell"], "x"),
+    }
+
+
+FromQuery = Annotated[
+    str | None,
+    Query(alias="from", description="ISO-8601 start (inclusive)", examples=["2026-02-07T00:00Z"]),
+]
+ToQuery = Annotated[
+    str | None, Query(description="ISO-8601 end (exclusive)", examples=["2026-02-08T00:00Z"])
+]
+
+
+@router.get(
+    "/history",
+    summary="Stored positions of all drivers inside a bbox and a time window (paginated)",
+    responses={
+        200: {
+            "headers": PAGINATION_HEADERS,
+            "content": {
+                "application/json": {
+                    "example": [
+                        {
+                            "driverId": "a1b2c3d4-0001-4000-8000-000000000001",
+                            "deviceId": "DEV001",
+                            "routeId": None,
+                            "time": "2026-02-07T09:15:02.000Z",
+                            "lat": 40.713,
+                            "lon": -74.0055,
+                            "speed": 18.5,
+                            "course": 90.0,
+                            "altitude": 12.0,
+                            "accuracy": 8.0,
+                            "valid": True,
+                            "h3Cell": "8a2a1072b59ffff",
+                        }
+                    ]
+                }
+            },
+        }
+    },
+)
+async def positions_within_bbox(
+    user: StaffDep,
+    conn: ConnDep,
+    request: Request,
+    response: Response,
+    bbox: Annotated[
+        str,
+        Query(max_length=200, description="minLon,minLat,maxLon,maxLat", examples=[_BBOX_EXAMPLE]),
+    ],
+    from_: FromQuery = None,
+    to: ToQuery = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1_000,
+    cursor: CursorQuery = None,
+) -> list[dict[str, Any]]:
+    try:
+        box = parse_bbox(bbox)
+    except InvalidArea as exc:
+        raise InvalidInput(str(exc)) from exc
+    start, end = parse_window(from_, to)
+    after = decode_cursor(cursor, [datetime, uuid.UUID])
+    rows = await positions_in_bbox(
+        conn,
+        tenant_id=user.tenant_id,
+        start=start,
+        end=end,
+        bbox=box,
+        after=(after[0], after[1]) if after else None,
+        limit=limit + 1,
     )
-    if not exists:  # another tenant's driver answers 404 too: no existence leak
+    page = paginate(rows, limit, lambda r: [r["fix_time"], r["driver_id"]], request, response)
+    return [
+        {
+            "driverId": str(r["driver_id"]),
+            "deviceId": r["device_unique_id"],
+            "routeId": str(r["route_id"]) if r["route_id"] else None,
+            **position_json(r),
+        }
+        for r in page
+    ]
+
+
+@router.get(
+    "/{driver_id}",
+    summary="A driver of the tenant (a driver-role caller: only themself)",
+    responses={200: {"content": {"application/json": {"example": DRIVER_EXAMPLE}}}},
+)
+async def get_driver(driver_id: str, user: MemberDep, conn: ConnDep) -> dict[str, Any]:
+    did = parse_uuid(driver_id, "driver")
+    check_driver_scope(user, did, "driver")
+    return driver_json(await fetch_driver(conn, user.tenant_id, did))
+
+
+@router.patch(
+    "/{driver_id}",
+    summary="Update a driver (only the fields sent)",
+    responses={
+        200: {"content": {"application/json": {"example": DRIVER_EXAMPLE}}},
+        409: {"description": "the new device id is already registered"},
+    },
+)
+async def update_driver(
+    driver_id: str, body: DriverUpdate, user: StaffDep, conn: ConnDep
+) -> dict[str, Any]:
+    did = parse_uuid(driver_id, "driver")
+    changes = body.model_dump(exclude_unset=True)
+    for key in ("name", "deviceId", "status", "active"):
+        if key in changes and changes[key] is None:
+            raise InvalidInput(f"{key} cannot be null")
+    if not changes:
+        return driver_json(await fetch_driver(conn, user.tenant_id, did))
+    sets = ", ".join(f"{_COLUMNS[k]} = ${i}" for i, k in enumerate(changes, start=3))
+    try:
+        row = await conn.fetchrow(
+            f"""UPDATE drivers SET {sets}, updated_at = now()
+                WHERE id = $1 AND tenant_id = $2
+                RETURNING id, tenant_id, name, device_unique_id, phone, email, vehicle_type,
+                          vehicle_plate, status, active, created_at, updated_at""",
+            did,
+            user.tenant_id,
+            *changes.values(),
+        )
+    except asyncpg.UniqueViolationError as exc:
+        raise Conflict("a driver with this deviceId is already registered") from exc
+    if row is None:
         raise NotFound("driver not found")
+    return driver_json(row)
+
+
+@router.get(
+    "/{driver_id}/history",
+    summary="A driver's stored positions between from and to (default: the last 24 hours)",
+    responses={
+        200: {
+            "content": {
+                "application/json": {
+                    "example": {
+                        "driverId": "a1b2c3d4-0001-4000-8000-000000000001",
+                        "from": "2026-02-07T00:00:00+00:00",
+                        "to": "2026-02-08T00:00:00+00:00",
+                        "count": 1,
+                        "positions": [
+                            {
+                                "time": "2026-02-07T09:15:02.000Z",
+                                "lat": 40.713,
+                                "lon": -74.0055,
+                                "speed": 18.5,
+                                "course": 90.0,
+                                "altitude": 12.0,
+                                "accuracy": 8.0,
+                                "valid": True,
+                                "h3Cell": "8a2a1072b59ffff",
+                                "protocol": "osmand",
+                            }
+                        ],
+                    }
+                }
+            }
+        }
+    },
+)
+async def driver_history(
+    driver_id: str,
+    conn: ConnDep,
+    user: MemberDep,
+    from_: FromQuery = None,
+    to: ToQuery = None,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
+) -> dict[str, Any]:
+    """A driver's stored positions between from and to (default: the last 24 hours)."""
+    did = parse_uuid(driver_id, "driver")
+    check_driver_scope(user, did, "driver")
+    start, end = parse_window(from_, to)
+    await fetch_driver(conn, user.tenant_id, did)  # another tenant's driver: 404, no leak
     rows = await conn.fetch(
         """SELECT fix_time, received_at, lat, lon, speed_kmh, course, altitude, accuracy, valid,
                   h3_cell, protocol
            FROM positions
            WHERE driver_id = $1 AND tenant_id = $2 AND fix_time >= $3 AND fix_time < $4
            ORDER BY fix_time LIMIT $5""",
-        uuid.UUID(driver_id),
-        tenant,
+        did,
+        user.tenant_id,
         start,
         end,
         limit,
@@ -108,18 +626,90 @@ async def driver_history(
         "from": start.isoformat(),
         "to": end.isoformat(),
         "count": len(rows),
-        "positions": [
+        "positions": [position_json(r) | {"protocol": r["protocol"]} for r in rows],
+    }
+
+
+@router.get(
+    "/{driver_id}/nearest-customers",
+    summary="The tenant's customers nearest to a driver's latest position",
+    responses={
+        200: {
+            "content": {
+                "application/json": {
+                    "example": {
+                        "driverId": "a1b2c3d4-0001-4000-8000-000000000001",
+                        "position": {
+                            "lat": 40.713,
+                            "lon": -74.0055,
+                            "fixTime": "2026-02-07T09:15:02.000Z",
+                        },
+                        "customers": [
+                            {
+                                "id": 1,
+                                "name": "Downtown Warehouse",
+                                "address": None,
+                                "lat": 40.7128,
+                                "lng": -74.006,
+                                "customerType": "warehouse",
+                                "distanceM": 46.3,
+                            }
+                        ],
+                    }
+                }
+            }
+        },
+        404: {"description": "no such driver in the tenant, or no known position yet"},
+    },
+)
+async def nearest_customers(
+    driver_id: str,
+    user: MemberDep,
+    conn: ConnDep,
+    state: StateDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 5,
+) -> dict[str, Any]:
+    did = parse_uuid(driver_id, "driver")
+    check_driver_scope(user, did, "driver")
+    await fetch_driver(conn, user.tenant_id, did)
+    raw = await state.redis.get(state.keys.latest(str(did)))
+    if raw is not None:
+        pos = orjson.loads(raw)
+        lat, lon, fix = float(pos["lat"]), float(pos["lon"]), pos.get("fixTime")
+    else:
+        snap = await conn.fetchrow(
+            "SELECT lat, lon, fix_time FROM driver_positions WHERE driver_id = $1", did
+        )
+        if snap is None:
+            raise NotFound("the driver has no known position yet")
+        lat, lon = snap["lat"], snap["lon"]
+        fix = iso_ms(int(snap["fix_time"].timestamp() * 1000))
+    rows = await conn.fetch(
+        """WITH p AS (SELECT ST_SetSRID(ST_MakePoint($2, $3), 4326)::geography AS g)
+           SELECT c.id, c.name, c.address, c.lat, c.lng, c.customer_type,
+                  ST_Distance(ST_SetSRID(ST_MakePoint(c.lng, c.lat), 4326)::geography, p.g)
+                      AS distance_m
+           FROM customers c, p
+           WHERE c.tenant_id = $1 AND c.active
+           ORDER BY distance_m, c.id
+           LIMIT $4""",
+        user.tenant_id,
+        lon,
+        lat,
+        limit,
+    )
+    return {
+        "driverId": str(did),
+        "position": {"lat": lat, "lon": lon, "fixTime": fix},
+        "customers": [
             {
-                "time": iso_ms(int(r["fix_time"].timestamp() * 1000)),
+                "id": r["id"],
+                "name": r["name"],
+                "address": r["address"],
                 "lat": r["lat"],
-                "lon": r["lon"],
-                "speed": r["speed_kmh"],
-                "course": r["course"],
-                "altitude": r["altitude"],
-                "accuracy": r["accuracy"],
-                "valid": r["valid"],
-                "h3Cell": format(r["h3_cell"], "x"),
-                "protocol": r["protocol"],
+                "lng": r["lng"],
+                "customerType": r["customer_type"],
+                "distanceM": round(float(r["distance_m"]), 2),
             }
             for r in rows
         ],

@@ -1,0 +1,102 @@
+"""Cursor (keyset) pagination for list routes.
+
+A list answers a JSON array (the seed's shape) and, when there is more, the opaque cursor of
+the next page in the ``X-Next-Cursor`` header (and a ``Link: <...>; rel="next"``). The cursor
+is the sort key of the last row returned, so pages stay stable while rows are added.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import date, datetime
+from typing import Annotated, Any, TypeVar
+
+import orjson
+from fastapi import Query, Request, Response
+
+from api.errors import BadRequest
+
+T = TypeVar("T")
+Key = str | int | float | datetime | date | uuid.UUID
+NEXT_CURSOR_HEADER = "X-Next-Cursor"
+
+LimitQuery = Annotated[int, Query(ge=1, le=500, description="Page size (1-500).", examples=[50])]
+CursorQuery = Annotated[
+    str | None,
+    Query(
+        max_length=512,
+        description="Opaque cursor from the previous page's X-Next-Cursor header.",
+        examples=["WyIyMDI2LTAyLTA3VDA4OjAwOjAwKzAwOjAwIl0"],
+    ),
+]
+
+PAGINATION_HEADERS: dict[str, Any] = {
+    NEXT_CURSOR_HEADER: {
+        "description": "Cursor of the next page; absent on the last page.",
+        "schema": {"type": "string"},
+    },
+    "Link": {"description": 'The next page as `<url>; rel="next"`.', "schema": {"type": "string"}},
+}
+
+
+def encode_cursor(values: Sequence[Key]) -> str:
+    """Return the opaque cursor for a sort key."""
+    plain = [v.isoformat() if isinstance(v, datetime | date) else v for v in values]
+    raw = orjson.dumps(plain, default=str)
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, kinds: Sequence[type]) -> list[Any] | None:
+    """Return the sort key a cursor carries, converted to ``kinds``; 400 when malformed."""
+    if cursor is None or cursor == "":
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        values = orjson.loads(raw)
+        if not isinstance(values, list) or len(values) != len(kinds):
+            raise ValueError("wrong arity")
+        out: list[Any] = []
+        for kind, v in zip(kinds, values, strict=True):
+            if kind is datetime:
+                dt = datetime.fromisoformat(v)
+                if dt.tzinfo is None:
+                    raise ValueError("naive time")
+                out.append(dt)
+            elif kind is date:
+                out.append(date.fromisoformat(v))
+            elif kind is uuid.UUID:
+                out.append(uuid.UUID(v))
+            elif kind is int:
+                if not isinstance(v, int) or isinstance(v, bool):
+                    raise ValueError("not an int")
+                out.append(v)
+            elif kind is float:
+                out.append(float(v))
+            else:
+                if not isinstance(v, str):
+                    raise ValueError("not a string")
+                out.append(v)
+        return out
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError) as exc:
+        raise BadRequest("cursor is malformed; use the X-Next-Cursor of a previous page") from exc
+
+
+def paginate(
+    rows: Sequence[T],
+    limit: int,
+    key: Callable[[T], Sequence[Key]],
+    request: Request,
+    response: Response,
+) -> Sequence[T]:
+    """Trim rows fetched with ``LIMIT limit + 1`` and set the next-page headers."""
+    if len(rows) <= limit:
+        return rows
+    page = rows[:limit]
+    cursor = encode_cursor(key(page[-1]))
+    response.headers[NEXT_CURSOR_HEADER] = cursor
+    url = request.url.include_query_params(cursor=cursor, limit=limit)
+    response.headers["Link"] = f'<{url}>; rel="next"'
+    return page

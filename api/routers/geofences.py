@@ -1,0 +1,402 @@
+"""Geofences: CRUD answered as GeoJSON, import/export in Traccar's area strings.
+
+A geofence is a circle (centre + radius in metres, stored as a polygon buffered on the
+spheroid, like the customers' circles) or a GeoJSON polygon. Polygons are validated before
+anything is stored: closed rings, coordinate ranges, at most 10,000 vertices, no
+self-intersection (GEOS, then PostGIS ``ST_IsValid``), an area between 10 m² and 10,000 km².
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.dependencies import ConnDep, StaffDep
+from api.errors import Conflict, InvalidInput, NotFound
+from api.pagination import PAGINATION_HEADERS, CursorQuery, LimitQuery, decode_cursor, paginate
+from api.responses import GeoJSONResponse
+from geo.areas import (
+    Circle,
+    InvalidArea,
+    PolygonArea,
+    circle_to_traccar,
+    parse_traccar_area,
+    polygon_to_traccar,
+    validate_circle,
+    validate_geojson_polygon,
+)
+from infrastructure.postgres import Conn
+
+router = APIRouter(prefix="/api/geofences", tags=["geofences"])
+
+GEOJSON = "application/geo+json"
+_SQUARE: dict[str, Any] = {
+    "type": "Polygon",
+    "coordinates": [
+        [[-74.01, 40.71], [-74.0, 40.71], [-74.0, 40.72], [-74.01, 40.72], [-74.01, 40.71]]
+    ],
+}
+FEATURE_EXAMPLE: dict[str, Any] = {
+    "type": "Feature",
+    "id": 7,
+    "geometry": _SQUARE,
+    "properties": {
+        "name": "Depot yard",
+        "kind": "polygon",
+        "customerId": None,
+        "center": None,
+        "radiusM": None,
+        "area": "POLYGON ((40.71 -74.01, 40.71 -74, 40.72 -74, 40.72 -74.01, 40.71 -74.01))",
+        "createdAt": "2026-02-06T17:00:00+00:00",
+        "updatedAt": "2026-02-06T17:00:00+00:00",
+    },
+}
+_INVALID_EXAMPLE = {
+    "error": "invalid_geometry",
+    "message": "polygon is not valid: self-intersection at lon -74.005000, lat 40.715000",
+}
+
+
+class CircleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lat: float
+    lon: float
+    radiusM: float
+
+
+class GeofenceIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"name": "Depot yard", "geometry": _SQUARE},
+                {"name": "Corner shop", "circle": {"lat": 40.7128, "lon": -74.006, "radiusM": 150}},
+                {"name": "From Traccar", "area": "CIRCLE (40.7128 -74.006, 150)"},
+            ]
+        },
+    )
+
+    name: str = Field(min_length=1, max_length=200)
+    customerId: int | None = Field(default=None, ge=1, le=2**63 - 1)
+    circle: CircleIn | None = Field(default=None, description="Centre and radius in metres.")
+    geometry: dict[str, Any] | None = Field(
+        default=None, description="A GeoJSON Polygon (or a Feature holding one)."
+    )
+    area: str | None = Field(
+        default=None,
+        max_length=500_000,
+        description="Traccar area, latitude first: 'CIRCLE (lat lon, r)' or "
+        "'POLYGON ((lat lon, ...))'.",
+    )
+
+
+class TraccarGeofence(BaseModel):
+    """A geofence as Traccar's API has it; id, calendarId and attributes are ignored."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {"id": 3, "name": "Warehouse", "description": "", "area": "CIRCLE (40.7 -74, 100)"}
+            ]
+        },
+    )
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=2_000)
+    area: str = Field(min_length=1, max_length=500_000)
+
+
+class InvalidGeometry(InvalidInput):
+    code = "invalid_geometry"
+
+
+def _shape(body: GeofenceIn) -> Circle | PolygonArea:
+    given = [x is not None for x in (body.circle, body.geometry, body.area)]
+    if sum(given) != 1:
+        raise InvalidInput("give exactly one of circle, geometry (GeoJSON Polygon) or area")
+    try:
+        if body.circle is not None:
+            c = body.circle
+            return validate_circle(c.lon, c.lat, c.radiusM)
+        if body.geometry is not None:
+            return validate_geojson_polygon(body.geometry)
+        assert body.area is not None
+        return parse_traccar_area(body.area)
+    except InvalidArea as exc:
+        raise InvalidGeometry(str(exc)) from exc
+
+
+_SELECT = """SELECT id, tenant_id, customer_id, name, kind, ST_X(center) AS center_lon,
+                    ST_Y(center) AS center_lat, radius_m, ST_AsGeoJSON(geom)::json AS geometry,
+                    created_at, updated_at
+             FROM geofences"""
+
+
+def _traccar_area(r: asyncpg.Record) -> str:
+    if r["kind"] == "circle" and r["center_lon"] is not None:
+        return circle_to_traccar(Circle(r["center_lon"], r["center_lat"], r["radius_m"]))
+    return polygon_to_traccar(r["geometry"]["coordinates"][0])
+
+
+def feature(r: asyncpg.Record) -> dict[str, Any]:
+    circle = r["kind"] == "circle" and r["center_lon"] is not None
+    return {
+        "type": "Feature",
+        "id": r["id"],
+        "geometry": r["geometry"],
+        "properties": {
+            "name": r["name"],
+            "kind": r["kind"],
+            "customerId": r["customer_id"],
+            "center": {"lat": r["center_lat"], "lon": r["center_lon"]} if circle else None,
+            "radiusM": r["radius_m"] if circle else None,
+            "area": _traccar_area(r),
+            "createdAt": r["created_at"].isoformat(),
+            "updatedAt": r["updated_at"].isoformat(),
+        },
+    }
+
+
+async def _fetch(conn: Conn, tenant: str, geofence_id: str) -> asyncpg.Record:
+    if not geofence_id.isdigit() or len(geofence_id) > 18:
+        raise NotFound("geofence not found")
+    row = await conn.fetchrow(
+        f"{_SELECT} WHERE id = $1 AND tenant_id = $2", int(geofence_id), tenant
+    )
+    if row is None:
+        raise NotFound("geofence not found")
+    return row
+
+
+async def _check_customer(conn: Conn, tenant: str, customer_id: int | None) -> None:
+    if customer_id is None:
+        return
+    if not await conn.fetchval(
+        "SELECT 1 FROM customers WHERE id = $1 AND tenant_id = $2", customer_id, tenant
+    ):
+        raise NotFound("customer not found")
+
+
+async def _write(
+    conn: Conn,
+    tenant: str,
+    name: str,
+    customer_id: int | None,
+    shape: Circle | PolygonArea,
+    geofence_id: int | None = None,
+) -> int:
+    """Insert (or replace) a geofence; return its id. A shape PostGIS finds invalid is 422."""
+    if isinstance(shape, Circle):
+        geom_sql = """ST_Buffer(ST_SetSRID(ST_MakePoint($4, $5), 4326)::geography, $6,
+                                'quad_segs=16')::geometry"""
+        args: list[Any] = [shape.lon, shape.lat, shape.radius_m]
+        kind = "circle"
+    else:
+        geom_sql = "ST_GeomFromText($4, 4326)"
+        args = [shape.to_wkt()]
+        kind = "polygon"
+    center = "ST_SetSRID(ST_MakePoint($4, $5), 4326)" if kind == "circle" else "NULL"
+    radius = "$6" if kind == "circle" else "NULL"
+    n = len(args)
+    try:
+        if geofence_id is None:
+            new_id = await conn.fetchval(
+                f"""INSERT INTO geofences (tenant_id, name, customer_id, kind, center, radius_m,
+                                           geom)
+                    SELECT $1, $2, $3, '{kind}', {center}, {radius}, g FROM (SELECT {geom_sql}
+                        AS g) s
+                    WHERE ST_IsValid(g) RETURNING id""",
+                tenant,
+                name,
+                customer_id,
+                *args,
+            )
+        else:
+            new_id = await conn.fetchval(
+                f"""UPDATE geofences SET name = $2, customer_id = $3, kind = '{kind}',
+                        center = {center}, radius_m = {radius}, geom = s.g, updated_at = now()
+                    FROM (SELECT {geom_sql} AS g) s
+                    WHERE id = ${n + 4} AND tenant_id = $1 AND ST_IsValid(s.g) RETURNING id""",
+                tenant,
+                name,
+                customer_id,
+                *args,
+                geofence_id,
+            )
+    except asyncpg.UniqueViolationError as exc:
+        raise Conflict("this customer already has a geofence") from exc
+    if new_id is None:
+        raise InvalidGeometry("polygon is not valid according to PostGIS (ST_IsValid)")
+    return int(new_id)
+
+
+@router.get(
+    "",
+    response_class=GeoJSONResponse,
+    summary="The tenant's geofences as a GeoJSON FeatureCollection (cursor-paginated by id)",
+    responses={
+        200: {
+            "headers": PAGINATION_HEADERS,
+            "content": {
+                GEOJSON: {"example": {"type": "FeatureCollection", "features": [FEATURE_EXAMPLE]}}
+            },
+        }
+    },
+)
+async def list_geofences(
+    user: StaffDep,
+    conn: ConnDep,
+    request: Request,
+    response: Response,
+    limit: LimitQuery = 100,
+    cursor: CursorQuery = None,
+) -> dict[str, Any]:
+    after = decode_cursor(cursor, [int])
+    rows = await conn.fetch(
+        f"""{_SELECT} WHERE tenant_id = $1 AND ($2::bigint IS NULL OR id > $2)
+            ORDER BY id LIMIT $3""",
+        user.tenant_id,
+        after[0] if after else None,
+        limit + 1,
+    )
+    page = paginate(rows, limit, lambda r: [r["id"]], request, response)
+    return {"type": "FeatureCollection", "features": [feature(r) for r in page]}
+
+
+@router.get(
+    "/traccar",
+    summary="Export the tenant's geofences in Traccar's shape (area strings, latitude first)",
+    responses={
+        200: {
+            "content": {
+                "application/json": {
+                    "example": [
+                        {
+                            "id": 1,
+                            "name": "Downtown Warehouse",
+                            "description": "",
+                            "area": "CIRCLE (40.7128 -74.006, 150)",
+                            "attributes": {},
+                        }
+                    ]
+                }
+            }
+        }
+    },
+)
+async def export_traccar(user: StaffDep, conn: ConnDep) -> list[dict[str, Any]]:
+    rows = await conn.fetch(f"{_SELECT} WHERE tenant_id = $1 ORDER BY id", user.tenant_id)
+    return [
+        {
+            "id": r["id"],
+            "name": r["name"],
+            "description": "",
+            "area": _traccar_area(r),
+            "attributes": {},
+        }
+        for r in rows
+    ]
+
+
+@router.post(
+    "/traccar",
+    status_code=201,
+    response_class=GeoJSONResponse,
+    summary="Import geofences from Traccar's shape (all or nothing)",
+    responses={
+        201: {
+            "content": {
+                GEOJSON: {"example": {"type": "FeatureCollection", "features": [FEATURE_EXAMPLE]}}
+            }
+        },
+        422: {"content": {"application/json": {"example": _INVALID_EXAMPLE}}},
+    },
+)
+async def import_traccar(
+    body: list[TraccarGeofence], user: StaffDep, conn: ConnDep
+) -> dict[str, Any]:
+    if not body or len(body) > 1_000:
+        raise InvalidInput("send between 1 and 1000 geofences")
+    shapes: list[Circle | PolygonArea] = []
+    for i, g in enumerate(body):
+        try:
+            shapes.append(parse_traccar_area(g.area))
+        except InvalidArea as exc:
+            raise InvalidGeometry(f"geofence {i} ({g.name!r}): {exc}") from exc
+    async with conn.transaction():
+        ids = [
+            await _write(conn, user.tenant_id, g.name, None, s)
+            for g, s in zip(body, shapes, strict=True)
+        ]
+        rows = await conn.fetch(f"{_SELECT} WHERE id = ANY($1) ORDER BY id", ids)
+    return {"type": "FeatureCollection", "features": [feature(r) for r in rows]}
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_class=GeoJSONResponse,
+    summary="Create a geofence from a circle, a GeoJSON polygon or a Traccar area",
+    responses={
+        201: {"content": {GEOJSON: {"example": FEATURE_EXAMPLE}}},
+        404: {"description": "customerId is not a customer of the tenant"},
+        409: {"description": "the customer already has a geofence"},
+        422: {"content": {"application/json": {"example": _INVALID_EXAMPLE}}},
+    },
+)
+async def create_geofence(body: GeofenceIn, user: StaffDep, conn: ConnDep) -> dict[str, Any]:
+    shape = _shape(body)
+    await _check_customer(conn, user.tenant_id, body.customerId)
+    gid = await _write(conn, user.tenant_id, body.name, body.customerId, shape)
+    return feature(await _fetch(conn, user.tenant_id, str(gid)))
+
+
+@router.get(
+    "/{geofence_id}",
+    response_class=GeoJSONResponse,
+    summary="A geofence as a GeoJSON Feature",
+    responses={200: {"content": {GEOJSON: {"example": FEATURE_EXAMPLE}}}},
+)
+async def get_geofence(geofence_id: str, user: StaffDep, conn: ConnDep) -> dict[str, Any]:
+    return feature(await _fetch(conn, user.tenant_id, geofence_id))
+
+
+@router.put(
+    "/{geofence_id}",
+    response_class=GeoJSONResponse,
+    summary="Replace a geofence's name and shape",
+    responses={
+        200: {"content": {GEOJSON: {"example": FEATURE_EXAMPLE}}},
+        422: {"content": {"application/json": {"example": _INVALID_EXAMPLE}}},
+    },
+)
+async def replace_geofence(
+    geofence_id: str, body: GeofenceIn, user: StaffDep, conn: ConnDep
+) -> dict[str, Any]:
+    shape = _shape(body)
+    row = await _fetch(conn, user.tenant_id, geofence_id)
+    await _check_customer(conn, user.tenant_id, body.customerId)
+    await _write(conn, user.tenant_id, body.name, body.customerId, shape, row["id"])
+    return feature(await _fetch(conn, user.tenant_id, geofence_id))
+
+
+@router.delete(
+    "/{geofence_id}",
+    status_code=204,
+    summary="Delete a geofence",
+    responses={204: {"description": "deleted"}},
+)
+async def delete_geofence(geofence_id: str, user: StaffDep, conn: ConnDep) -> Response:
+    row = await _fetch(conn, user.tenant_id, geofence_id)
+    async with conn.transaction():
+        # Visits pointing at it keep their customer; the worker falls back to no geofence.
+        await conn.execute(
+            "UPDATE planned_visits SET geofence_id = NULL WHERE geofence_id = $1", row["id"]
+        )
+        await conn.execute("DELETE FROM geofences WHERE id = $1", row["id"])
+    return Response(status_code=204)

@@ -1,0 +1,384 @@
+"""Planned visits: create, get, by route, by driver, status changes.
+
+Status changes follow ``ingest.visit_states`` (the table the enrichment worker uses for the
+automatic arrived/departed): an illegal change is 409 with the allowed next states and
+changes nothing. The check and the write happen under a row lock, so a concurrent automatic
+transition cannot slip in between.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, time
+from typing import Annotated, Any, get_args
+
+import asyncpg
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.dependencies import ConnDep, MemberDep, StaffDep, check_driver_scope, parse_uuid
+from api.errors import Conflict, InvalidInput, NotFound
+from api.pagination import PAGINATION_HEADERS, CursorQuery, LimitQuery, decode_cursor, paginate
+from api.routers.routes import JOHN, fetch_route, refresh_route_stops
+from infrastructure.postgres import Conn
+from ingest.visit_states import TERMINAL, VisitStatus, allowed_next
+
+router = APIRouter(prefix="/api/visits", tags=["visits"])
+
+VISIT_STATUSES: tuple[str, ...] = get_args(VisitStatus)
+VISIT_SELECT = """SELECT id, tenant_id, route_id, driver_id, customer_id, sequence_number,
+                         visit_type, scheduled_date, time_window_start, time_window_end, status,
+                         arrived_at, departed_at, completed_at, notes, geofence_id, eta_at,
+                         created_at, updated_at
+                  FROM planned_visits"""
+
+VISIT_EXAMPLE: dict[str, Any] = {
+    "id": "c3a1d9f0-7b5e-4c8a-8f0e-2d4b6a8c0e12",
+    "tenantId": "tenant-1",
+    "routeId": "5b0c8a8e-2f1d-4a8e-9c39-0d7f6f1f2a11",
+    "driverId": JOHN,
+    "customerId": 1,
+    "sequenceNumber": 1,
+    "visitType": "delivery",
+    "scheduledDate": "2026-02-07",
+    "timeWindowStart": "08:00",
+    "timeWindowEnd": "12:00",
+    "status": "pending",
+    "allowedNext": ["arrived", "cancelled", "failed", "in_progress", "skipped"],
+    "arrivedAt": None,
+    "departedAt": None,
+    "completedAt": None,
+    "notes": None,
+    "geofenceId": 1,
+    "etaAt": None,
+    "createdAt": "2026-02-06T17:00:00+00:00",
+    "updatedAt": "2026-02-06T17:00:00+00:00",
+}
+
+
+class VisitCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "routeId": "5b0c8a8e-2f1d-4a8e-9c39-0d7f6f1f2a11",
+                    "driverId": JOHN,
+                    "customerId": 1,
+                    "sequenceNumber": 1,
+                    "visitType": "delivery",
+                    "scheduledDate": "2026-02-07",
+                    "timeWindowStart": "08:00",
+                    "timeWindowEnd": "12:00",
+                }
+            ]
+        },
+    )
+
+    routeId: uuid.UUID
+    customerId: int = Field(ge=1, le=2**63 - 1)
+    sequenceNumber: int = Field(ge=1, le=100_000)
+    visitType: str = Field(default="delivery", pattern=r"^[a-z_]{1,32}$")
+    driverId: uuid.UUID | None = Field(
+        default=None, description="Must be the route's driver when given."
+    )
+    scheduledDate: date | None = Field(default=None, description="Default: the route's date.")
+    timeWindowStart: time | None = None
+    timeWindowEnd: time | None = None
+    notes: str | None = Field(default=None, max_length=2_000)
+    tenantId: str | None = Field(
+        default=None, description="Ignored unless it differs from the caller's (then 422)."
+    )
+
+
+class VisitStatusUpdate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"status": "in_progress"}, {"status": "completed", "notes": "signed"}]
+        },
+    )
+
+    status: VisitStatus
+    notes: str | None = Field(default=None, max_length=2_000)
+
+
+def _hhmm(t: time | None) -> str | None:
+    if t is None:
+        return None
+    return t.strftime("%H:%M:%S" if t.second else "%H:%M")
+
+
+def visit_json(r: asyncpg.Record) -> dict[str, Any]:
+    def ts(name: str) -> str | None:
+        v = r[name]
+        return v.isoformat() if v is not None else None
+
+    return {
+        "id": str(r["id"]),
+        "tenantId": r["tenant_id"],
+        "routeId": str(r["route_id"]),
+        "driverId": str(r["driver_id"]),
+        "customerId": r["customer_id"],
+        "sequenceNumber": r["sequence_number"],
+        "visitType": r["visit_type"],
+        "scheduledDate": r["scheduled_date"].isoformat(),
+        "timeWindowStart": _hhmm(r["time_window_start"]),
+        "timeWindowEnd": _hhmm(r["time_window_end"]),
+        "status": r["status"],
+        "allowedNext": sorted(allowed_next(r["status"])),
+        "arrivedAt": ts("arrived_at"),
+        "departedAt": ts("departed_at"),
+        "completedAt": ts("completed_at"),
+        "notes": r["notes"],
+        "geofenceId": r["geofence_id"],
+        "etaAt": ts("eta_at"),
+        "createdAt": ts("created_at"),
+        "updatedAt": ts("updated_at"),
+    }
+
+
+async def fetch_visit(
+    conn: Conn, tenant: str, visit_id: uuid.UUID, *, for_update: bool = False
+) -> asyncpg.Record:
+    lock = " FOR UPDATE" if for_update else ""
+    row = await conn.fetchrow(
+        f"{VISIT_SELECT} WHERE id = $1 AND tenant_id = $2{lock}", visit_id, tenant
+    )
+    if row is None:
+        raise NotFound("visit not found")
+    return row
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Create a planned visit on a route of the tenant",
+    responses={
+        201: {"content": {"application/json": {"example": VISIT_EXAMPLE}}},
+        404: {"description": "the route or customer is not the tenant's"},
+        409: {"description": "the sequence number is taken, or the route is finished"},
+        422: {"description": "invalid body (e.g. driverId is not the route's driver)"},
+    },
+)
+async def create_visit(body: VisitCreate, user: StaffDep, conn: ConnDep) -> dict[str, Any]:
+    if body.tenantId is not None and body.tenantId != user.tenant_id:
+        raise InvalidInput("tenantId comes from your token; it cannot name another tenant")
+    if body.timeWindowStart and body.timeWindowEnd and body.timeWindowEnd < body.timeWindowStart:
+        raise InvalidInput("timeWindowEnd is before timeWindowStart")
+    async with conn.transaction():
+        route = await fetch_route(conn, user.tenant_id, body.routeId, for_update=True)
+        if body.driverId is not None and body.driverId != route["driver_id"]:
+            raise InvalidInput("driverId must be the route's driver")
+        if route["status"] in ("completed", "cancelled"):
+            raise Conflict(f"the route is {route['status']}; no visits can be added")
+        customer = await conn.fetchrow(
+            """SELECT c.id, g.id AS geofence_id FROM customers c
+               LEFT JOIN geofences g ON g.customer_id = c.id AND g.tenant_id = c.tenant_id
+               WHERE c.id = $1 AND c.tenant_id = $2""",
+            body.customerId,
+            user.tenant_id,
+        )
+        if customer is None:
+            raise NotFound("customer not found")
+        try:
+            async with conn.transaction():
+                vid = await conn.fetchval(
+                    """INSERT INTO planned_visits (tenant_id, route_id, driver_id, customer_id,
+                           sequence_number, visit_type, scheduled_date, time_window_start,
+                           time_window_end, notes, geofence_id)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id""",
+                    user.tenant_id,
+                    route["id"],
+                    route["driver_id"],
+                    body.customerId,
+                    body.sequenceNumber,
+                    body.visitType,
+                    body.scheduledDate or route["scheduled_date"],
+                    body.timeWindowStart,
+                    body.timeWindowEnd,
+                    body.notes,
+                    customer["geofence_id"],
+                )
+        except asyncpg.UniqueViolationError as exc:
+            raise Conflict(
+                f"sequence number {body.sequenceNumber} is already used on this route"
+            ) from exc
+        await refresh_route_stops(conn, route["id"])
+        return visit_json(await fetch_visit(conn, user.tenant_id, vid))
+
+
+@router.get(
+    "/route/{route_id}",
+    summary="A route's visits in sequence order (paginated)",
+    responses={
+        200: {
+            "headers": PAGINATION_HEADERS,
+            "content": {"application/json": {"example": [VISIT_EXAMPLE]}},
+        }
+    },
+)
+async def visits_by_route(
+    route_id: str,
+    user: MemberDep,
+    conn: ConnDep,
+    request: Request,
+    response: Response,
+    limit: LimitQuery = 100,
+    cursor: CursorQuery = None,
+) -> list[dict[str, Any]]:
+    rid = parse_uuid(route_id, "route")
+    route = await fetch_route(conn, user.tenant_id, rid)
+    check_driver_scope(user, route["driver_id"], "route")
+    after = decode_cursor(cursor, [int])
+    rows = await conn.fetch(
+        f"""{VISIT_SELECT} WHERE route_id = $1 AND tenant_id = $2
+              AND ($3::int IS NULL OR sequence_number > $3)
+            ORDER BY sequence_number LIMIT $4""",
+        rid,
+        user.tenant_id,
+        after[0] if after else None,
+        limit + 1,
+    )
+    page = paginate(rows, limit, lambda r: [r["sequence_number"]], request, response)
+    return [visit_json(r) for r in page]
+
+
+@router.get(
+    "/driver/{driver_id}",
+    summary="A driver's visits by scheduled date and sequence (paginated)",
+    responses={
+        200: {
+            "headers": PAGINATION_HEADERS,
+            "content": {"application/json": {"example": [VISIT_EXAMPLE]}},
+        }
+    },
+)
+async def visits_by_driver(
+    driver_id: str,
+    user: MemberDep,
+    conn: ConnDep,
+    request: Request,
+    response: Response,
+    limit: LimitQuery = 100,
+    cursor: CursorQuery = None,
+    date_: Annotated[date | None, Query(alias="date", examples=["2026-02-07"])] = None,
+    status: Annotated[VisitStatus | None, Query(examples=["pending"])] = None,
+) -> list[dict[str, Any]]:
+    did = parse_uuid(driver_id, "driver")
+    check_driver_scope(user, did, "driver")
+    exists = await conn.fetchval(
+        "SELECT 1 FROM drivers WHERE id = $1 AND tenant_id = $2", did, user.tenant_id
+    )
+    if not exists:
+        raise NotFound("driver not found")
+    after = decode_cursor(cursor, [date, int, uuid.UUID])
+    rows = await conn.fetch(
+        f"""{VISIT_SELECT} WHERE driver_id = $1 AND tenant_id = $2
+              AND ($3::date IS NULL OR scheduled_date = $3)
+              AND ($4::text IS NULL OR status = $4)
+              AND ($5::date IS NULL OR (scheduled_date, sequence_number, id) > ($5, $6, $7))
+            ORDER BY scheduled_date, sequence_number, id LIMIT $8""",
+        did,
+        user.tenant_id,
+        date_,
+        status,
+        after[0] if after else None,
+        after[1] if after else None,
+        after[2] if after else None,
+        limit + 1,
+    )
+    page = paginate(
+        rows,
+        limit,
+        lambda r: [r["scheduled_date"], r["sequence_number"], r["id"]],
+        request,
+        response,
+    )
+    return [visit_json(r) for r in page]
+
+
+@router.get(
+    "/{visit_id}",
+    summary="A visit (a driver: only their own)",
+    responses={200: {"content": {"application/json": {"example": VISIT_EXAMPLE}}}},
+)
+async def get_visit(visit_id: str, user: MemberDep, conn: ConnDep) -> dict[str, Any]:
+    row = await fetch_visit(conn, user.tenant_id, parse_uuid(visit_id, "visit"))
+    check_driver_scope(user, row["driver_id"], "visit")
+    return visit_json(row)
+
+
+@router.patch(
+    "/{visit_id}/status",
+    summary="Change a visit's status (allowed transitions only)",
+    description="Allowed: "
+    + "; ".join(
+        f"{s} → {', '.join(sorted(allowed_next(s))) or '(terminal)'}" for s in VISIT_STATUSES
+    ),
+    responses={
+        200: {"content": {"application/json": {"example": VISIT_EXAMPLE | {"status": "arrived"}}}},
+        409: {
+            "description": "not allowed from the current status",
+            "content": {
+                "application/json": {
+                    "example": {
+                        "error": "conflict",
+                        "message": "a visit cannot go from completed to arrived",
+                        "details": {
+                            "current": "completed",
+                            "requested": "arrived",
+                            "allowedNext": [],
+                        },
+                    }
+                }
+            },
+        },
+    },
+)
+async def update_visit_status(
+    visit_id: str, body: VisitStatusUpdate, user: MemberDep, conn: ConnDep
+) -> dict[str, Any]:
+    vid = parse_uuid(visit_id, "visit")
+    async with conn.transaction():
+        row = await fetch_visit(conn, user.tenant_id, vid, for_update=True)
+        check_driver_scope(user, row["driver_id"], "visit")
+        allowed = allowed_next(row["status"])
+        if body.status not in allowed:
+            raise Conflict(
+                f"a visit cannot go from {row['status']} to {body.status}",
+                details={
+                    "current": row["status"],
+                    "requested": body.status,
+                    "allowedNext": sorted(allowed),
+                },
+            )
+        terminal = body.status in TERMINAL
+        await conn.execute(
+            """UPDATE planned_visits SET status = $2, updated_at = now(),
+                   arrived_at = CASE WHEN $2 IN ('arrived', 'in_progress')
+                                     THEN COALESCE(arrived_at, now()) ELSE arrived_at END,
+                   departed_at = CASE WHEN $2 = 'departed' THEN now() ELSE departed_at END,
+                   completed_at = CASE WHEN $3 THEN now() ELSE completed_at END,
+                   notes = COALESCE($4, notes)
+               WHERE id = $1 AND status = $5""",
+            vid,
+            body.status,
+            terminal,
+            body.notes,
+            row["status"],
+        )
+        if terminal:
+            await conn.execute(
+                """INSERT INTO visit_completions (visit_id, tenant_id, route_id, driver_id,
+                       customer_id, status, scheduled_date, arrived_at, departed_at,
+                       completed_at, dwell_s)
+                   SELECT id, tenant_id, route_id, driver_id, customer_id, status,
+                          scheduled_date, arrived_at, departed_at, completed_at,
+                          EXTRACT(EPOCH FROM COALESCE(departed_at, completed_at) - arrived_at)
+                   FROM planned_visits WHERE id = $1
+                   ON CONFLICT (visit_id) DO NOTHING""",
+                vid,
+            )
+            await refresh_route_stops(conn, row["route_id"])
+        return visit_json(await fetch_visit(conn, user.tenant_id, vid))
