@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import asyncpg
 import orjson
@@ -33,12 +33,14 @@ from infrastructure.kafka import (
     create_producer,
     ensure_topics,
 )
-from infrastructure.postgres import create_pool
+from infrastructure.postgres import Conn, create_pool
 from infrastructure.redis import RedisKeys, create_redis
 from infrastructure.settings import Settings
 from ingest.devices import DeviceRegistry
 from ingest.errors import IngestError, UndecodableMessage
 from ingest.model import Position
+from ingest.movement import FixInput, Movement, MovementTracker
+from ingest.plans import PlanCache
 from ingest.writers import EnrichedPosition, LiveState, PartitionKeeper, write_history_and_snapshot
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,7 @@ class Enricher:
     devices: DeviceRegistry
     live: LiveState
     producer: AIOKafkaProducer
+    movement: MovementTracker
     partitions: PartitionKeeper = field(default_factory=PartitionKeeper)
     stats: WorkerStats = field(default_factory=WorkerStats)
 
@@ -98,8 +101,38 @@ class Enricher:
     async def handle_batch(self, positions: Sequence[Position]) -> int:
         """Enrich and fan out one batch to every sink; return history rows newly stored."""
         enriched = await self.enrich(positions)
+        drivers = {e.device.driver_id for e in enriched}
         async with self.pool.acquire() as conn:
-            stored = await write_history_and_snapshot(conn, enriched, self.partitions)
+            decisions = await self.movement.decide(
+                conn,
+                [
+                    FixInput(
+                        i,
+                        e.position.tenant_id,
+                        e.device.driver_id,
+                        e.position.device_id,
+                        e.position.fix_time_ms,
+                        e.position.lon,
+                        e.position.lat,
+                        e.position.speed_kmh,
+                        e.position.accuracy,
+                    )
+                    for i, e in enumerate(enriched)
+                ],
+            )
+            enriched = [
+                replace(e, movement=decisions.movements.get(i, Movement()))
+                for i, e in enumerate(enriched)
+            ]
+            try:
+                async with conn.transaction():
+                    stored = await write_history_and_snapshot(conn, enriched, self.partitions)
+                    await decisions.apply(conn, self.movement.tracks, self.settings.kafka.topic)
+            except BaseException:
+                self.movement.forget(drivers)
+                raise
+            decisions.commit(self.movement.runtime, self.movement.plans)
+            await self.publish_outbox(conn, decisions.published)
         await self.live.move(enriched)
         topic = self.settings.kafka.topic(GPS_POSITIONS_ENRICHED)
         futures = [
@@ -110,6 +143,39 @@ class Enricher:
         ]
         await asyncio.gather(*futures)
         return stored
+
+    async def publish_outbox(
+        self, conn: Conn, events: Sequence[tuple[str, str, str, bytes]]
+    ) -> None:
+        """Publish events decided in a committed transaction, then drop them from the outbox.
+
+        A crash in between leaves them in ``event_outbox``; ``flush_stale_outbox`` publishes
+        them later (at least once; consumers deduplicate by event id).
+        """
+        if not events:
+            return
+        futures = [
+            await self.producer.send(topic, key=key.encode(), value=value)
+            for _, topic, key, value in events
+        ]
+        await asyncio.gather(*futures)
+        await conn.execute(
+            "DELETE FROM event_outbox WHERE id = ANY($1::uuid[])", [i for i, *_ in events]
+        )
+
+    async def flush_stale_outbox(self, older_than_s: float = 30.0) -> int:
+        """Publish events a crashed worker committed but did not get to publish."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                """SELECT id::text, topic, key, value FROM event_outbox
+                   WHERE created_at < now() - make_interval(secs => $1)
+                   ORDER BY created_at LIMIT 1000""",
+                older_than_s,
+            )
+            await self.publish_outbox(
+                conn, [(r["id"], r["topic"], r["key"], orjson.dumps(r["value"])) for r in rows]
+            )
+        return len(rows)
 
     async def dead_letter(self, record: ConsumerRecord[bytes, bytes], error: BaseException) -> None:
         """Send a record that cannot be processed to the DLQ with the reason."""
@@ -188,7 +254,14 @@ async def _dead_letter_reliably(
 
 async def consume(consumer: AIOKafkaConsumer, enricher: Enricher, stop: asyncio.Event) -> None:
     """getmany -> process -> commit, until stop is set."""
+    last_outbox_check = time.monotonic()
     while not stop.is_set():
+        if time.monotonic() - last_outbox_check > 30:
+            last_outbox_check = time.monotonic()
+            try:
+                await enricher.flush_stale_outbox()
+            except TRANSIENT_ERRORS as exc:
+                log.warning("outbox flush postponed: %r", exc)
         batches = await consumer.getmany(timeout_ms=500, max_records=2000)
         records = [r for part in batches.values() for r in part]
         if not records:
@@ -232,16 +305,20 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> WorkerStats:
     consumer = create_consumer(
         settings.kafka, GPS_POSITIONS, group_id=settings.kafka.enrichment_group
     )
+    plans = PlanCache(pool, ttl_s=settings.enrichment.plan_cache_ttl_s)
     enricher = Enricher(
         settings=settings,
         pool=pool,
         devices=DeviceRegistry(pool),
         live=LiveState(redis, RedisKeys(settings.redis.key_prefix)),
         producer=producer,
+        movement=MovementTracker(settings, plans),
     )
     try:
         await _start_with_retry(producer.start, "kafka producer", stop)
         await _start_with_retry(consumer.start, "kafka consumer", stop)
+        await _start_with_retry(lambda: plans.listen(settings.pg.dsn()), "postgres listener", stop)
+        await enricher.flush_stale_outbox(older_than_s=0)
         started = time.monotonic()
         log.info("enrichment worker consuming %s", settings.kafka.topic(GPS_POSITIONS))
         await consume(consumer, enricher, stop)
@@ -251,6 +328,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> WorkerStats:
             await consumer.stop()
         with contextlib.suppress(Exception):
             await producer.stop()
+        await plans.close()
         await redis.aclose()
         await pool.close()
     return enricher.stats

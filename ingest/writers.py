@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -21,6 +22,7 @@ from infrastructure.postgres import Conn
 from infrastructure.redis import RedisKeys
 from ingest.devices import Device
 from ingest.model import Position
+from ingest.movement import Movement
 from ingest.validation import iso_ms
 
 HISTORY_COLUMNS = (
@@ -39,6 +41,11 @@ HISTORY_COLUMNS = (
     "protocol",
     "h3_cell",
     "attributes",
+    "route_id",
+    "next_visit_id",
+    "distance_to_next_m",
+    "eta_s",
+    "geofence_id",
 )
 
 _STAGE_DDL = """CREATE TEMP TABLE IF NOT EXISTS positions_stage
@@ -50,10 +57,12 @@ ON CONFLICT (driver_id, fix_time) DO NOTHING"""
 
 _UPSERT_SNAPSHOT = """
 INSERT INTO driver_positions AS dp (driver_id, tenant_id, device_unique_id, fix_time, received_at,
-    lon, lat, geom, speed_kmh, course, altitude, accuracy, valid, h3_cell, attributes, updated_at)
+    lon, lat, geom, speed_kmh, course, altitude, accuracy, valid, h3_cell, attributes, route_id,
+    next_visit_id, distance_to_next_m, eta_s, geofence_id, updated_at)
 SELECT DISTINCT ON (driver_id) driver_id, tenant_id, device_unique_id, fix_time, received_at,
     lon, lat, ST_SetSRID(ST_MakePoint(lon, lat), 4326), speed_kmh, course, altitude, accuracy,
-    valid, h3_cell, attributes, now()
+    valid, h3_cell, attributes, route_id, next_visit_id, distance_to_next_m, eta_s, geofence_id,
+    now()
 FROM positions_stage
 ORDER BY driver_id, fix_time DESC
 ON CONFLICT (driver_id) DO UPDATE SET
@@ -62,7 +71,9 @@ ON CONFLICT (driver_id) DO UPDATE SET
     lat = EXCLUDED.lat, geom = EXCLUDED.geom, speed_kmh = EXCLUDED.speed_kmh,
     course = EXCLUDED.course, altitude = EXCLUDED.altitude, accuracy = EXCLUDED.accuracy,
     valid = EXCLUDED.valid, h3_cell = EXCLUDED.h3_cell, attributes = EXCLUDED.attributes,
-    updated_at = now()
+    route_id = EXCLUDED.route_id, next_visit_id = EXCLUDED.next_visit_id,
+    distance_to_next_m = EXCLUDED.distance_to_next_m, eta_s = EXCLUDED.eta_s,
+    geofence_id = EXCLUDED.geofence_id, updated_at = now()
 WHERE dp.fix_time < EXCLUDED.fix_time"""
 
 # ARGV holds 7 values per driver: id, fix ms, lon, lat, json, geo key, latest key.
@@ -94,9 +105,10 @@ class EnrichedPosition:
     position: Position
     device: Device
     h3_cell: int
+    movement: Movement = Movement()
 
     def history_row(self) -> tuple[Any, ...]:
-        p = self.position
+        p, m = self.position, self.movement
         return (
             p.tenant_id,
             self.device.driver_id,
@@ -113,11 +125,17 @@ class EnrichedPosition:
             p.protocol,
             self.h3_cell,
             p.attributes,
+            _uuid(m.route_id),
+            _uuid(m.next_visit_id),
+            m.distance_to_next_m,
+            m.eta_s,
+            m.geofence_id,
         )
 
     def to_message(self) -> dict[str, Any]:
         """The JSON of ``gps.positions.enriched``, Redis latest and ``position:update``."""
-        p = self.position
+        p, m = self.position, self.movement
+        eta_at = m.eta_at_ms(p.fix_time_ms)
         return {
             "schema": 1,
             "tenantId": p.tenant_id,
@@ -137,7 +155,19 @@ class EnrichedPosition:
             "protocol": p.protocol,
             "h3Cell": cell_to_string(self.h3_cell),
             "attributes": p.attributes,
+            "routeId": m.route_id,
+            "nextVisitId": m.next_visit_id,
+            "nextCustomerId": m.next_customer_id,
+            "nextCustomerName": m.next_customer_name,
+            "distanceToNextM": m.distance_to_next_m,
+            "etaSeconds": m.eta_s,
+            "eta": None if eta_at is None else iso_ms(eta_at),
+            "geofenceId": m.geofence_id,
         }
+
+
+def _uuid(value: str | None) -> uuid.UUID | None:
+    return None if value is None else uuid.UUID(value)
 
 
 class PartitionKeeper:

@@ -1,0 +1,433 @@
+"""What a batch of positions means for each driver: geofence transitions, visits, ETA.
+
+``MovementTracker.decide`` reads (plans, geofence states, one spatial join) and computes; it
+changes no shared state. ``Decisions.apply`` writes the outcome in the caller's transaction
+(geofence states, guarded visit transitions, next-stop ETA, events into the outbox), and
+``Decisions.commit`` updates the in-memory runtime only after that transaction committed,
+so a failed batch is simply decided again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from geo.geofence_state import GeofenceRules, Track, Transition, classify, is_inside, step
+from geo.geofence_state import State as TrackState
+from geo.route_progress import (
+    eta_seconds,
+    ewma_speed,
+    haversine_m,
+    remaining_along_m,
+    straight_line_remaining_m,
+)
+from infrastructure.kafka import GPS_EVENTS, VISITS_EVENTS
+from infrastructure.postgres import Conn
+from infrastructure.settings import Settings
+from ingest.geofencing import Probe, TrackStore, spatial_join
+from ingest.plans import Plan, PlanCache
+from ingest.validation import iso_ms
+
+EVENT_NAMESPACE = uuid.UUID("5b8c1d3e-2f4a-4e6b-9c7d-0a1b2c3d4e5f")
+OFF_ROUTE_M = 500.0  # farther than this from the planned path: use the straight-line ETA
+
+
+@dataclass(frozen=True, slots=True)
+class Movement:
+    """What enrichment adds to a position beyond driver and H3 cell."""
+
+    route_id: str | None = None
+    next_visit_id: str | None = None
+    next_customer_id: int | None = None
+    next_customer_name: str | None = None
+    distance_to_next_m: float | None = None
+    eta_s: float | None = None
+    geofence_id: int | None = None
+
+    def eta_at_ms(self, fix_ms: int) -> int | None:
+        return None if self.eta_s is None else fix_ms + int(self.eta_s * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class FixInput:
+    """The parts of an enriched position the tracker needs."""
+
+    idx: int
+    tenant_id: str
+    driver_id: str
+    device_id: str
+    fix_ms: int
+    lon: float
+    lat: float
+    speed_kmh: float | None
+    accuracy: float | None
+
+
+@dataclass
+class Runtime:
+    """Per driver, in memory: the last fix, recent speed and progress along the route."""
+
+    last_fix_ms: int = -1
+    last_lon: float = 0.0
+    last_lat: float = 0.0
+    speed_ms: float | None = None
+    route_id: str | None = None
+    progress_m: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VisitChange:
+    visit_id: str
+    route_id: str
+    driver_id: str
+    tenant_id: str
+    customer_id: int
+    customer_name: str
+    from_statuses: tuple[str, ...]
+    to_status: str
+    at_ms: int
+
+
+@dataclass
+class Decisions:
+    """The outcome of a batch, to apply in a transaction and then commit to memory."""
+
+    movements: dict[int, Movement] = field(default_factory=dict)
+    geofence_events: list[dict[str, Any]] = field(default_factory=list)
+    visit_changes: list[VisitChange] = field(default_factory=list)
+    next_eta: dict[str, tuple[str, int]] = field(default_factory=dict)  # visit -> (driver, ms)
+    runtime: dict[str, Runtime] = field(default_factory=dict)
+    tracks: list[tuple[str, int, Track]] = field(default_factory=list)
+    published: list[tuple[str, str, str, bytes]] = field(default_factory=list)
+
+    async def apply(self, conn: Conn, store: TrackStore, topic: Any) -> None:
+        """Write states, visit transitions, ETAs and the outbox (caller owns the transaction)."""
+        for driver_id, geofence_id, track in self.tracks:
+            store.put(driver_id, geofence_id, track)
+        await store.flush(conn)
+        outbox: list[tuple[str, str, str, bytes]] = []
+        for ev in self.geofence_events:
+            outbox.append((ev["id"], topic(GPS_EVENTS), ev["device_id"], orjson.dumps(ev)))
+        for change in self.visit_changes:
+            event = await _apply_visit_change(conn, change)
+            if event is not None:
+                outbox.append(
+                    (event["id"], topic(VISITS_EVENTS), change.route_id, orjson.dumps(event))
+                )
+        if self.next_eta:
+            await conn.execute(
+                """UPDATE planned_visits v SET eta_at = to_timestamp(u.ms / 1000.0)
+                   FROM unnest($1::uuid[], $2::bigint[]) AS u(id, ms)
+                   WHERE v.id = u.id AND v.status = 'pending'""",
+                list(self.next_eta),
+                [ms for _, ms in self.next_eta.values()],
+            )
+        if outbox:
+            await conn.executemany(
+                """INSERT INTO event_outbox (id, topic, key, value)
+                   VALUES ($1::uuid, $2, $3, $4::jsonb) ON CONFLICT (id) DO NOTHING""",
+                [(i, t, k, orjson.loads(v)) for i, t, k, v in outbox],
+            )
+        self.published = outbox
+
+    def commit(self, runtimes: dict[str, Runtime], plans: PlanCache) -> None:
+        runtimes.update(self.runtime)
+        for change in self.visit_changes:
+            plans.invalidate(change.driver_id)
+
+
+async def _apply_visit_change(conn: Conn, c: VisitChange) -> dict[str, Any] | None:
+    """Move a visit if it is still in an expected state; return the event, None if not."""
+    at = datetime.fromtimestamp(c.at_ms / 1000, tz=UTC)
+    column = "arrived_at" if c.to_status == "arrived" else "departed_at"
+    row = await conn.fetchrow(
+        f"""UPDATE planned_visits v SET status = $2, {column} = $3, updated_at = now()
+            FROM (SELECT id, status FROM planned_visits WHERE id = $1 FOR UPDATE) old
+            WHERE v.id = old.id AND old.status = ANY($4::text[])
+            RETURNING old.status AS previous""",
+        uuid.UUID(c.visit_id),
+        c.to_status,
+        at,
+        list(c.from_statuses),
+    )
+    if row is None:
+        return None
+    if c.to_status == "arrived":
+        await conn.execute(
+            """UPDATE routes SET status = 'in_progress', started_at = coalesce(started_at, $2),
+                   updated_at = now()
+               WHERE id = $1 AND status = 'planned'""",
+            uuid.UUID(c.route_id),
+            at,
+        )
+    return {
+        "schema": 1,
+        "id": str(uuid.uuid5(EVENT_NAMESPACE, f"visit:{c.visit_id}:{c.to_status}:{c.at_ms}")),
+        "type": f"visit.{c.to_status}",
+        "tenantId": c.tenant_id,
+        "routeId": c.route_id,
+        "visitId": c.visit_id,
+        "driverId": c.driver_id,
+        "customerId": c.customer_id,
+        "customerName": c.customer_name,
+        "status": c.to_status,
+        "previousStatus": row["previous"],
+        "at": iso_ms(c.at_ms),
+        "atMs": c.at_ms,
+        "source": "auto",
+    }
+
+
+class MovementTracker:
+    """Owns the plan cache, the geofence state store and the per-driver runtime."""
+
+    def __init__(self, settings: Settings, plans: PlanCache) -> None:
+        g = settings.geofence
+        self.rules = GeofenceRules(
+            enter_tolerance_m=g.enter_tolerance_m,
+            exit_margin_m=g.exit_margin_m,
+            far_accuracy_factor=g.far_accuracy_factor,
+            enter_min_fixes=g.enter_min_fixes,
+            enter_min_s=g.enter_min_s,
+            exit_min_fixes=g.exit_min_fixes,
+            exit_min_s=g.exit_min_s,
+            max_accuracy_m=g.max_accuracy_m,
+        )
+        self.arrival_dwell_ms = int(g.visit_arrival_dwell_s * 1000)
+        self.planning_speed_ms = settings.enrichment.planning_speed_kmh / 3.6
+        self.half_life_s = settings.enrichment.ewma_half_life_s
+        self.plans = plans
+        self.tracks = TrackStore()
+        self.runtime: dict[str, Runtime] = {}
+        # The farthest a fix can be and still matter to a state machine.
+        self.search_m = g.exit_margin_m + g.far_accuracy_factor * g.max_accuracy_m + 10.0
+
+    def forget(self, driver_ids: set[str]) -> None:
+        """After a failed transaction: reload these drivers' states from the database."""
+        self.tracks.forget(driver_ids)
+        for d in driver_ids:
+            self.plans.invalidate(d)
+
+    async def decide(self, conn: Conn, fixes: Sequence[FixInput]) -> Decisions:
+        """Compute the batch's transitions, visit changes and ETAs (no writes)."""
+        drivers = {f.driver_id for f in fixes}
+        newest_day = datetime.fromtimestamp(max(f.fix_ms for f in fixes) / 1000, tz=UTC).date()
+        plans = await self.plans.load(conn, drivers, newest_day)
+        await self.tracks.load(conn, drivers)
+        by_driver: dict[str, list[FixInput]] = defaultdict(list)
+        for f in fixes:
+            by_driver[f.driver_id].append(f)
+        runtimes = {d: _copy(self.runtime.get(d)) for d in drivers}
+
+        probes = []
+        for d, items in by_driver.items():
+            items.sort(key=lambda f: f.fix_ms)
+            rt = runtimes[d]
+            prev_ms, prev = (
+                rt.last_fix_ms,
+                (rt.last_lon, rt.last_lat) if rt.last_fix_ms >= 0 else None,
+            )
+            for f in items:
+                newer = f.fix_ms > prev_ms
+                probes.append(
+                    Probe(f.idx, f.tenant_id, f.lon, f.lat, prev if newer else None, self.search_m)
+                )
+                if newer:
+                    prev_ms, prev = f.fix_ms, (f.lon, f.lat)
+        hits: dict[int, dict[int, Any]] = defaultdict(dict)
+        for h in await spatial_join(conn, probes):
+            hits[h.idx][h.geofence_id] = h
+
+        out = Decisions()
+        for d, items in by_driver.items():
+            self._decide_driver(plans[d], runtimes[d], items, hits, out)
+        out.runtime = runtimes
+        return out
+
+    def _decide_driver(
+        self,
+        plan: Plan,
+        rt: Runtime,
+        items: list[FixInput],
+        hits: dict[int, dict[int, Any]],
+        out: Decisions,
+    ) -> None:
+        tracks = dict(self.tracks.of(plan.driver_id))
+        stops = {s.visit_id: s.status for s in plan.stops}
+        if rt.route_id != plan.route_id:
+            rt.route_id, rt.progress_m = plan.route_id, None
+        for f in items:
+            if f.fix_ms <= rt.last_fix_ms:  # late: stored, but moves no live state
+                out.movements[f.idx] = Movement(route_id=plan.route_id)
+                continue
+            # Recent speed: the device's own (Doppler) speed when it has one, else displacement.
+            if rt.last_fix_ms >= 0:
+                dt = (f.fix_ms - rt.last_fix_ms) / 1000
+                observed = (
+                    f.speed_kmh / 3.6
+                    if f.speed_kmh is not None
+                    else haversine_m(rt.last_lon, rt.last_lat, f.lon, f.lat) / max(dt, 0.001)
+                )
+                rt.speed_ms = ewma_speed(rt.speed_ms, observed, dt, self.half_life_s)
+            elif f.speed_kmh is not None:
+                rt.speed_ms = f.speed_kmh / 3.6
+
+            transitions: dict[int, list[Transition]] = {}
+            if f.accuracy is None or f.accuracy <= self.rules.max_accuracy_m:
+                near = hits.get(f.idx, {})
+                for gid in set(near) | {
+                    g for g, t in tracks.items() if t.state != TrackState.OUTSIDE
+                }:
+                    hit = near.get(gid)
+                    track = tracks.get(gid, Track())
+                    zone = classify(hit.distance_m if hit else float("inf"), f.accuracy, self.rules)
+                    crossed = None
+                    if hit is not None and hit.crossing is not None and rt.last_fix_ms >= 0:
+                        span = f.fix_ms - rt.last_fix_ms
+                        crossed = (
+                            rt.last_fix_ms + int(hit.crossing[0] * span),
+                            rt.last_fix_ms + int(hit.crossing[1] * span),
+                        )
+                    new, tr = step(track, f.fix_ms, zone, self.rules, crossed_at_ms=crossed)
+                    if new != track:
+                        tracks[gid] = new
+                        out.tracks.append((plan.driver_id, gid, new))
+                    if tr:
+                        transitions[gid] = tr
+                        out.geofence_events += [_geofence_event(f, gid, t) for t in tr]
+
+            self._visits(plan, stops, tracks, transitions, f, out)
+            out.movements[f.idx] = self._eta(plan, stops, tracks, rt, f, out)
+            rt.last_fix_ms, rt.last_lon, rt.last_lat = f.fix_ms, f.lon, f.lat
+
+    def _visits(
+        self,
+        plan: Plan,
+        stops: dict[str, str],
+        tracks: dict[int, Track],
+        transitions: dict[int, list[Transition]],
+        f: FixInput,
+        out: Decisions,
+    ) -> None:
+        if plan.route_id is None:
+            return
+        for stop in plan.stops:
+            status = stops[stop.visit_id]
+            gid = stop.geofence_id
+            if gid is None:
+                continue
+            # Departure from a stop being served (a pass is not a stay: ignore those).
+            if status in ("arrived", "in_progress"):
+                exits = [t for t in transitions.get(gid, []) if t.kind == "exit" and not t.passed]
+                if exits:
+                    stops[stop.visit_id] = "departed"
+                    out.visit_changes.append(
+                        self._change(
+                            plan, stop, f, ("arrived", "in_progress"), "departed", exits[0].at_ms
+                        )
+                    )
+        nxt = _next_open(plan, stops)
+        if nxt is None:
+            return
+        stop = nxt
+        track = tracks.get(stop.geofence_id) if stop.geofence_id is not None else None
+        if (
+            stops[stop.visit_id] == "pending"
+            and track is not None
+            and is_inside(track)
+            and track.entered_ms is not None
+            and f.fix_ms - track.entered_ms >= self.arrival_dwell_ms
+        ):
+            stops[stop.visit_id] = "arrived"
+            out.visit_changes.append(
+                self._change(plan, stop, f, ("pending", "departed"), "arrived", track.entered_ms)
+            )
+
+    def _change(
+        self, plan: Plan, stop: Any, f: FixInput, frm: tuple[str, ...], to: str, at_ms: int
+    ) -> VisitChange:
+        assert plan.route_id is not None
+        return VisitChange(
+            stop.visit_id,
+            plan.route_id,
+            plan.driver_id,
+            f.tenant_id,
+            stop.customer_id,
+            stop.customer_name,
+            frm,
+            to,
+            at_ms,
+        )
+
+    def _eta(
+        self,
+        plan: Plan,
+        stops: dict[str, str],
+        tracks: dict[int, Track],
+        rt: Runtime,
+        f: FixInput,
+        out: Decisions,
+    ) -> Movement:
+        inside = next((g for g, t in tracks.items() if is_inside(t)), None)
+        nxt = _next_open(plan, stops)
+        if plan.route_id is None or nxt is None:
+            return Movement(route_id=plan.route_id, geofence_id=inside)
+        index = plan.stops.index(nxt)
+        if stops[nxt.visit_id] in ("arrived", "in_progress"):
+            remaining = 0.0
+        else:
+            remaining = -1.0
+            if plan.line is not None:
+                along, off = plan.line.locate(f.lon, f.lat, near_m=rt.progress_m)
+                if off <= OFF_ROUTE_M:
+                    rt.progress_m = along
+                    remaining = remaining_along_m(plan.line, along, index)
+            if remaining < 0:
+                remaining = straight_line_remaining_m(f.lon, f.lat, nxt.lon, nxt.lat)
+        eta = eta_seconds(remaining, rt.speed_ms, self.planning_speed_ms)
+        movement = Movement(
+            route_id=plan.route_id,
+            next_visit_id=nxt.visit_id,
+            next_customer_id=nxt.customer_id,
+            next_customer_name=nxt.customer_name,
+            distance_to_next_m=round(remaining, 1),
+            eta_s=round(eta, 1),
+            geofence_id=inside,
+        )
+        at = movement.eta_at_ms(f.fix_ms)
+        if stops[nxt.visit_id] == "pending" and at is not None:
+            out.next_eta[nxt.visit_id] = (plan.driver_id, at)  # fixes come in time order
+        return movement
+
+
+def _next_open(plan: Plan, stops: dict[str, str]) -> Any:
+    for s in plan.stops:
+        if stops[s.visit_id] in ("pending", "arrived", "in_progress"):
+            return s
+    return None
+
+
+def _copy(rt: Runtime | None) -> Runtime:
+    return Runtime() if rt is None else Runtime(**rt.__dict__)
+
+
+def _geofence_event(f: FixInput, geofence_id: int, t: Transition) -> dict[str, Any]:
+    kind = "geofenceEnter" if t.kind == "enter" else "geofenceExit"
+    return {
+        "schema": 1,
+        "id": str(uuid.uuid5(EVENT_NAMESPACE, f"gf:{f.driver_id}:{geofence_id}:{kind}:{t.at_ms}")),
+        "tenant_id": f.tenant_id,
+        "device_id": f.device_id,
+        "driver_id": f.driver_id,
+        "source": "fleetpulse",
+        "type": kind,
+        "event_time_ms": t.at_ms,
+        "geofence": {"id": geofence_id},
+        "attributes": {"pass": t.passed},
+    }
