@@ -142,25 +142,21 @@ async def fetch_route(
     return row
 
 
-async def refresh_route_stops(conn: Conn, route_id: uuid.UUID) -> None:
-    """Recount the route's stops and, unless a planned path was sent, re-derive its path
-    from the visits' customers in sequence order (straight segments)."""
+async def derive_route_path(conn: Conn, route_id: uuid.UUID) -> None:
+    """Unless a planned path was sent, re-derive the route's path from its visits' customers
+    in sequence order (straight segments). Stop counters are kept by triggers (0007)."""
     await conn.execute(
         """WITH v AS (
-               SELECT count(*) AS n,
-                      count(*) FILTER (WHERE pv.status = 'completed') AS done,
-                      ST_MakeLine(ST_SetSRID(ST_MakePoint(c.lng, c.lat), 4326)
+               SELECT ST_MakeLine(ST_SetSRID(ST_MakePoint(c.lng, c.lat), 4326)
                                   ORDER BY pv.sequence_number) AS line,
                       count(DISTINCT (c.lng, c.lat)) AS points
                FROM planned_visits pv JOIN customers c ON c.id = pv.customer_id
                WHERE pv.route_id = $1)
            UPDATE routes r SET
-               total_stops = v.n, completed_stops = v.done, updated_at = now(),
-               planned_geom = CASE WHEN r.geom_source = 'planned' THEN r.planned_geom
-                                   WHEN v.points >= 2 THEN v.line END,
-               geom_source = CASE WHEN r.geom_source = 'planned' THEN 'planned'
-                                  WHEN v.points >= 2 THEN 'derived' END
-           FROM v WHERE r.id = $1""",
+               planned_geom = CASE WHEN v.points >= 2 THEN v.line END,
+               geom_source = CASE WHEN v.points >= 2 THEN 'derived' END,
+               updated_at = now()
+           FROM v WHERE r.id = $1 AND r.geom_source IS DISTINCT FROM 'planned'""",
         route_id,
     )
 
@@ -380,7 +376,7 @@ async def update_route(
                 await conn.execute(
                     "UPDATE routes SET geom_source = NULL, planned_geom = NULL WHERE id = $1", rid
                 )
-                await refresh_route_stops(conn, rid)
+                await derive_route_path(conn, rid)
         return route_json(await fetch_route(conn, user.tenant_id, rid))
 
 

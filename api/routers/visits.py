@@ -3,7 +3,8 @@
 Status changes follow ``ingest.visit_states`` (the table the enrichment worker uses for the
 automatic arrived/departed): an illegal change is 409 with the allowed next states and
 changes nothing. The check and the write happen under a row lock, so a concurrent automatic
-transition cannot slip in between.
+transition cannot slip in between. The route's stop counters and ``visit_completions`` are
+kept by database triggers (migration 0007), whoever changes a visit.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.dependencies import ConnDep, MemberDep, StaffDep, check_driver_scope, parse_uuid
 from api.errors import Conflict, InvalidInput, NotFound
 from api.pagination import PAGINATION_HEADERS, CursorQuery, LimitQuery, decode_cursor, paginate
-from api.routers.routes import JOHN, fetch_route, refresh_route_stops
+from api.routers.routes import JOHN, derive_route_path, fetch_route
 from infrastructure.postgres import Conn
 from ingest.visit_states import TERMINAL, VisitStatus, allowed_next
 
@@ -204,7 +205,7 @@ async def create_visit(body: VisitCreate, user: StaffDep, conn: ConnDep) -> dict
             raise Conflict(
                 f"sequence number {body.sequenceNumber} is already used on this route"
             ) from exc
-        await refresh_route_stops(conn, route["id"])
+        await derive_route_path(conn, route["id"])
         return visit_json(await fetch_visit(conn, user.tenant_id, vid))
 
 
@@ -368,17 +369,4 @@ async def update_visit_status(
             body.notes,
             row["status"],
         )
-        if terminal:
-            await conn.execute(
-                """INSERT INTO visit_completions (visit_id, tenant_id, route_id, driver_id,
-                       customer_id, status, scheduled_date, arrived_at, departed_at,
-                       completed_at, dwell_s)
-                   SELECT id, tenant_id, route_id, driver_id, customer_id, status,
-                          scheduled_date, arrived_at, departed_at, completed_at,
-                          EXTRACT(EPOCH FROM COALESCE(departed_at, completed_at) - arrived_at)
-                   FROM planned_visits WHERE id = $1
-                   ON CONFLICT (visit_id) DO NOTHING""",
-                vid,
-            )
-            await refresh_route_stops(conn, row["route_id"])
         return visit_json(await fetch_visit(conn, user.tenant_id, vid))

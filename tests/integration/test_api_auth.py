@@ -134,13 +134,17 @@ async def test_register_validates_and_is_tenant_scoped(
 ) -> None:
     email = f"{uniq('dup')}@example.com"
     body: dict[str, Any] = {"email": email, "password": PASSWORD, "role": "dispatcher"}
-    assert (await client.post("/api/auth/register", json=body, headers=tenant1_headers)).status_code == 201
+    assert (
+        await client.post("/api/auth/register", json=body, headers=tenant1_headers)
+    ).status_code == 201
     dup = await client.post(
         "/api/auth/register", json=body | {"email": email.upper()}, headers=tenant1_headers
     )
     assert dup.status_code == 409 and dup.json()["error"] == "conflict"
     # The same email in another tenant is another user.
-    assert (await client.post("/api/auth/register", json=body, headers=tenant2_headers)).status_code == 201
+    assert (
+        await client.post("/api/auth/register", json=body, headers=tenant2_headers)
+    ).status_code == 201
 
     cases: list[tuple[dict[str, Any], int]] = [
         ({"role": "driver"}, 422),  # a driver user needs driverId
