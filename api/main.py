@@ -13,15 +13,21 @@ from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
 from api.responses import OrjsonResponse
 from api.routers import (
+    analytics,
     auth,
+    batch,
     customers,
+    dead_letters,
     drivers,
     geofences,
     health,
+    osmand,
+    playback,
     routes,
     traccar,
     visits,
 )
+from api.routers import sync as sync_routes
 from api.state import AppState
 from infrastructure.postgres import create_pool
 from infrastructure.redis import RedisKeys, create_redis
@@ -86,6 +92,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.ingest.max_body_bytes)
     for router in (health.router, auth.router, traccar.router, drivers.router):
         app.include_router(router)
+    for router in (playback.router, analytics.router):
+        app.include_router(router)
     for router in (routes.router, visits.router, customers.router, geofences.router):
         app.include_router(router)
     if settings.api.cors_origin_list():
@@ -96,4 +104,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type"],
             expose_headers=["X-Next-Cursor", "Link", "Retry-After"],
         )
+    for router in (osmand.router, batch.router):
+        app.include_router(router)
+    app.include_router(sync_routes.router)
+    app.include_router(dead_letters.router)
     return app

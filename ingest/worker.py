@@ -88,7 +88,14 @@ class Enricher:
 
     async def enrich(self, positions: Sequence[Position]) -> list[EnrichedPosition]:
         """Join drivers and compute H3 cells; raise DriverNotFound for unregistered devices."""
-        devices = await self.devices.resolve_many({p.device_id for p in positions})
+        wanted = {p.device_id for p in positions}
+        devices = await self.devices.resolve_many(wanted)
+        if missing := wanted - devices.keys():
+            # The receivers authenticated these; a miss here may be a stale negative cache
+            # entry (a device registered a moment ago), so ask the database once more.
+            for uid in missing:
+                self.devices.invalidate(uid)
+            devices |= await self.devices.resolve_many(missing)
         res = self.settings.ingest.h3_resolution
         out = []
         for p in positions:

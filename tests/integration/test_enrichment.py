@@ -1,0 +1,403 @@
+"""Enrichment through the real pipeline: geofence arrivals on noisy GPS, passes, ETA, DLQ.
+
+Positions go in through the Traccar webhook (or straight onto Kafka for poison messages),
+the in-process worker enriches them, and the tests read what came out: planned_visits,
+history rows, and the events on ``visits.events`` / ``gps.events``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from infrastructure.kafka import GPS_EVENTS, GPS_POSITIONS, GPS_POSITIONS_DLQ, VISITS_EVENTS
+from infrastructure.settings import Settings
+from ingest.model import Fix
+from tests.conftest import RUN_ID
+from tests.helpers import eventually, seed_array_item
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+LON0, LAT0 = 24.9300, 60.1700  # central Helsinki
+M_PER_DEG_LAT = 111_320.0
+M_PER_DEG_LON = 111_320.0 * math.cos(math.radians(LAT0))
+_ids = iter(range(10_000_000 + random.randrange(1_000_000) * 10, 10**9))
+
+
+def lonlat(x: float, y: float) -> tuple[float, float]:
+    """Metres east/north of the origin -> (lon, lat)."""
+    return LON0 + x / M_PER_DEG_LON, LAT0 + y / M_PER_DEG_LAT
+
+
+async def make_driver(pg: asyncpg.Pool, name: str) -> tuple[str, str]:
+    device = f"{name}-{RUN_ID}"
+    driver = await pg.fetchval(
+        """INSERT INTO drivers (tenant_id, name, device_unique_id) VALUES ('tenant-1', $1, $2)
+           RETURNING id::text""",
+        name,
+        device,
+    )
+    return str(driver), device
+
+
+async def make_customer(pg: asyncpg.Pool, x: float, y: float, radius: float) -> tuple[int, int]:
+    """A customer with its circular geofence; returns (customer id, geofence id)."""
+    cid = next(_ids)
+    lon, lat = lonlat(x, y)
+    await pg.execute(
+        """INSERT INTO customers (id, tenant_id, name, lat, lng, geofence_radius_m)
+           VALUES ($1, 'tenant-1', $2, $3, $4, $5)""",
+        cid,
+        f"Customer {cid}",
+        lat,
+        lon,
+        int(radius),
+    )
+    gid = await pg.fetchval(
+        """INSERT INTO geofences (tenant_id, customer_id, name, kind, center, radius_m, geom)
+           SELECT 'tenant-1', $1, $2, 'circle', ST_SetSRID(ST_MakePoint($3, $4), 4326), $5,
+                  ST_Buffer(ST_SetSRID(ST_MakePoint($3, $4), 4326)::geography, $5,
+                            'quad_segs=16')::geometry
+           RETURNING id""",
+        cid,
+        f"Customer {cid}",
+        lon,
+        lat,
+        radius,
+    )
+    return cid, int(gid)
+
+
+async def make_route(
+    pg: asyncpg.Pool, driver: str, path_xy: list[tuple[float, float]], customers: list[int]
+) -> tuple[str, list[str]]:
+    coords = [lonlat(x, y) for x, y in path_xy]
+    route = await pg.fetchval(
+        """INSERT INTO routes (tenant_id, driver_id, scheduled_date, status, planned_geom,
+                               geom_source)
+           VALUES ('tenant-1', $1::uuid, (now() AT TIME ZONE 'UTC')::date, 'planned',
+                   ST_GeomFromGeoJSON($2), 'planned')
+           RETURNING id::text""",
+        driver,
+        orjson.dumps({"type": "LineString", "coordinates": coords}).decode(),
+    )
+    visits = []
+    for seq, cid in enumerate(customers, start=1):
+        visits.append(
+            str(
+                await pg.fetchval(
+                    """INSERT INTO planned_visits (tenant_id, route_id, driver_id, customer_id,
+                           sequence_number, scheduled_date)
+                       VALUES ('tenant-1', $1::uuid, $2::uuid, $3, $4,
+                               (now() AT TIME ZONE 'UTC')::date)
+                       RETURNING id""",
+                    route,
+                    driver,
+                    cid,
+                    seq,
+                )
+            )
+        )
+    return str(route), visits
+
+
+async def post_fixes(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    device: str,
+    fixes: list[tuple[int, float, float, float | None]],
+) -> None:
+    """Post (t_ms, x, y, speed m/s) fixes in time order, 25 per request (seed array body)."""
+    for i in range(0, len(fixes), 25):
+        items = []
+        for t, x, y, speed in fixes[i : i + 25]:
+            lon, lat = lonlat(x, y)
+            item = seed_array_item(device, t, lat, lon)
+            item["speed"] = None if speed is None else speed / 0.514444  # m/s -> knots
+            item["accuracy"] = 12
+            items.append(item)
+        resp = await client.post("/api/traccar/positions", json=items, headers=headers)
+        assert resp.status_code == 200, resp.text
+
+
+async def read_topic(
+    settings: Settings, topic: str, keep: Callable[[dict[str, Any]], bool]
+) -> list[dict[str, Any]]:
+    """Every JSON record on the test's copy of topic that keep() accepts."""
+    consumer = AIOKafkaConsumer(
+        settings.kafka.topic(topic),
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    out = []
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=1500)
+            if not batch:
+                break
+            for records in batch.values():
+                for r in records:
+                    try:
+                        value = orjson.loads(r.value)
+                    except orjson.JSONDecodeError:
+                        continue
+                    if isinstance(value, dict) and keep(value):
+                        out.append(value)
+    finally:
+        await consumer.stop()
+    return out
+
+
+def unique(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """At-least-once delivery may repeat an event; its id says so."""
+    seen: dict[str, dict[str, Any]] = {}
+    for e in events:
+        seen.setdefault(e["id"], e)
+    return sorted(seen.values(), key=lambda e: e.get("atMs", e.get("event_time_ms", 0)))
+
+
+async def test_a_noisy_stop_at_a_customer_is_one_arrival_and_one_departure(
+    client: httpx.AsyncClient,
+    traccar_headers: dict[str, str],
+    pg: asyncpg.Pool,
+    settings: Settings,
+) -> None:
+    driver, device = await make_driver(pg, "ENR-STOP")
+    cust1, gf1 = await make_customer(pg, 0, 0, 100)
+    cust2, _ = await make_customer(pg, 1400, 0, 100)
+    route, (v1, v2) = await make_route(pg, driver, [(-1500, 0), (1500, 0)], [cust1, cust2])
+
+    rng = random.Random(1)
+    t0 = int(time.time() * 1000) - 3 * 3600_000
+    fixes: list[tuple[int, float, float, float | None]] = []
+    t, x = 0, -1200.0
+    while x < 0:  # approach at 10 m/s, a fix every 2 s, σ 15 m
+        fixes.append((t0 + t * 1000, x + rng.gauss(0, 15), rng.gauss(0, 15), 10.0))
+        x += 20
+        t += 2
+    for _ in range(90):  # 180 s at the customer
+        fixes.append((t0 + t * 1000, rng.gauss(0, 15), rng.gauss(0, 15), 0.0))
+        t += 2
+    stop_end = t
+    x = 0.0
+    while x < 1000:
+        fixes.append((t0 + t * 1000, x + rng.gauss(0, 15), rng.gauss(0, 15), 10.0))
+        x += 20
+        t += 2
+    true_enter = t0 + 110_000  # x = -100 m at 10 m/s from -1200 m
+    true_exit = t0 + (stop_end + 10) * 1000  # x = +100 m
+    await post_fixes(client, traccar_headers, device, fixes)
+
+    row = await eventually(
+        lambda: pg.fetchrow(
+            "SELECT status, arrived_at, departed_at FROM planned_visits WHERE id = $1::uuid", v1
+        ),
+        lambda r: r["status"] == "departed",
+        within=60,
+        what="visit 1 departed",
+    )
+    assert abs(row["arrived_at"].timestamp() * 1000 - true_enter) <= 15_000
+    assert abs(row["departed_at"].timestamp() * 1000 - true_exit) <= 15_000
+    assert await pg.fetchval("SELECT status FROM planned_visits WHERE id = $1::uuid", v2) == (
+        "pending"
+    )
+    assert await pg.fetchval("SELECT status FROM routes WHERE id = $1::uuid", route) == (
+        "in_progress"
+    )
+
+    visit_events = unique(
+        await read_topic(settings, VISITS_EVENTS, lambda e: e.get("visitId") == v1)
+    )
+    assert [e["type"] for e in visit_events] == ["visit.arrived", "visit.departed"]
+    assert visit_events[0]["previousStatus"] == "pending"
+    gf_events = unique(
+        await read_topic(
+            settings,
+            GPS_EVENTS,
+            lambda e: e.get("driver_id") == driver and e.get("geofence", {}).get("id") == gf1,
+        )
+    )
+    assert [(e["type"], e["attributes"]["pass"]) for e in gf_events] == [
+        ("geofenceEnter", False),
+        ("geofenceExit", False),
+    ]
+
+    # After leaving, the live state points at the next stop with a distance and an ETA.
+    snap = await pg.fetchrow(
+        "SELECT next_visit_id::text, distance_to_next_m, eta_s FROM driver_positions"
+        " WHERE driver_id = $1::uuid",
+        driver,
+    )
+    assert snap["next_visit_id"] == v2
+    assert 300 < snap["distance_to_next_m"] < 500  # x ≈ +1000 → stop at +1400
+    assert snap["eta_s"] > 0
+
+
+async def test_a_fast_pass_through_a_small_geofence_between_two_fixes_is_seen(
+    client: httpx.AsyncClient,
+    traccar_headers: dict[str, str],
+    pg: asyncpg.Pool,
+    settings: Settings,
+) -> None:
+    driver, device = await make_driver(pg, "ENR-PASS")
+    _, gf = await make_customer(pg, 0, 0, 30)
+    t0 = int(time.time() * 1000) - 2 * 3600_000
+    # 25 m/s, a fix every 12 s: no fix ever falls inside the 30 m circle.
+    fixes = [(t0 + i * 12_000, -450.0 + i * 300, 0.0, 25.0) for i in range(4)]
+    await post_fixes(client, traccar_headers, device, fixes)
+
+    events = await eventually(
+        lambda: read_topic(
+            settings,
+            GPS_EVENTS,
+            lambda e: e.get("driver_id") == driver and e.get("geofence", {}).get("id") == gf,
+        ),
+        lambda evs: len(unique(evs)) >= 2,
+        within=30,
+        what="pass events",
+    )
+    passes = unique(events)
+    assert [(e["type"], e["attributes"]["pass"]) for e in passes] == [
+        ("geofenceEnter", True),
+        ("geofenceExit", True),
+    ]
+    # Interpolated on the segment from x=-150 (t0+12 s) to x=+150 (t0+24 s): in at ~-30 m.
+    enter, leave = passes[0]["event_time_ms"], passes[1]["event_time_ms"]
+    assert t0 + 12_000 < enter < leave < t0 + 24_000
+    assert abs(enter - (t0 + 12_000 + 4_800)) <= 500
+    assert abs(leave - (t0 + 12_000 + 7_200)) <= 500
+
+
+async def test_eta_along_the_route_at_constant_speed_is_within_5_percent(
+    client: httpx.AsyncClient,
+    traccar_headers: dict[str, str],
+    pg: asyncpg.Pool,
+) -> None:
+    driver, device = await make_driver(pg, "ENR-ETA")
+    path = [(0.0, 0.0), (1200.0, 0.0), (1200.0, 900.0)]
+    cust, _ = await make_customer(pg, 1200, 900, 50)
+    await make_route(pg, driver, path, [cust])
+    speed = 8.0
+    t0 = int(time.time() * 1000) - 3600_000
+
+    def along(d: float) -> tuple[float, float]:
+        return (d, 0.0) if d <= 1200 else (1200.0, d - 1200)
+
+    fixes = [(t0 + i * 5000, *along(i * 5 * speed), speed) for i in range(int(2000 / 40))]
+    await post_fixes(client, traccar_headers, device, fixes)
+    rows = await eventually(
+        lambda: pg.fetch(
+            """SELECT fix_time, eta_s, distance_to_next_m FROM positions
+               WHERE driver_id = $1::uuid ORDER BY fix_time""",
+            driver,
+        ),
+        lambda rows: len(rows) == len(fixes),
+        within=30,
+        what="all positions stored",
+    )
+    checked = 0
+    previous = math.inf
+    for i, r in enumerate(rows):
+        remaining_truth = 2100 - i * 5 * speed
+        assert r["distance_to_next_m"] == pytest.approx(remaining_truth, abs=5.0)
+        assert r["eta_s"] < previous
+        previous = r["eta_s"]
+        if remaining_truth > 300:
+            assert r["eta_s"] == pytest.approx(remaining_truth / speed, rel=0.05)
+            checked += 1
+    assert checked > 30
+
+
+async def test_a_poison_message_is_dead_lettered_and_a_fixed_one_replays_once(
+    client: httpx.AsyncClient,
+    pg: asyncpg.Pool,
+    settings: Settings,
+    tenant1_headers: dict[str, str],
+    tenant2_headers: dict[str, str],
+) -> None:
+    late_device = f"LATE-{RUN_ID}"
+    now = int(time.time() * 1000)
+    orphan = Fix(late_device, now - 5_000, 60.17, 24.93).to_position("tenant-1", now)
+    good = Fix("DEV002", now - 4_321, 60.171, 24.931).to_position("tenant-1", now)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        topic = settings.kafka.topic(GPS_POSITIONS)
+        await producer.send_and_wait(topic, b"\x00 not a position", key=b"DEV002")
+        await producer.send_and_wait(topic, orphan.to_bytes(), key=late_device.encode())
+        await producer.send_and_wait(topic, good.to_bytes(), key=b"DEV002")
+    finally:
+        await producer.stop()
+
+    async def stored(device: str, fix_ms: int) -> int:
+        n: int = await pg.fetchval(
+            """SELECT count(*) FROM positions WHERE device_unique_id = $1
+               AND fix_time = to_timestamp($2 / 1000.0)""",
+            device,
+            fix_ms,
+        )
+        return n
+
+    # The poison does not stop the stream: the message after it is stored.
+    await eventually(lambda: stored("DEV002", good.fix_time_ms), lambda n: n == 1, within=30)
+    letters = await eventually(
+        lambda: read_topic(
+            settings, GPS_POSITIONS_DLQ, lambda v: v.get("device_id") == late_device
+        ),
+        lambda v: len(v) >= 1,
+        within=30,
+        what="orphan in the DLQ",
+    )
+    assert letters[0]["fix_time_ms"] == orphan.fix_time_ms
+
+    listed = await client.get("/api/admin/dead-letters", headers=tenant1_headers)
+    assert listed.status_code == 200, listed.text
+    mine = [d for d in listed.json()["deadLetters"] if d["key"] == late_device]
+    assert len(mine) == 1 and mine[0]["error"] == "DriverNotFound"
+    assert all(d["value"] is not None for d in listed.json()["deadLetters"])  # no garbage
+    part, off = mine[0]["partition"], mine[0]["offset"]
+    other = await client.get("/api/admin/dead-letters", headers=tenant2_headers)
+    assert all(d["key"] != late_device for d in other.json()["deadLetters"])
+    foreign = await client.post(
+        f"/api/admin/dead-letters/{part}/{off}/replay", headers=tenant2_headers
+    )
+    assert foreign.status_code == 404
+
+    # Fix the cause (register the device), then replay: stored exactly once, twice over.
+    await pg.execute(
+        """INSERT INTO drivers (tenant_id, name, device_unique_id)
+           VALUES ('tenant-1', 'Late Driver', $1)""",
+        late_device,
+    )
+    for _ in range(2):
+        resp = await client.post(
+            f"/api/admin/dead-letters/{part}/{off}/replay", headers=tenant1_headers
+        )
+        assert resp.status_code == 200, resp.text
+    await eventually(lambda: stored(late_device, orphan.fix_time_ms), lambda n: n == 1, within=30)
+    assert (await client.get("/api/admin/dead-letters", headers=tenant1_headers)).json()[
+        "deadLetters"
+    ][0]["replayedAt"]
+
+    for path, status in (
+        (f"/api/admin/dead-letters/{part}/999999999", 404),
+        ("/api/admin/dead-letters/x/1", 422),
+        (f"/api/admin/dead-letters/{part}/-1", 422),
+        ("/api/admin/dead-letters/99/0", 404),
+    ):
+        resp = await client.get(path, headers=tenant1_headers)
+        assert resp.status_code == status, (path, resp.text)
+        assert resp.json()["error"]
+    unauth = await client.get("/api/admin/dead-letters")
+    assert unauth.status_code == 401
