@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Iterator
 
 from infrastructure.settings import Settings
 
@@ -34,6 +36,60 @@ async def _migrate(settings: Settings, *, seed: bool) -> None:
         await conn.close()
 
 
+async def _serve_api(settings: Settings, host: str, port: int | None) -> None:
+    """Serve the main app and, on its own port, the OsmAnd receiver, in one event loop.
+
+    The OsmAnd app borrows the main app's state (see api/routers/osmand.py), so it starts
+    once the main server (and its lifespan) has started, and stops first on SIGINT/SIGTERM.
+    ``FLEETPULSE_INGEST__OSMAND_PORT=0`` serves the main app only.
+    """
+    import uvicorn
+
+    from api.main import create_app
+    from api.routers.osmand import create_osmand_app
+
+    class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield  # one handler below stops both servers
+
+    def config(app: object, bind_port: int, lifespan: str) -> uvicorn.Config:
+        return uvicorn.Config(
+            app,  # type: ignore[arg-type]
+            host=host,
+            port=bind_port,
+            lifespan=lifespan,  # type: ignore[arg-type]
+            log_level=settings.log_level.lower(),
+            access_log=False,  # query strings may carry an apiKey: never log them
+        )
+
+    app = create_app(settings)
+    main = _Server(config(app, port or settings.http_port, "on"))
+    osmand_port = settings.ingest.osmand_port
+    side = _Server(config(create_osmand_app(settings, app), osmand_port, "off"))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    main_task = asyncio.create_task(main.serve())
+    # uvicorn offers no "started" event; poll its flag while the lifespan starts up
+    while not (main.started or main_task.done() or stop.is_set()):  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    tasks: set[asyncio.Task[None]] = {main_task, asyncio.create_task(stop.wait())}  # type: ignore[arg-type]
+    side_task: asyncio.Task[None] | None = None
+    if main.started and osmand_port > 0:
+        side_task = asyncio.create_task(side.serve())
+        tasks.add(side_task)
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    if side_task is not None:
+        side.should_exit = True
+        await side_task
+    main.should_exit = True
+    await main_task
+    for task in tasks:
+        task.cancel()
+
+
 def _run_until_signal(coro_factory: object) -> None:
     async def main() -> None:
         stop = asyncio.Event()
@@ -57,28 +113,26 @@ def main(argv: list[str] | None = None) -> int:
     p_mig.add_argument("--seed", action="store_true", help="also insert the demo data")
     sub.add_parser("seed", help="insert the demo data where missing")
     sub.add_parser("topics", help="create the Kafka topics where missing")
+    p_maint = sub.add_parser("maintain", help="partitions ahead, retention, rollup refresh")
+    p_maint.add_argument("--loop", action="store_true", help="repeat every refresh interval")
     p_run = sub.add_parser("run", help="the demo: api + enrichment workers (Ctrl-C stops)")
     p_run.add_argument("--workers", type=int, default=2)
     p_stack = sub.add_parser("stack", help="the local services (no Docker)")
     p_stack.add_argument("action", choices=["up", "down", "status"])
     p_stack.add_argument("services", nargs="*")
+    p_cdc = sub.add_parser(
+        "cdc", help="CDC: run the consumer (default), or register/status/delete the connector"
+    )
+    p_cdc.add_argument(
+        "action", nargs="?", default="run", choices=["run", "register", "status", "delete"]
+    )
     args = parser.parse_args(argv)
 
     settings = Settings()
     _configure_logging(settings)
 
     if args.command == "api":
-        import uvicorn
-
-        from api.main import create_app
-
-        uvicorn.run(
-            create_app(settings),
-            host=args.host or settings.http_host,
-            port=args.port or settings.http_port,
-            log_level=settings.log_level.lower(),
-            access_log=False,
-        )
+        asyncio.run(_serve_api(settings, args.host or settings.http_host, args.port))
     elif args.command == "worker":
         from ingest.worker import run_worker
 
@@ -92,6 +146,13 @@ def main(argv: list[str] | None = None) -> int:
 
         asyncio.run(ensure_topics(settings.kafka))
         print("topics present")
+    elif args.command == "maintain":
+        from analytics.maintenance import maintain
+
+        loop = bool(args.loop)
+        _run_until_signal(lambda stop: maintain(settings, stop if loop else None))
+    elif args.command == "cdc":
+        return _cdc(settings, args.action)
     elif args.command == "stack":
         return _stack(settings, args.action, args.services)
     elif args.command == "run":
@@ -153,6 +214,36 @@ def _stack(settings: Settings, action: str, services: list[str]) -> int:
     for s in rows:
         print(f"{s.name:<10} {'up' if s.up else 'down':<5} port {s.port:<6} log {s.log}")
     return 0 if action != "up" or all(s.up for s in rows) else 1
+
+
+def _cdc(settings: Settings, action: str) -> int:
+    """``fleetpulse cdc [run|register|status|delete]``."""
+    import json
+
+    from ingest import cdc_connector
+
+    if action == "run":
+        from ingest.cdc import run_cdc
+
+        _run_until_signal(lambda stop: run_cdc(settings, stop))
+        return 0
+    try:
+        if action == "register":
+            code = asyncio.run(cdc_connector.register(settings))
+            verb = "created" if code == 201 else "updated"
+            print(f"connector {cdc_connector.connector_name(settings)} {verb}")
+        elif action == "status":
+            print(json.dumps(cdc_connector.connector_status(settings), indent=2))
+        elif action == "delete":
+            gone = cdc_connector.delete_connector(settings)
+            print(
+                f"connector {cdc_connector.connector_name(settings)} "
+                f"{'deleted' if gone else 'was not registered'}"
+            )
+    except cdc_connector.ConnectError as exc:
+        print(f"cdc {action} failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
 """The Traccar webhook: positions and events forwarded by a Traccar server.
 
-Answers 2xx only after Kafka acknowledged (acks=all); otherwise Traccar retries.
+Positions arrive in both of Traccar's forwarder types: ``forward.type=json`` (POST of
+``{"position", "device"}``, or the seed's array) and the default URL type (GET of the
+``forward.url`` template, see docs/receivers.md). Answers 2xx only after Kafka acknowledged
+(acks=all); otherwise Traccar retries.
 """
 
 from __future__ import annotations
@@ -8,23 +11,34 @@ from __future__ import annotations
 import hmac
 import time
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 import orjson
 from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.dependencies import StateDep
-from api.errors import InvalidJSON, Unauthorized
+from api.errors import InvalidJSON, PayloadTooLarge, Unauthorized
 from api.state import AppState
 from infrastructure.kafka import GPS_EVENTS
 from infrastructure.seed import api_key_digest
 from ingest.errors import InvalidPosition, UnknownDevice
-from ingest.traccar import TraccarDevice, parse_positions_body
+from ingest.traccar import TraccarDevice, parse_positions_body, parse_url_params
 from ingest.validation import parse_iso_time
 
 router = APIRouter(prefix="/api/traccar", tags=["traccar"])
 
 ApiKey = Annotated[str | None, Header(alias="X-API-Key")]
+
+# GET receivers (URL forwarding, OsmAnd) carry the fix in the query string: bound it like a
+# body. 16 KiB is the request-line limit of common servers; real requests are under 1 KiB.
+MAX_QUERY_BYTES = 16_384
+
+
+def check_query_size(query: str) -> None:
+    """Refuse an oversized query string with 413, like an oversized body."""
+    if len(query) > MAX_QUERY_BYTES:
+        raise PayloadTooLarge(f"query string exceeds {MAX_QUERY_BYTES} bytes")
 
 
 async def authenticate_api_key(state: AppState, key: str | None) -> str | None:
@@ -61,6 +75,23 @@ async def receive_positions(request: Request, state: StateDep, x_api_key: ApiKey
             f"too many positions in one request (max {state.settings.ingest.max_batch_positions})"
         )
     positions = await state.receiver.accept(fixes, tenant_id=tenant)
+    return {"status": "accepted", "count": len(positions)}
+
+
+@router.get("/positions")
+async def receive_url_forward(request: Request, state: StateDep, x_api_key: ApiKey = None) -> Any:
+    """Accept Traccar's URL forwarder (GET with the documented query template).
+
+    The key comes from ``X-API-Key`` (``forward.header``, which Traccar also sends for the
+    URL type) or, failing that, an ``apiKey`` query parameter. The query string is never
+    logged, so the key does not end up in our logs.
+    """
+    query = request.url.query
+    check_query_size(query)
+    params = dict(parse_qsl(query, keep_blank_values=True))
+    query_key = params.pop("apiKey", None)
+    tenant = await authenticate_api_key(state, x_api_key or query_key)
+    positions = await state.receiver.accept([parse_url_params(params)], tenant_id=tenant)
     return {"status": "accepted", "count": len(positions)}
 
 
