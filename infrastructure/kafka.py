@@ -20,6 +20,8 @@ GPS_EVENTS = "gps.events"
 VISITS_EVENTS = "visits.events"
 GPS_POSITIONS_DLQ = "gps.positions.dlq"
 CDC_TABLES = ("accounts", "customers", "products", "orders", "users")
+# Change events the cdc consumer cannot apply (malformed, unexpected), with the reason.
+CDC_DLQ = "cdc.dlq"
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(VISITS_EVENTS, 3),
     TopicSpec(GPS_POSITIONS_DLQ, 3),
     *(TopicSpec(f"cdc.{t}", 3) for t in CDC_TABLES),
+    TopicSpec(CDC_DLQ, 1),
 )
 
 

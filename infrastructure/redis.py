@@ -40,3 +40,12 @@ class RedisKeys:
     def unknown_devices(self) -> str:
         """Hash device unique id -> rejected fixes from it (admins register from this)."""
         return f"{self.prefix}ingest:unknown_devices"
+
+    def customer(self, customer_id: int) -> str:
+        """JSON of a cached customer (read-through cache, level 2; CDC deletes it)."""
+        return f"{self.prefix}customer:{customer_id}"
+
+    @property
+    def customer_invalidations(self) -> str:
+        """Pub/sub channel: customer ids changed by CDC (processes evict their level 1)."""
+        return f"{self.prefix}customers:invalidate"

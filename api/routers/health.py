@@ -13,6 +13,7 @@ from api.responses import OrjsonResponse
 from api.state import AppState
 from infrastructure.kafka import GPS_POSITIONS, consumer_group_lag
 from infrastructure.migrate import history_backend
+from ingest.cdc_lag import lag_snapshot
 
 router = APIRouter(prefix="/api/health", tags=["health"])
 PROBE_TIMEOUT_S = 3.0
@@ -70,6 +71,24 @@ async def check_all(state: AppState) -> dict[str, dict[str, Any]]:
     return {"postgres": pg, "redis": rd, "kafka": kf}
 
 
+async def _cdc(state: AppState) -> dict[str, Any]:
+    """The CDC section: overall lag status (seed thresholds) and each table's."""
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_S * 2):
+            async with state.pool.acquire() as conn:
+                snap = await lag_snapshot(conn, state.settings)
+    except Exception as exc:  # a probe's failure is the answer, not an error
+        return {"status": "unknown", "error": type(exc).__name__}
+    return {
+        "status": snap["status"],
+        "maxLagMs": snap["totals"]["maxLagMs"],
+        "kafkaLag": snap["totals"]["kafkaLag"],
+        "tables": {
+            t["table"]: {"status": t["status"], "lagMs": t["lagMs"]} for t in snap["tables"]
+        },
+    }
+
+
 @router.get("")
 async def health(state: StateDep) -> OrjsonResponse:
     """Overall status; 200 even when degraded so monitoring can read the details."""
@@ -81,6 +100,7 @@ async def health(state: StateDep) -> OrjsonResponse:
             "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "services": {name: s["status"] for name, s in services.items()},
             "details": services,
+            "cdc": await _cdc(state),
         }
     )
 

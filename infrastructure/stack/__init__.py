@@ -1,4 +1,4 @@
-"""The local stack, no Docker: PostgreSQL + PostGIS, Redis, MariaDB and Kafka (KRaft).
+"""The local stack, no Docker: PostgreSQL + PostGIS, Redis, MariaDB, Kafka (KRaft), Connect.
 
 Installed from Debian packages and Maven Central, run detached in the background as the
 machine's own processes, with data, configuration, pid files and logs under
@@ -25,6 +25,7 @@ from infrastructure.settings import Settings
 from infrastructure.stack import _apt
 from infrastructure.stack._proc import StackError, locked
 from infrastructure.stack._service import Service, ServiceStatus
+from infrastructure.stack.connect import Connect
 from infrastructure.stack.kafka import Kafka
 from infrastructure.stack.mariadb import MariaDB
 from infrastructure.stack.postgres import Postgres
@@ -44,12 +45,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SERVICES: tuple[str, ...] = ("postgres", "redis", "mariadb", "kafka")
+SERVICES: tuple[str, ...] = ("postgres", "redis", "mariadb", "kafka", "connect")
 _CLASSES: dict[str, type[Service]] = {
     "postgres": Postgres,
     "redis": Redis,
     "mariadb": MariaDB,
     "kafka": Kafka,
+    "connect": Connect,
 }
 
 

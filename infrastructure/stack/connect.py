@@ -1,0 +1,273 @@
+"""Kafka Connect (one distributed worker) with the Debezium MariaDB connector as a plugin.
+
+Everything comes from Maven Central: ``connect-pom.xml`` resolves the worker (connect-runtime,
+connect-json, connect-transforms at the broker's Kafka version) into ``.stack/connect/libs``,
+``debezium-pom.xml`` the Debezium MariaDB connector into
+``.stack/connect/plugins/debezium-connector-mariadb`` (the worker's ``plugin.path``). The
+worker keeps its configs, offsets and statuses in Kafka topics (replication factor 1), so a
+restart resumes every connector where it was. REST on ``settings.cdc.connect_url``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from infrastructure.stack._proc import (
+    StackError,
+    process_alive,
+    read_pid,
+    run,
+    spawn_detached,
+    terminate,
+    wait_until,
+    write_if_changed,
+)
+from infrastructure.stack._service import AptRequirement, Service
+from infrastructure.stack.kafka import Kafka
+
+RUNTIME_POM = Path(__file__).with_name("connect-pom.xml")
+PLUGIN_POM = Path(__file__).with_name("debezium-pom.xml")
+MAIN_CLASS = "org.apache.kafka.connect.cli.ConnectDistributed"
+PLUGIN_DIR = "debezium-connector-mariadb"
+GROUP_ID = "fleetpulse-connect"
+# Internal topics of the worker (created by the worker itself, replication factor 1).
+CONFIG_TOPIC = "_fleetpulse-connect-configs"
+OFFSET_TOPIC = "_fleetpulse-connect-offsets"
+STATUS_TOPIC = "_fleetpulse-connect-status"
+KAFKA_WAIT_S = 120.0
+
+
+def connect_get(url: str, timeout: float = 3.0) -> tuple[int, object]:
+    """GET a Kafka Connect REST resource; return (status, decoded JSON body)."""
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return int(response.status), json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        body = exc.read()
+        try:
+            return exc.code, json.loads(body or b"null")
+        except ValueError:
+            return exc.code, body.decode(errors="replace")
+
+
+class Connect(Service):
+    name = "connect"
+    # Scanning the plugin path and joining the group takes a while on two shared cores.
+    ready_timeout_s = 240.0
+    stop_timeout_s = 60.0
+
+    @property
+    def url(self) -> str:
+        return self.settings.cdc.connect_url.rstrip("/")
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or 8083
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "connect.log"
+
+    @property
+    def libs(self) -> Path:
+        return self.dir / "libs"
+
+    @property
+    def plugins(self) -> Path:
+        return self.dir / "plugins"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.dir / "connect.pid"
+
+    @property
+    def worker_properties(self) -> Path:
+        return self.dir / "connect-distributed.properties"
+
+    @property
+    def log4j_properties(self) -> Path:
+        return self.dir / "log4j.properties"
+
+    def apt_requirements(self, *, for_install: bool = False) -> list[AptRequirement]:
+        needs = []
+        if shutil.which("java") is None:
+            needs.append(AptRequirement(("openjdk-17-jre-headless", "default-jre-headless")))
+        if shutil.which("mvn") is None:
+            needs.append(AptRequirement(("maven",)))
+        return needs
+
+    def _stamps(self) -> tuple[str, str]:
+        stack = self.settings.stack
+        runtime = f"connect-runtime {stack.kafka_version}"
+        plugin = f"debezium-connector-mariadb {stack.debezium_version}"
+        return runtime, plugin
+
+    def jars_present(self) -> bool:
+        runtime, plugin = self._stamps()
+        return _stamp_matches(self.libs, runtime) and _stamp_matches(
+            self.plugins / PLUGIN_DIR, plugin
+        )
+
+    def install_extra(self) -> None:
+        runtime, plugin = self._stamps()
+        stack = self.settings.stack
+        if not _stamp_matches(self.libs, runtime):
+            self._resolve(
+                RUNTIME_POM,
+                self.libs,
+                [f"-Dkafka.version={stack.kafka_version}"],
+                f"connect-runtime-{stack.kafka_version}.jar",
+                runtime,
+            )
+        target = self.plugins / PLUGIN_DIR
+        if not _stamp_matches(target, plugin):
+            self._resolve(
+                PLUGIN_POM,
+                target,
+                [f"-Ddebezium.version={stack.debezium_version}"],
+                f"debezium-connector-mariadb-{stack.debezium_version}.jar",
+                plugin,
+            )
+
+    def _resolve(self, pom: Path, target: Path, props: list[str], expect: str, stamp: str) -> None:
+        """Copy a pom's runtime dependencies into ``target`` (via a staging directory)."""
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise StackError(self.name, "maven (mvn) is not installed", self.log)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        staging = target.with_name(target.name + ".new")
+        shutil.rmtree(staging, ignore_errors=True)
+        run(
+            self.name,
+            [
+                mvn,
+                "-q",
+                "-B",
+                "-Dstyle.color=never",
+                "-f",
+                str(pom),
+                "dependency:copy-dependencies",
+                *props,
+                f"-DoutputDirectory={staging}",
+            ],
+            cwd=self.dir,
+            log=self.dir / "install.log",
+            timeout=900,
+        )
+        if not (staging / expect).exists():
+            raise StackError(self.name, f"maven did not fetch {expect}", self.dir / "install.log")
+        (staging / ".stamp").write_text(stamp + "\n")
+        shutil.rmtree(target, ignore_errors=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging.rename(target)
+
+    def pid(self) -> int | None:
+        pid = read_pid(self.pidfile)
+        return pid if pid is not None and process_alive(pid, MAIN_CLASS) else None
+
+    def probe(self) -> bool:
+        """Ready when the worker's herder answers (GET /connectors is 200, not 503/409)."""
+        try:
+            status, _ = connect_get(f"{self.url}/connectors", timeout=2.0)
+        except (OSError, ValueError):
+            return False
+        return status == 200
+
+    def launch(self) -> None:
+        if not self.jars_present():
+            self.install_extra()
+        java = shutil.which("java")
+        if java is None:
+            raise StackError(self.name, "java is not installed", self.log)
+        # The worker exits at once when no broker answers; `up` starts services in parallel.
+        kafka = Kafka(self.settings)
+        if not wait_until(kafka.probe, KAFKA_WAIT_S, interval=0.5):
+            raise StackError(self.name, f"kafka not ready after {KAFKA_WAIT_S:.0f} s", self.log)
+        write_if_changed(self.worker_properties, self._worker_properties())
+        write_if_changed(self.log4j_properties, self._log4j_properties())
+        heap = self.settings.stack.connect_heap_max
+        spawn_detached(
+            self.name,
+            [
+                java,
+                "-Xms128m",
+                f"-Xmx{heap}",
+                "-XX:+UseG1GC",
+                "-XX:MaxGCPauseMillis=20",
+                "-XX:+ExitOnOutOfMemoryError",
+                # Two shared cores: no tiered compilation storm at start, fewer GC threads.
+                "-XX:ParallelGCThreads=1",
+                "-XX:ConcGCThreads=1",
+                "-Djava.awt.headless=true",
+                f"-Dlog4j.configuration=file:{self.log4j_properties}",
+                "-cp",
+                f"{self.libs}/*",
+                MAIN_CLASS,
+                str(self.worker_properties),
+            ],
+            log=self.log,
+            pidfile=self.pidfile,
+            cwd=self.dir,
+        )
+
+    def _worker_properties(self) -> str:
+        return f"""\
+# Written by infrastructure/stack on every start: change the generator, not this file.
+bootstrap.servers={self.settings.kafka.bootstrap_servers}
+group.id={GROUP_ID}
+listeners=http://{self.host}:{self.port}
+rest.advertised.host.name={self.host}
+rest.advertised.port={self.port}
+plugin.path={self.plugins}
+# JSON without the schema envelope: the cdc consumer reads plain Debezium envelopes.
+key.converter=org.apache.kafka.connect.json.JsonConverter
+value.converter=org.apache.kafka.connect.json.JsonConverter
+key.converter.schemas.enable=false
+value.converter.schemas.enable=false
+config.storage.topic={CONFIG_TOPIC}
+offset.storage.topic={OFFSET_TOPIC}
+status.storage.topic={STATUS_TOPIC}
+config.storage.replication.factor=1
+offset.storage.replication.factor=1
+status.storage.replication.factor=1
+offset.storage.partitions=5
+status.storage.partitions=1
+# Source offsets (binlog positions) flushed every second: a restart replays little.
+offset.flush.interval.ms=1000
+# Connectors create their own topics (the broker does not auto-create).
+topic.creation.enable=true
+"""
+
+    def _log4j_properties(self) -> str:
+        return f"""\
+# Written by infrastructure/stack on every start. Appends to connect.log, as stdout does.
+log4j.rootLogger=INFO, file
+log4j.appender.file=org.apache.log4j.FileAppender
+log4j.appender.file.File={self.log}
+log4j.appender.file.Append=true
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.org.apache.kafka.clients=WARN
+log4j.logger.org.reflections=ERROR
+log4j.logger.org.eclipse.jetty=WARN
+"""
+
+    def shutdown(self, pid: int) -> None:
+        # SIGTERM stops the connectors' tasks and flushes their offsets.
+        terminate(pid, MAIN_CLASS, self.stop_timeout_s)
+        self.pidfile.unlink(missing_ok=True)
+
+
+def _stamp_matches(directory: Path, stamp: str) -> bool:
+    path = directory / ".stamp"
+    return path.exists() and path.read_text().strip() == stamp

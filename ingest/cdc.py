@@ -1,0 +1,307 @@
+"""The CDC consumer (``fleetpulse cdc``): Debezium's ``cdc.*`` topics -> the PostgreSQL cache.
+
+Loop like the enrichment worker's: ``getmany()`` -> ``handle_batch()`` (one PostgreSQL
+transaction: every event applied if newer than the row's stored source position, sync_state
+counters) -> Redis invalidation of changed customers -> commit offsets. A crash anywhere
+replays the batch and the position guard makes the replay change nothing. A record that
+cannot be read or applied (malformed JSON, another table, an impossible value, a constraint
+it violates) goes to ``cdc.dlq`` with the reason in its headers and the stream goes on. An
+outage of PostgreSQL, Redis or Kafka pauses the loop (same batch retried, no commit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeAlias
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import CommitFailedError
+from redis.asyncio import Redis
+
+from infrastructure.kafka import CDC_DLQ, CDC_TABLES, create_consumer, create_producer
+from infrastructure.kafka import ensure_topics as ensure_kafka_topics
+from infrastructure.postgres import Conn, create_pool
+from infrastructure.redis import RedisKeys, create_redis
+from infrastructure.settings import Settings
+from ingest.cdc_apply import apply_event
+from ingest.cdc_events import ChangeEvent, table_of_topic
+from ingest.cdc_events import parse_event as parse_change
+from ingest.errors import IngestError
+from ingest.worker import TRANSIENT_ERRORS
+
+log = logging.getLogger(__name__)
+
+Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
+CDC_TOPICS = tuple(f"cdc.{t}" for t in CDC_TABLES)
+# Data errors of one event (bad value, violated constraint): dead-letter, never retry.
+_DATA_ERRORS: tuple[type[BaseException], ...] = (
+    IngestError,
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    ValueError,
+)
+
+
+@dataclass
+class TableCounters:
+    applied: int = 0
+    skipped: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    last: ChangeEvent | None = None
+
+
+@dataclass
+class CdcStats:
+    batches: int = 0
+    consumed: int = 0
+    applied: int = 0
+    skipped: int = 0
+    dead_lettered: int = 0
+    retries: int = 0
+
+
+@dataclass
+class BatchResult:
+    tables: dict[str, TableCounters] = field(default_factory=lambda: defaultdict(TableCounters))
+    dead: list[tuple[Record, BaseException]] = field(default_factory=list)
+    customers: set[int] = field(default_factory=set)
+
+
+def parse_record(record: Record, topic_prefix: str) -> ChangeEvent:
+    """Decode one consumed record; raise MalformedEvent / UnexpectedEvent."""
+    return parse_change(table_of_topic(record.topic, topic_prefix), record.value)
+
+
+async def handle_batch(conn: Conn, events: Sequence[tuple[Record, ChangeEvent]]) -> BatchResult:
+    """Apply decoded events in one transaction (each in a savepoint); update sync_state."""
+    result = BatchResult()
+    async with conn.transaction():
+        for record, ev in events:
+            counters = result.tables[ev.table]
+            try:
+                async with conn.transaction():
+                    applied = await apply_event(conn, ev)
+            except _DATA_ERRORS as exc:
+                counters.errors += 1
+                counters.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                result.dead.append((record, exc))
+                continue
+            if applied:
+                counters.applied += 1
+            else:
+                counters.skipped += 1
+            counters.last = ev
+            if ev.table == "customers":
+                result.customers.add(ev.id)
+        await record_sync_state(conn, result.tables)
+    return result
+
+
+async def record_sync_state(conn: Conn, tables: dict[str, TableCounters]) -> None:
+    """Add a batch's counters to sync_state (per table: events, lag of the last, position)."""
+    now = datetime.now(UTC)
+    for table, c in tables.items():
+        last = c.last
+        lag_ms = (now - last.source_ts).total_seconds() * 1000 if last is not None else None
+        await conn.execute(
+            """INSERT INTO sync_state (table_name, last_event_at, last_source_ts,
+                                       last_source_pos, events_processed, events_skipped,
+                                       errors, last_error, last_lag_ms, updated_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now())
+               ON CONFLICT (table_name) DO UPDATE SET
+                   last_event_at = coalesce(EXCLUDED.last_event_at, sync_state.last_event_at),
+                   last_source_ts = greatest(EXCLUDED.last_source_ts, sync_state.last_source_ts),
+                   last_source_pos = coalesce(EXCLUDED.last_source_pos,
+                                              sync_state.last_source_pos),
+                   events_processed = sync_state.events_processed + EXCLUDED.events_processed,
+                   events_skipped = sync_state.events_skipped + EXCLUDED.events_skipped,
+                   errors = sync_state.errors + EXCLUDED.errors,
+                   last_error = coalesce(EXCLUDED.last_error, sync_state.last_error),
+                   last_lag_ms = coalesce(EXCLUDED.last_lag_ms, sync_state.last_lag_ms),
+                   updated_at = now()""",
+            table,
+            now if last is not None else None,
+            last.source_ts if last is not None else None,
+            last.position_text if last is not None else None,
+            c.applied,
+            c.skipped,
+            c.errors,
+            c.last_error,
+            lag_ms,
+        )
+
+
+async def record_errors(conn: Conn, counts: dict[str, tuple[int, str]]) -> None:
+    """Count undecodable records against their table in sync_state."""
+    for table, (n, reason) in counts.items():
+        await conn.execute(
+            """INSERT INTO sync_state (table_name, errors, last_error) VALUES ($1, $2, $3)
+               ON CONFLICT (table_name) DO UPDATE SET
+                   errors = sync_state.errors + EXCLUDED.errors,
+                   last_error = EXCLUDED.last_error, updated_at = now()""",
+            table,
+            n,
+            reason,
+        )
+
+
+@dataclass
+class CdcConsumer:
+    """What the loop needs: settings, PostgreSQL pool, Redis, a producer for the DLQ."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    redis: Redis
+    producer: AIOKafkaProducer
+    stats: CdcStats = field(default_factory=CdcStats)
+
+    @property
+    def keys(self) -> RedisKeys:
+        return RedisKeys(self.settings.redis.key_prefix)
+
+    async def process(self, records: Sequence[Record]) -> None:
+        """Process one consumed batch to completion (applied, skipped or dead-lettered)."""
+        prefix = self.settings.kafka.topic_prefix
+        events: list[tuple[Record, ChangeEvent]] = []
+        bad: list[tuple[Record, BaseException]] = []
+        for rec in records:
+            try:
+                events.append((rec, parse_record(rec, prefix)))
+            except IngestError as err:
+                bad.append((rec, err))
+        while True:
+            try:
+                async with self.pool.acquire() as conn:
+                    result = await handle_batch(conn, events) if events else BatchResult()
+                    if bad:
+                        await record_errors(conn, _error_counts(bad, prefix))
+                await self.invalidate(result.customers)
+                break
+            except TRANSIENT_ERRORS as exc:
+                self.stats.retries += 1
+                log.warning("dependency unavailable, retrying cdc batch: %r", exc)
+                await asyncio.sleep(min(0.5 * 2 ** min(self.stats.retries, 5), 10.0))
+        for rec, error in [*bad, *result.dead]:
+            await self.dead_letter(rec, error)
+        for c in result.tables.values():
+            self.stats.applied += c.applied
+            self.stats.skipped += c.skipped
+
+    async def invalidate(self, customer_ids: set[int]) -> None:
+        """Drop changed customers from Redis and tell every process to evict its copy."""
+        if not customer_ids:
+            return
+        keys = self.keys
+        await self.redis.delete(*(keys.customer(i) for i in customer_ids))
+        await self.redis.publish(
+            keys.customer_invalidations, ",".join(str(i) for i in sorted(customer_ids))
+        )
+
+    async def dead_letter(self, record: Record, error: BaseException) -> None:
+        """Send a record to cdc.dlq with the reason; wait out a Kafka outage, never drop."""
+        headers = [
+            ("error", type(error).__name__.encode()),
+            ("reason", str(error)[:1000].encode()),
+            ("source", f"{record.topic}:{record.partition}:{record.offset}".encode()),
+        ]
+        while True:
+            try:
+                await self.producer.send_and_wait(
+                    self.settings.kafka.topic(CDC_DLQ),
+                    key=record.key,
+                    value=record.value,
+                    headers=headers,
+                )
+                break
+            except TRANSIENT_ERRORS as exc:
+                log.warning("cannot reach Kafka for the dead letter, retrying: %r", exc)
+                await asyncio.sleep(1.0)
+        self.stats.dead_lettered += 1
+        log.warning(
+            "dead-lettered %s:%s:%s: %s", record.topic, record.partition, record.offset, error
+        )
+
+
+def _error_counts(
+    bad: list[tuple[Record, BaseException]], prefix: str
+) -> dict[str, tuple[int, str]]:
+    counts: dict[str, tuple[int, str]] = {}
+    for rec, exc in bad:
+        try:
+            table = table_of_topic(rec.topic, prefix)
+        except IngestError:
+            continue
+        n, _ = counts.get(table, (0, ""))
+        counts[table] = (n + 1, f"{type(exc).__name__}: {exc}"[:500])
+    return counts
+
+
+async def consume(consumer: AIOKafkaConsumer, cdc: CdcConsumer, stop: asyncio.Event) -> None:
+    """getmany -> process -> commit, until stop is set."""
+    while not stop.is_set():
+        batches = await consumer.getmany(timeout_ms=200, max_records=1000)
+        records = [r for part in batches.values() for r in part]
+        if not records:
+            continue
+        await cdc.process(records)
+        cdc.stats.batches += 1
+        cdc.stats.consumed += len(records)
+        try:
+            await consumer.commit()
+        except CommitFailedError as exc:  # rebalanced meanwhile: the new owner replays, harmless
+            log.warning("offset commit failed after rebalance: %s", exc)
+
+
+async def _retry(start: Any, what: str, stop: asyncio.Event) -> bool:
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            await start()
+            return True
+        except TRANSIENT_ERRORS as exc:
+            log.warning("%s not reachable yet (%r); retrying in %.1fs", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+    return False
+
+
+async def run_cdc(settings: Settings, stop: asyncio.Event) -> CdcStats:
+    """Run the CDC consumer until stop is set; return its counters."""
+    if not await _retry(lambda: ensure_kafka_topics(settings.kafka), "kafka", stop):
+        return CdcStats()
+    pool: asyncpg.Pool | None = None
+    while pool is None and not stop.is_set():
+        try:
+            pool = await create_pool(settings.pg, min_size=1, max_size=2)
+        except TRANSIENT_ERRORS as exc:
+            log.warning("postgres not reachable yet (%r)", exc)
+            await asyncio.sleep(1.0)
+    if pool is None:
+        return CdcStats()
+    redis: Redis = create_redis(settings.redis)
+    producer = create_producer(settings.kafka)
+    consumer = create_consumer(settings.kafka, *CDC_TOPICS, group_id=settings.cdc.consumer_group)
+    cdc = CdcConsumer(settings=settings, pool=pool, redis=redis, producer=producer)
+    try:
+        if await _retry(producer.start, "kafka producer", stop) and await _retry(
+            consumer.start, "kafka consumer", stop
+        ):
+            log.info("cdc consumer on %s", ", ".join(settings.kafka.topic(t) for t in CDC_TOPICS))
+            await consume(consumer, cdc, stop)
+            log.info("cdc consumer stopping: %s", cdc.stats)
+    finally:
+        with contextlib.suppress(Exception):
+            await consumer.stop()
+        with contextlib.suppress(Exception):
+            await producer.stop()
+        await redis.aclose()
+        await pool.close()
+    return cdc.stats
