@@ -46,7 +46,7 @@ RETURNS bigint LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
 $$;
 
 -- Per tenant, per hour, per H3 res-9 cell. dwell_s: for every fix, the time to the same
--- driver's next fix (capped at 300 s) is spent in the fix's cell. driver_ids keeps the
+-- driver's next fix, when at most 300 s, is spent in the fix's cell. driver_ids keeps the
 -- distinct drivers so that counts over several hours or coarser cells stay exact.
 CREATE TABLE cells_1h (
     tenant_id       text NOT NULL,

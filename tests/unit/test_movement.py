@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analytics.generate import Drive, Stop, script_day
+from analytics.generate import Drive, Leg, Stop, script_day
 from geo.movement import (
     haversine_m,
     segment_trips,
@@ -22,7 +22,7 @@ from geo.movement import (
 START = datetime(2026, 3, 2, 8, tzinfo=UTC)
 LON0, LAT0 = -74.0, 40.72
 
-SCRIPT = [
+SCRIPT: list[Leg] = [
     Stop(1800),
     Drive(5_000, 36, pauses_s=(0, 0, 60, 45)),  # traffic lights are not stops
     Stop(1200),

@@ -1,0 +1,159 @@
+"""Analytics routes: heatmaps, daily statistics, trips and stops, driver-day exports."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from starlette.responses import Response
+
+from analytics import queries
+from analytics.export import track_to_csv, track_to_geojson, track_to_gpx
+from api.dependencies import ConnDep, StateDep, UserDep
+from api.errors import BadRequest
+from api.responses import GeoJSONResponse, OrjsonResponse
+from api.routers.playback import (
+    check_window,
+    driver_in_scope,
+    fleet_reader,
+    parse_bbox,
+    parse_date,
+    parse_time,
+)
+from geo.cells import cell_to_string
+
+router = APIRouter(prefix="/api", tags=["analytics"])
+
+
+@router.get("/analytics/heatmap", summary="H3 cells with a metric over a window")
+async def heatmap(
+    conn: ConnDep,
+    state: StateDep,
+    user: UserDep,
+    from_: Annotated[str, Query(alias="from")],
+    to: Annotated[str, Query()],
+    resolution: Annotated[int, Query(ge=0, le=9)] = 9,
+    metric: Annotated[str, Query()] = "positions",
+    bbox: Annotated[str | None, Query(description="minLon,minLat,maxLon,maxLat")] = None,
+    format: Annotated[Literal["json", "geojson"], Query()] = "json",
+) -> Response:
+    """The tenant's H3 cells at ``resolution`` (0..9) in the whole hours covering
+    [from, to) with ``metric``: positions (fix count), dwell (seconds), speed (mean km/h) or
+    drivers (distinct). JSON ``{"cells": [{"cell", "value"}]}`` or, with ``format=geojson``,
+    a FeatureCollection of hexagons (application/geo+json)."""
+    tenant = fleet_reader(user)
+    if metric not in queries.METRICS:
+        raise BadRequest(f"metric must be one of {', '.join(queries.METRICS)}")
+    start, end = parse_time("from", from_), parse_time("to", to)
+    check_window(start, end, timedelta(days=state.settings.analytics.max_window_days))
+    box = parse_bbox(bbox)
+    cells = await queries.heatmap(
+        conn,
+        tenant=tenant,
+        start=start,
+        end=end,
+        resolution=resolution,
+        metric=metric,
+        bbox=box,
+    )
+    meta = {"from": start, "to": end, "resolution": resolution, "metric": metric}
+    if format == "geojson":
+        import h3.api.basic_int as h3
+
+        features = []
+        for cell, value in cells:
+            ring = [[round(lon, 7), round(lat, 7)] for lat, lon in h3.cell_to_boundary(cell)]
+            ring.append(ring[0])
+            features.append(
+                {
+                    "type": "Feature",
+                    "id": cell_to_string(cell),
+                    "geometry": {"type": "Polygon", "coordinates": [ring]},
+                    "properties": {"cell": cell_to_string(cell), "value": value},
+                }
+            )
+        return GeoJSONResponse({"type": "FeatureCollection", "features": features, **meta})
+    return OrjsonResponse(
+        {**meta, "cells": [{"cell": cell_to_string(c), "value": v} for c, v in cells]}
+    )
+
+
+@router.get("/analytics/drivers/daily", summary="Daily statistics of the tenant's drivers")
+async def drivers_daily(
+    conn: ConnDep, user: UserDep, date: Annotated[str, Query()]
+) -> dict[str, Any]:
+    """Per driver, for one UTC day: distance (jitter filtered), moving/idle/stopped seconds,
+    mean/max speed, trips, stops, visits planned/completed, on-time share."""
+    tenant = fleet_reader(user)
+    day = parse_date("date", date)
+    return {"date": day, "drivers": await queries.daily_stats(conn, tenant=tenant, day=day)}
+
+
+@router.get("/drivers/{driver_id}/stats", summary="A driver's daily statistics over days")
+async def driver_stats(
+    driver_id: str,
+    conn: ConnDep,
+    state: StateDep,
+    user: UserDep,
+    from_: Annotated[str, Query(alias="from")],
+    to: Annotated[str, Query()],
+) -> dict[str, Any]:
+    """One row per UTC day from ``from`` to ``to`` (dates, inclusive) plus totals."""
+    first, last = parse_date("from", from_), parse_date("to", to)
+    if first > last:
+        raise BadRequest("from must not be after to")
+    if (last - first).days + 1 > state.settings.analytics.max_window_days:
+        raise BadRequest(f"at most {state.settings.analytics.max_window_days} days")
+    did = await driver_in_scope(conn, user, driver_id)
+    days = await queries.driver_stats(conn, driver_id=did, first=first, last=last)
+    totals = {
+        k: sum(d[k] for d in days)
+        for k in ("positions", "distance_m", "moving_s", "idle_s", "stopped_s", "trips", "stops")
+    }
+    totals["visits_completed"] = sum(d["visits_completed"] for d in days)
+    totals["max_speed_kmh"] = max(
+        (d["max_speed_kmh"] for d in days if d["max_speed_kmh"] is not None), default=None
+    )
+    return {"driverId": str(did), "from": first, "to": last, "days": days, "totals": totals}
+
+
+@router.get("/drivers/{driver_id}/trips", summary="A driver's trips and stops of a day")
+async def driver_trips(
+    driver_id: str, conn: ConnDep, user: UserDep, date: Annotated[str, Query()]
+) -> dict[str, Any]:
+    """Trips and stops of one UTC day, Traccar-comparable: a trip starts 200 m away from the
+    stop, ends after 180 s within 200 m, and a data gap over 3600 s splits."""
+    day = parse_date("date", date)
+    did = await driver_in_scope(conn, user, driver_id)
+    _, segments = await queries.trips(conn, driver_id=did, day=day)
+    return {
+        "driverId": str(did),
+        "date": day,
+        "trips": [queries.segment_to_json(s) for s in segments if s.kind == "trip"],
+        "stops": [queries.segment_to_json(s) for s in segments if s.kind == "stop"],
+    }
+
+
+@router.get("/drivers/{driver_id}/export", summary="Export a driver-day: GeoJSON, GPX, CSV")
+async def driver_export(
+    driver_id: str,
+    conn: ConnDep,
+    user: UserDep,
+    date: Annotated[str, Query()],
+    format: Annotated[Literal["geojson", "gpx", "csv"], Query()] = "geojson",
+) -> Response:
+    """Every fix of one UTC day (raw, not downsampled) in the chosen format."""
+    day = parse_date("date", date)
+    did = await driver_in_scope(conn, user, driver_id)
+    track, segments = await queries.trips(conn, driver_id=did, day=day)
+    name = f"driver-{did}-{day}"
+    disposition = {"Content-Disposition": f'attachment; filename="{name}.{format}"'}
+    if format == "gpx":
+        return Response(
+            track_to_gpx(track, name), media_type="application/gpx+xml", headers=disposition
+        )
+    if format == "csv":
+        return Response(track_to_csv(track), media_type="text/csv", headers=disposition)
+    body = track_to_geojson(track, segments, {"driverId": str(did), "date": str(day)})
+    return GeoJSONResponse(body, headers=disposition)
