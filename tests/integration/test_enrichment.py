@@ -401,3 +401,90 @@ async def test_a_poison_message_is_dead_lettered_and_a_fixed_one_replays_once(
         assert resp.json()["error"]
     unauth = await client.get("/api/admin/dead-letters")
     assert unauth.status_code == 401
+
+
+async def test_a_route_created_while_driving_is_joined_within_seconds(
+    client: httpx.AsyncClient,
+    traccar_headers: dict[str, str],
+    pg: asyncpg.Pool,
+) -> None:
+    """The worker's plan cache lives 60 s; a PostgreSQL notification makes it drop sooner."""
+    driver, device = await make_driver(pg, "ENR-NOTIFY")
+    t0 = int(time.time() * 1000) - 1800_000
+    await post_fixes(client, traccar_headers, device, [(t0, -500.0, 0.0, 10.0)])
+
+    async def latest_route() -> Any:
+        return await pg.fetchval(
+            "SELECT route_id::text FROM driver_positions WHERE driver_id = $1::uuid", driver
+        )
+
+    await eventually(
+        lambda: pg.fetchval("SELECT count(*) FROM positions WHERE driver_id = $1::uuid", driver),
+        lambda n: n == 1,
+        what="first fix stored",
+    )
+    assert await latest_route() is None
+    cust, _ = await make_customer(pg, 500, 0, 60)
+    route, _ = await make_route(pg, driver, [(-600, 0), (600, 0)], [cust])
+    step = 0
+
+    async def drive_on() -> Any:
+        nonlocal step
+        step += 1
+        await post_fixes(
+            client, traccar_headers, device, [(t0 + step * 2000, -500.0 + step * 20, 0.0, 10.0)]
+        )
+        return await latest_route()
+
+    assert await eventually(drive_on, lambda r: r == route, within=20, interval=0.5) == route
+
+
+async def test_a_late_fix_inside_a_left_geofence_changes_no_visit(
+    client: httpx.AsyncClient,
+    traccar_headers: dict[str, str],
+    pg: asyncpg.Pool,
+    settings: Settings,
+) -> None:
+    driver, device = await make_driver(pg, "ENR-LATE")
+    cust, gf = await make_customer(pg, 0, 0, 80)
+    _, (visit,) = await make_route(pg, driver, [(-800, 0), (800, 0)], [cust])
+    t0 = int(time.time() * 1000) - 2 * 3600_000
+    fixes: list[tuple[int, float, float, float | None]] = []
+    t = 0
+    for x in range(-600, 0, 20):
+        fixes.append((t0 + t * 1000, float(x), 0.0, 10.0))
+        t += 2
+    for _ in range(60):
+        fixes.append((t0 + t * 1000, 0.0, 0.0, 0.0))
+        t += 2
+    for x in range(0, 600, 20):
+        fixes.append((t0 + t * 1000, float(x), 0.0, 10.0))
+        t += 2
+    await post_fixes(client, traccar_headers, device, fixes)
+    await eventually(
+        lambda: pg.fetchval("SELECT status FROM planned_visits WHERE id = $1::uuid", visit),
+        lambda s: s == "departed",
+        within=30,
+    )
+    # A buffered fix from the middle of the stay arrives late: history takes it, nothing else.
+    late = t0 + 101_000  # between two stored fixes of the stay
+    await post_fixes(client, traccar_headers, device, [(late, 1.0, 1.0, 0.0)])
+    await eventually(
+        lambda: pg.fetchval("SELECT count(*) FROM positions WHERE driver_id = $1::uuid", driver),
+        lambda n: n == len(fixes) + 1,
+        within=30,
+    )
+    row = await pg.fetchrow(
+        "SELECT status, (extract(epoch FROM fix_time) * 1000)::bigint AS fix FROM"
+        " planned_visits v, driver_positions d WHERE v.id = $1::uuid AND d.driver_id = $2::uuid",
+        visit,
+        driver,
+    )
+    assert row["status"] == "departed"
+    assert row["fix"] == fixes[-1][0]
+    events = unique(await read_topic(settings, VISITS_EVENTS, lambda e: e.get("visitId") == visit))
+    assert [e["type"] for e in events] == ["visit.arrived", "visit.departed"]
+    gf_events = unique(
+        await read_topic(settings, GPS_EVENTS, lambda e: e.get("geofence", {}).get("id") == gf)
+    )
+    assert [e["type"] for e in gf_events] == ["geofenceEnter", "geofenceExit"]
