@@ -118,7 +118,7 @@ class InvalidGeometry(InvalidInput):
 def _shape(body: GeofenceIn) -> Circle | PolygonArea:
     given = [x is not None for x in (body.circle, body.geometry, body.area)]
     if sum(given) != 1:
-        raise InvalidInput("give exactly one of circle, geometry (GeoJSON Polygon) or area")
+        raise InvalidGeometry("give exactly one of circle, geometry (GeoJSON Polygon) or area")
     try:
         if body.circle is not None:
             c = body.circle
