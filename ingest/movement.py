@@ -32,9 +32,8 @@ from infrastructure.postgres import Conn
 from infrastructure.settings import Settings
 from ingest.geofencing import Probe, TrackStore, spatial_join
 from ingest.plans import Plan, PlanCache
-from ingest.validation import iso_ms
+from ingest.visit_events import EVENT_NAMESPACE, visit_event
 
-EVENT_NAMESPACE = uuid.UUID("5b8c1d3e-2f4a-4e6b-9c7d-0a1b2c3d4e5f")
 OFF_ROUTE_M = 500.0  # farther than this from the planned path: use the straight-line ETA
 
 
@@ -166,22 +165,18 @@ async def _apply_visit_change(conn: Conn, c: VisitChange) -> dict[str, Any] | No
             uuid.UUID(c.route_id),
             at,
         )
-    return {
-        "schema": 1,
-        "id": str(uuid.uuid5(EVENT_NAMESPACE, f"visit:{c.visit_id}:{c.to_status}:{c.at_ms}")),
-        "type": f"visit.{c.to_status}",
-        "tenantId": c.tenant_id,
-        "routeId": c.route_id,
-        "visitId": c.visit_id,
-        "driverId": c.driver_id,
-        "customerId": c.customer_id,
-        "customerName": c.customer_name,
-        "status": c.to_status,
-        "previousStatus": row["previous"],
-        "at": iso_ms(c.at_ms),
-        "atMs": c.at_ms,
-        "source": "auto",
-    }
+    return visit_event(
+        tenant_id=c.tenant_id,
+        route_id=c.route_id,
+        visit_id=c.visit_id,
+        driver_id=c.driver_id,
+        customer_id=c.customer_id,
+        customer_name=c.customer_name,
+        status=c.to_status,
+        previous_status=row["previous"],
+        at_ms=c.at_ms,
+        source="auto",
+    )
 
 
 class MovementTracker:
