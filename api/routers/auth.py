@@ -13,10 +13,10 @@ import asyncio
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import asyncpg
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Body, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.dependencies import AdminDep, ConnDep, StateDep, UserDep
@@ -284,7 +284,13 @@ async def refresh(body: RefreshBody, conn: ConnDep, state: StateDep) -> dict[str
     summary="Revoke a session (the given refresh token's family) or all of the caller's",
     responses={204: {"description": "revoked (also when there was nothing to revoke)"}},
 )
-async def logout(user: UserDep, conn: ConnDep, body: LogoutBody | None = None) -> Response:
+async def logout(
+    user: UserDep,
+    conn: ConnDep,
+    body: Annotated[
+        LogoutBody | None, Body(examples=[{"refreshToken": _REFRESH_EXAMPLE}, {}])
+    ] = None,
+) -> Response:
     uid = uuid.UUID(user.user_id)
     if body is not None and body.refreshToken:
         await conn.execute(

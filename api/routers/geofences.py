@@ -8,10 +8,10 @@ self-intersection (GEOS, then PostGIS ``ST_IsValid``), an area between 10 m² an
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Body, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.dependencies import ConnDep, StaffDep
@@ -318,7 +318,23 @@ async def export_traccar(user: StaffDep, conn: ConnDep) -> list[dict[str, Any]]:
     },
 )
 async def import_traccar(
-    body: list[TraccarGeofence], user: StaffDep, conn: ConnDep
+    body: Annotated[
+        list[TraccarGeofence],
+        Body(
+            examples=[
+                [
+                    {"id": 3, "name": "Warehouse", "area": "CIRCLE (40.7128 -74.006, 150)"},
+                    {
+                        "id": 4,
+                        "name": "Yard",
+                        "area": "POLYGON ((40.71 -74.01, 40.71 -74, 40.72 -74, 40.71 -74.01))",
+                    },
+                ]
+            ]
+        ),
+    ],
+    user: StaffDep,
+    conn: ConnDep,
 ) -> dict[str, Any]:
     if not body or len(body) > 1_000:
         raise InvalidInput("send between 1 and 1000 geofences")
