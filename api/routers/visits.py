@@ -4,11 +4,16 @@ Status changes follow ``ingest.visit_states`` (the table the enrichment worker u
 automatic arrived/departed): an illegal change is 409 with the allowed next states and
 changes nothing. The check and the write happen under a row lock, so a concurrent automatic
 transition cannot slip in between. The route's stop counters and ``visit_completions`` are
-kept by database triggers (migration 0007), whoever changes a visit.
+kept by database triggers (migration 0007), whoever changes a visit. Each change writes a
+``visits.events`` event to the outbox in the same transaction (``ingest.visit_events``, the
+builder the worker uses too); it is published after the commit, or later by the workers when
+Kafka is down then.
 """
 
 from __future__ import annotations
 
+import logging
+import time as clock
 import uuid
 from datetime import date, time
 from typing import Annotated, Any, get_args
@@ -17,14 +22,25 @@ import asyncpg
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.dependencies import ConnDep, MemberDep, StaffDep, check_driver_scope, parse_uuid
+from api.dependencies import (
+    ConnDep,
+    MemberDep,
+    StaffDep,
+    StateDep,
+    check_driver_scope,
+    parse_uuid,
+)
 from api.errors import Conflict, InvalidInput, NotFound
 from api.pagination import PAGINATION_HEADERS, CursorQuery, LimitQuery, decode_cursor, paginate
 from api.routers.routes import JOHN, derive_route_path, fetch_route
+from infrastructure.kafka import VISITS_EVENTS
 from infrastructure.postgres import Conn
+from ingest.errors import BrokerUnavailable
+from ingest.visit_events import add_to_outbox, visit_event
 from ingest.visit_states import TERMINAL, VisitStatus, allowed_next
 
 router = APIRouter(prefix="/api/visits", tags=["visits"])
+log = logging.getLogger(__name__)
 
 VISIT_STATUSES: tuple[str, ...] = get_args(VisitStatus)
 VISIT_SELECT = """SELECT id, tenant_id, route_id, driver_id, customer_id, sequence_number,
@@ -338,7 +354,7 @@ async def get_visit(visit_id: str, user: MemberDep, conn: ConnDep) -> dict[str, 
     },
 )
 async def update_visit_status(
-    visit_id: str, body: VisitStatusUpdate, user: MemberDep, conn: ConnDep
+    visit_id: str, body: VisitStatusUpdate, user: MemberDep, conn: ConnDep, state: StateDep
 ) -> dict[str, Any]:
     vid = parse_uuid(visit_id, "visit")
     async with conn.transaction():
@@ -369,4 +385,30 @@ async def update_visit_status(
             body.notes,
             row["status"],
         )
-        return visit_json(await fetch_visit(conn, user.tenant_id, vid))
+        customer_name = await conn.fetchval(
+            "SELECT name FROM customers WHERE id = $1", row["customer_id"]
+        )
+        event = visit_event(
+            tenant_id=user.tenant_id,
+            route_id=str(row["route_id"]),
+            visit_id=str(vid),
+            driver_id=str(row["driver_id"]),
+            customer_id=row["customer_id"],
+            customer_name=customer_name,
+            status=body.status,
+            previous_status=row["status"],
+            at_ms=int(clock.time() * 1000),
+            source="api",
+        )
+        # In the visit's transaction: the event exists iff the change does.
+        outbox = await add_to_outbox(conn, state.settings.kafka.topic(VISITS_EVENTS), [event])
+        result = visit_json(await fetch_visit(conn, user.tenant_id, vid))
+    try:
+        await state.publisher.publish(VISITS_EVENTS, [(k.encode(), v) for _, _, k, v in outbox])
+        await conn.execute(
+            "DELETE FROM event_outbox WHERE id = ANY($1::uuid[])", [i for i, *_ in outbox]
+        )
+    except BrokerUnavailable as exc:
+        # The change is committed; the workers publish what is left in the outbox later.
+        log.warning("visit event %s stays in the outbox: %s", event["id"], exc)
+    return result

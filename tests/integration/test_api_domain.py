@@ -9,6 +9,8 @@ from typing import Any
 import asyncpg
 import httpx
 
+from infrastructure.kafka import VISITS_EVENTS, end_offsets
+from infrastructure.settings import Settings
 from ingest.visit_states import ALLOWED
 from tests.integration.api_support import (
     make_account,
@@ -346,3 +348,29 @@ async def test_customers_are_the_tenants(
     assert one["name"] == "Downtown Warehouse" and one["geofenceId"] is not None
     assert (await client.get("/api/customers/1", headers=tenant2_headers)).status_code == 404
     assert (await client.get("/api/customers/abc", headers=tenant1_headers)).status_code == 404
+
+
+async def test_a_visit_change_is_published_on_visits_events(
+    client: httpx.AsyncClient, tenant1_headers: dict[str, str], pg: asyncpg.Pool, settings: Settings
+) -> None:
+    driver = await make_driver(client, tenant1_headers)
+    route = await make_route(client, tenant1_headers, driver["id"])
+    visit = await make_visit(client, tenant1_headers, route["id"], 1, 1)
+    before = sum((await end_offsets(settings.kafka, VISITS_EVENTS)).values())
+    resp = await client.patch(
+        f"/api/visits/{visit['id']}/status", json={"status": "arrived"}, headers=tenant1_headers
+    )
+    assert resp.status_code == 200
+    after = sum((await end_offsets(settings.kafka, VISITS_EVENTS)).values())
+    assert after >= before + 1
+    # Published, so nothing of it is left for the workers' outbox flush.
+    left = await pg.fetchval(
+        "SELECT count(*) FROM event_outbox WHERE value->>'visitId' = $1", visit["id"]
+    )
+    assert left == 0
+    # An illegal change writes no event.
+    refused = await client.patch(
+        f"/api/visits/{visit['id']}/status", json={"status": "pending"}, headers=tenant1_headers
+    )
+    assert refused.status_code == 409
+    assert sum((await end_offsets(settings.kafka, VISITS_EVENTS)).values()) == after
