@@ -399,8 +399,12 @@ async def test_consumer_killed_mid_stream_then_restarted_converges_to_the_source
             def spawn() -> subprocess.Popen[bytes]:
                 return subprocess.Popen([sys.executable, "-m", "api.cli", "cdc"], env=env)
 
-            async def writes(first: int, count: int) -> None:
+            async def writes(first: int, count: int, until: asyncio.Event | None = None) -> int:
+                """Stream changes (inserts, updates, deletes); return the next index."""
+                i = first
                 for i in range(first, first + count):
+                    if until is not None and until.is_set():
+                        return i
                     await mysql_exec(
                         settings,
                         "INSERT INTO customers (tenant_id, name, lat, lng, geofence_radius) "
@@ -423,22 +427,23 @@ async def test_consumer_killed_mid_stream_then_restarted_converges_to_the_source
                         await mysql_exec(
                             settings, "DELETE FROM customers WHERE name = %s", f"kill-{i - 5}"
                         )
+                return i + 1
 
             child = spawn()
-            writer = asyncio.create_task(writes(0, 150))
+            # Writes go on until the kill (bounded), so the consumer dies mid-stream.
+            killed = asyncio.Event()
+            writer = asyncio.create_task(writes(0, 3000, killed))
             await eventually(
-                lambda: pg.fetchval(
-                    "SELECT coalesce(sum(events_processed), 0) FROM sync_state"
-                ),
+                lambda: pg.fetchval("SELECT coalesce(sum(events_processed), 0) FROM sync_state"),
                 lambda n: n >= 40,
                 within=60,
                 what="the consumer applying changes",
             )
+            assert not writer.done(), "the writes finished before the kill: not mid-stream"
             child.kill()  # SIGKILL, mid-stream: no offsets committed for what was in flight
             child.wait(10)
-            assert not writer.done(), "the writes finished before the kill: not mid-stream"
-            await writer
-            await writes(150, 30)  # more changes while it is down
+            killed.set()
+            await writes(await writer, 30)  # more changes while it is down
             child = spawn()
 
             async def differences() -> list[str]:
