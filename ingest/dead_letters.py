@@ -99,15 +99,18 @@ async def _read(
         consumer.assign(tps)
         for tp in tps:
             consumer.seek(tp, wanted[tp.partition][0])
-        remaining = {tp.partition for tp in tps}
-        async with asyncio.timeout(10):
-            while remaining:
-                batch = await consumer.getmany(timeout_ms=500)
-                for tp, recs in batch.items():
-                    end = wanted[tp.partition][1]
-                    records += [r for r in recs if r.offset < end]
-                    if recs and recs[-1].offset >= end - 1:
-                        remaining.discard(tp.partition)
+        remaining = set(tps)
+        deadline = asyncio.get_running_loop().time() + 10
+        while remaining and asyncio.get_running_loop().time() < deadline:
+            batch = await consumer.getmany(*remaining, timeout_ms=300)
+            for tp, recs in batch.items():
+                end = wanted[tp.partition][1]
+                records += [r for r in recs if r.offset < end]
+            # Done with a partition once its position reached the end we asked for (offsets
+            # may have gaps, so the position says it, not the last record's offset).
+            for tp in list(remaining):
+                if await consumer.position(tp) >= wanted[tp.partition][1]:
+                    remaining.discard(tp)
         return records
     finally:
         await consumer.stop()
