@@ -15,9 +15,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Path, Query, Request
 
 from analytics.customers import CustomerCache
-from api.dependencies import ConnDep, StateDep, UserDep
-from api.errors import Forbidden, NotFound, ServiceUnavailable
-from api.security import Principal
+from api.dependencies import AdminDep, ConnDep, StateDep
+from api.errors import NotFound, ServiceUnavailable
 from ingest.cdc_lag import lag_snapshot, sync_rows
 
 MAX_ID = 2**63 - 1
@@ -46,18 +45,13 @@ def customer_cache(request: Request) -> CustomerCache:
     return cache
 
 
-def _require_admin(user: Principal) -> None:
-    if user.role != "admin":
-        raise Forbidden("admin role required")
-
-
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="the source row's id")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0, le=10_000_000)]
 
 
 @router.get("/status")
-async def status(conn: ConnDep, user: UserDep, request: Request) -> dict[str, Any]:
+async def status(conn: ConnDep, user: AdminDep, request: Request) -> dict[str, Any]:
     """Sync state per table (events, errors, last source time, last applied time)."""
     rows = await sync_rows(conn)
     for row in rows.values():
@@ -66,9 +60,8 @@ async def status(conn: ConnDep, user: UserDep, request: Request) -> dict[str, An
 
 
 @router.get("/lag")
-async def lag(conn: ConnDep, user: UserDep, state: StateDep) -> dict[str, Any]:
+async def lag(conn: ConnDep, user: AdminDep, state: StateDep) -> dict[str, Any]:
     """The CdcLagSnapshot: per-table lag, Kafka consumer lag per partition, totals (admin)."""
-    _require_admin(user)
     return await lag_snapshot(conn, state.settings)
 
 
@@ -123,28 +116,28 @@ async def _one(conn: ConnDep, sql: str, tenant: str, id_: int, what: str) -> dic
 
 @router.get("/accounts")
 async def accounts(
-    conn: ConnDep, user: UserDep, limit: Limit = 100, offset: Offset = 0
+    conn: ConnDep, user: AdminDep, limit: Limit = 100, offset: Offset = 0
 ) -> dict[str, Any]:
     """Cached accounts of the caller's tenant."""
     return await _list(conn, _ACCOUNT, user.tenant_id, limit, offset)
 
 
 @router.get("/accounts/{account_id}")
-async def account(conn: ConnDep, user: UserDep, account_id: IdPath) -> dict[str, Any]:
+async def account(conn: ConnDep, user: AdminDep, account_id: IdPath) -> dict[str, Any]:
     """One cached account of the caller's tenant."""
     return await _one(conn, _ACCOUNT, user.tenant_id, account_id, "account")
 
 
 @router.get("/customers")
 async def customers(
-    conn: ConnDep, user: UserDep, limit: Limit = 100, offset: Offset = 0
+    conn: ConnDep, user: AdminDep, limit: Limit = 100, offset: Offset = 0
 ) -> dict[str, Any]:
     """Cached customers of the caller's tenant (the PostgreSQL cache, deleted ones left out)."""
     return await _list(conn, _CUSTOMER, user.tenant_id, limit, offset, "AND deleted_at IS NULL")
 
 
 @router.get("/customers/{customer_id}")
-async def customer(user: UserDep, customer_id: IdPath, request: Request) -> dict[str, Any]:
+async def customer(user: AdminDep, customer_id: IdPath, request: Request) -> dict[str, Any]:
     """One customer through the read-through cache (memory, Redis, PostgreSQL, MariaDB)."""
     found = await customer_cache(request).get(user.tenant_id, customer_id)
     if found is None:
@@ -154,27 +147,27 @@ async def customer(user: UserDep, customer_id: IdPath, request: Request) -> dict
 
 @router.get("/products")
 async def products(
-    conn: ConnDep, user: UserDep, limit: Limit = 100, offset: Offset = 0
+    conn: ConnDep, user: AdminDep, limit: Limit = 100, offset: Offset = 0
 ) -> dict[str, Any]:
     """Cached products of the caller's tenant."""
     return await _list(conn, _PRODUCT, user.tenant_id, limit, offset)
 
 
 @router.get("/products/{product_id}")
-async def product(conn: ConnDep, user: UserDep, product_id: IdPath) -> dict[str, Any]:
+async def product(conn: ConnDep, user: AdminDep, product_id: IdPath) -> dict[str, Any]:
     """One cached product of the caller's tenant."""
     return await _one(conn, _PRODUCT, user.tenant_id, product_id, "product")
 
 
 @router.get("/orders")
 async def orders(
-    conn: ConnDep, user: UserDep, limit: Limit = 100, offset: Offset = 0
+    conn: ConnDep, user: AdminDep, limit: Limit = 100, offset: Offset = 0
 ) -> dict[str, Any]:
     """Cached orders of the caller's tenant."""
     return await _list(conn, _ORDER, user.tenant_id, limit, offset)
 
 
 @router.get("/orders/{order_id}")
-async def order(conn: ConnDep, user: UserDep, order_id: IdPath) -> dict[str, Any]:
+async def order(conn: ConnDep, user: AdminDep, order_id: IdPath) -> dict[str, Any]:
     """One cached order of the caller's tenant."""
     return await _one(conn, _ORDER, user.tenant_id, order_id, "order")
