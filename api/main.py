@@ -21,6 +21,7 @@ from api.routers import (
     drivers,
     geofences,
     health,
+    map,
     osmand,
     playback,
     routes,
@@ -108,4 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.include_router(sync_routes.router)
     app.include_router(dead_letters.router)
+    app.include_router(map.router)
+    # The built dashboard at / (SPA fallback); a catch-all mount, so it stays the last route.
+    if (dashboard := map.dashboard_files()) is not None:
+        app.mount("/", dashboard, name="dashboard")
     return app

@@ -1,0 +1,193 @@
+"""Map data for the dashboard: the road network as GeoJSON, and the live fleet snapshot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
+
+from api.dependencies import ConnDep, StaffDep, StateDep
+from api.errors import BadRequest
+from api.responses import GeoJSONResponse
+from api.routers.playback import parse_bbox
+from infrastructure.postgres import Conn
+from ingest.validation import iso_ms
+
+router = APIRouter(prefix="/api/map", tags=["map"])
+
+# A box wider than this (degrees) would ship a whole country's roads to a browser.
+MAX_ROADS_SPAN_DEG = 1.0
+
+
+async def _road_geometry_column(conn: Conn) -> str | None:
+    """Return the geometry column of ``road_edges``, or None when the table is absent."""
+    name: str | None = await conn.fetchval(
+        """SELECT f_geometry_column FROM geometry_columns
+           WHERE f_table_name = 'road_edges' AND f_table_schema = current_schema()
+           ORDER BY f_geometry_column LIMIT 1"""
+    )
+    return name
+
+
+@router.get(
+    "/roads",
+    summary="Road edges inside a bbox as GeoJSON lines (the offline base map)",
+    response_class=GeoJSONResponse,
+    responses={
+        200: {
+            "content": {
+                "application/geo+json": {
+                    "example": {
+                        "type": "FeatureCollection",
+                        "features": [
+                            {
+                                "type": "Feature",
+                                "geometry": {
+                                    "type": "LineString",
+                                    "coordinates": [[24.94, 60.17], [24.95, 60.171]],
+                                },
+                                "properties": {},
+                            }
+                        ],
+                        "truncated": False,
+                    }
+                }
+            }
+        },
+        400: {"description": "malformed bbox, or a box wider than 1 degree"},
+    },
+)
+async def roads(
+    conn: ConnDep,
+    user: StaffDep,
+    bbox: Annotated[str, Query(max_length=200, description="minLon,minLat,maxLon,maxLat")],
+    limit: Annotated[int, Query(ge=1, le=50_000)] = 20_000,
+) -> GeoJSONResponse:
+    """The road network (table ``road_edges``, loaded by the simulator) intersecting the box;
+    an empty collection while the table does not exist. ``truncated`` tells whether
+    ``limit`` cut the answer."""
+    box = parse_bbox(bbox)
+    assert box is not None
+    if box[2] - box[0] > MAX_ROADS_SPAN_DEG or box[3] - box[1] > MAX_ROADS_SPAN_DEG:
+        raise BadRequest(f"bbox must span at most {MAX_ROADS_SPAN_DEG} degree each way")
+    column = await _road_geometry_column(conn)
+    features: list[dict[str, Any]] = []
+    if column is not None:
+        col = '"' + column.replace('"', '""') + '"'
+        rows = await conn.fetch(
+            f"""SELECT ST_AsGeoJSON(ST_Transform({col}, 4326), 6) AS g
+                FROM road_edges
+                WHERE {col} && ST_Transform(ST_MakeEnvelope($1, $2, $3, $4, 4326),
+                                            ST_SRID({col}))
+                LIMIT $5""",
+            *box,
+            limit + 1,
+        )
+        features = [
+            {"type": "Feature", "geometry": orjson.loads(r["g"]), "properties": {}}
+            for r in rows[:limit]
+        ]
+        truncated = len(rows) > limit
+    else:
+        truncated = False
+    return GeoJSONResponse(
+        {"type": "FeatureCollection", "features": features, "truncated": truncated}
+    )
+
+
+@router.get(
+    "/live",
+    summary="Every driver of the tenant with its latest position (the live map's first frame)",
+    responses={
+        200: {
+            "content": {
+                "application/json": {
+                    "example": {
+                        "drivers": [
+                            {
+                                "id": "a1b2c3d4-0001-4000-8000-000000000001",
+                                "name": "John Smith",
+                                "deviceId": "DEV001",
+                                "status": "available",
+                                "active": True,
+                                "position": {"lat": 40.713, "lon": -74.0055, "speed": 18.5},
+                            }
+                        ]
+                    }
+                }
+            }
+        }
+    },
+)
+async def live(conn: ConnDep, state: StateDep, user: StaffDep) -> dict[str, Any]:
+    """The tenant's drivers, each with its latest enriched position from Redis (the same
+    JSON as ``position:update``), else the PostgreSQL snapshot, else null."""
+    rows = await conn.fetch(
+        """SELECT d.id, d.name, d.device_unique_id, d.status, d.active,
+                  p.fix_time, p.lat, p.lon, p.speed_kmh, p.course
+           FROM drivers d LEFT JOIN driver_positions p ON p.driver_id = d.id
+           WHERE d.tenant_id = $1 ORDER BY d.name, d.id""",
+        user.tenant_id,
+    )
+    latest: list[Any] = (
+        await state.redis.mget([state.keys.latest(str(r["id"])) for r in rows]) if rows else []
+    )
+    drivers = []
+    for r, raw in zip(rows, latest, strict=True):
+        position: dict[str, Any] | None = None
+        if raw is not None:
+            position = orjson.loads(raw)
+        elif r["fix_time"] is not None:
+            ms = int(r["fix_time"].timestamp() * 1000)
+            position = {
+                "driverId": str(r["id"]),
+                "fixTime": iso_ms(ms),
+                "fixTimeMs": ms,
+                "lat": r["lat"],
+                "lon": r["lon"],
+                "speed": r["speed_kmh"],
+                "course": r["course"],
+            }
+        if position is not None and position.get("tenantId", user.tenant_id) != user.tenant_id:
+            position = None  # never show another tenant's data, whatever the cache says
+        drivers.append(
+            {
+                "id": str(r["id"]),
+                "name": r["name"],
+                "deviceId": r["device_unique_id"],
+                "status": r["status"],
+                "active": r["active"],
+                "position": position,
+            }
+        )
+    return {"drivers": drivers}
+
+
+DASHBOARD_DIST = Path(__file__).resolve().parents[2] / "dashboard" / "dist"
+# Paths that belong to the server: a miss there is a real 404, never the dashboard's page.
+_SERVER_PREFIXES = ("api/", "api", "docs", "redoc", "openapi.json", "socket.io")
+
+
+class DashboardFiles(StaticFiles):
+    """The built dashboard; a client-side route (``/live``, ``/playback``) gets index.html."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        try:
+            return await super().get_response(path, scope)
+        except HTTPException as exc:
+            if exc.status_code != 404 or path.startswith(_SERVER_PREFIXES) or "." in path:
+                raise
+            return await super().get_response("index.html", scope)
+
+
+def dashboard_files(dist: Path = DASHBOARD_DIST) -> DashboardFiles | None:
+    """Return the static app of the built dashboard, or None when it is not built."""
+    if not (dist / "index.html").is_file():
+        return None
+    return DashboardFiles(directory=dist, html=True)

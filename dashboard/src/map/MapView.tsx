@@ -1,0 +1,109 @@
+// The base map: MapLibre with a plain offline style plus our road network (GET
+// /api/map/roads), or a configured tile style (VITE_MAP_STYLE_URL), and deck.gl on top.
+import { useEffect, useRef } from "react";
+import maplibregl, { type StyleSpecification } from "maplibre-gl";
+import "maplibre-gl/dist/maplibre-gl.css";
+import { MapboxOverlay } from "@deck.gl/mapbox";
+import type { Layer } from "@deck.gl/core";
+import { api, query } from "../api";
+
+export const STYLE_URL: string | undefined = import.meta.env.VITE_MAP_STYLE_URL || undefined;
+/** Below this zoom the road network would be too much to ship; the plain style shows. */
+export const ROADS_MIN_ZOOM = 11;
+
+const EMPTY = { type: "FeatureCollection", features: [] } as const;
+
+export const OFFLINE_STYLE: StyleSpecification = {
+  version: 8,
+  sources: { roads: { type: "geojson", data: EMPTY as unknown as GeoJSON.FeatureCollection } },
+  layers: [
+    { id: "background", type: "background", paint: { "background-color": "#eef1f4" } },
+    {
+      id: "roads",
+      type: "line",
+      source: "roads",
+      layout: { "line-cap": "round", "line-join": "round" },
+      paint: {
+        "line-color": "#c3cad3",
+        "line-width": ["interpolate", ["linear"], ["zoom"], 11, 0.6, 16, 4],
+      },
+    },
+  ],
+};
+
+export interface MapHandle {
+  map: maplibregl.Map;
+  overlay: MapboxOverlay;
+}
+
+interface Props {
+  layers: Layer[];
+  center?: [number, number];
+  zoom?: number;
+  onReady?: (h: MapHandle) => void;
+  testId?: string;
+}
+
+export function MapView({ layers, center = [24.94, 60.17], zoom = 12, onReady, testId }: Props) {
+  const box = useRef<HTMLDivElement>(null);
+  const handle = useRef<MapHandle | null>(null);
+
+  useEffect(() => {
+    if (!box.current) return;
+    const map = new maplibregl.Map({
+      container: box.current,
+      style: STYLE_URL ?? OFFLINE_STYLE,
+      center,
+      zoom,
+      attributionControl: false,
+      fadeDuration: 0,
+    });
+    map.addControl(new maplibregl.NavigationControl({ showCompass: false }), "top-right");
+    const overlay = new MapboxOverlay({ interleaved: false, layers: [] });
+    map.addControl(overlay);
+    handle.current = { map, overlay };
+    let controller: AbortController | null = null;
+    const loadRoads = () => {
+      if (STYLE_URL || map.getZoom() < ROADS_MIN_ZOOM) return;
+      const b = map.getBounds();
+      const bbox = [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()]
+        .map((v) => v.toFixed(5))
+        .join(",");
+      controller?.abort();
+      controller = new AbortController();
+      api<GeoJSON.FeatureCollection>(`/api/map/roads?${query({ bbox })}`, {
+        signal: controller.signal,
+      })
+        .then((fc) => (map.getSource("roads") as maplibregl.GeoJSONSource | undefined)?.setData(fc))
+        .catch(() => undefined); // no roads (box too wide, table missing): plain background
+    };
+    map.on("moveend", loadRoads);
+    map.on("load", loadRoads);
+    onReady?.(handle.current);
+    return () => {
+      controller?.abort();
+      handle.current = null;
+      map.remove();
+    };
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, []);
+
+  useEffect(() => {
+    handle.current?.overlay.setProps({ layers });
+  }, [layers]);
+
+  return <div ref={box} className="map" data-testid={testId ?? "map"} />;
+}
+
+/** Fit the map to [minLon, minLat, maxLon, maxLat] with some padding. */
+export function fitTo(h: MapHandle | null, b: [number, number, number, number] | null): void {
+  if (!h || !b) return;
+  const pad = 0.002;
+  h.map.fitBounds(
+    [
+      [b[0] - pad, b[1] - pad],
+      [b[2] + pad, b[3] + pad],
+    ],
+    { padding: 40, duration: 0, maxZoom: 16 },
+  );
+}

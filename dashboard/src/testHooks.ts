@@ -1,0 +1,31 @@
+// What the browser tests read (window.__fleetpulse): the app's own figures, not pixels.
+import { useStore } from "./store";
+
+export interface TestHooks {
+  state: typeof useStore.getState;
+  /** Live map: drivers drawn on the last frame. */
+  liveMarkers: number;
+  /** Live map: points of the selected driver's route path drawn. */
+  routePoints: number;
+  /** Playback: the position of the first track's head, and the clock's track time. */
+  playbackHead: [number, number] | null;
+  playbackTime: number | null;
+  playbackTracks: number;
+  /** Heatmap: hexagons drawn. */
+  hexagons: number;
+  /** deck.gl frames rendered per page (proves WebGL draws). */
+  frames: number;
+}
+
+export const hooks: TestHooks = {
+  state: useStore.getState,
+  liveMarkers: 0,
+  routePoints: 0,
+  playbackHead: null,
+  playbackTime: null,
+  playbackTracks: 0,
+  hexagons: 0,
+  frames: 0,
+};
+
+(globalThis as unknown as { __fleetpulse: TestHooks }).__fleetpulse = hooks;
