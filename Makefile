@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTHON ?= python3
 
-.PHONY: compose-plugin venv stack stack-down status migrate run test test-unit test-fast check format clean
+.PHONY: dashboard test-dashboard chromium compose-plugin venv stack stack-down status migrate run test test-unit test-fast check format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ migrate: stack
 	$(BIN)/fleetpulse migrate --seed
 
 ## The demo: stack, schema, demo data, api + workers at http://localhost:8000
-run: migrate
+run: migrate dashboard
 	$(BIN)/fleetpulse run
 
 ## Linters: ruff format check, ruff, mypy (strict)
@@ -55,8 +55,29 @@ compose-plugin:
 	bash deploy/install-compose-plugin.sh
 
 ## Everything: linters, unit, integration and slow end-to-end tests against the real stack
-test: check stack compose-plugin
+test: check stack compose-plugin dashboard test-dashboard chromium
 	$(BIN)/pytest
+
+## The dashboard (dashboard/): npm ci, type check and vite build into dashboard/dist, which
+## the api serves at /; skipped while dist is newer than the sources
+DASHBOARD_SRC := $(shell find dashboard/src -type f 2>/dev/null) dashboard/index.html \
+	dashboard/package.json dashboard/vite.config.ts dashboard/tsconfig.json
+
+dashboard/node_modules/.package-lock.json: dashboard/package-lock.json
+	cd dashboard && npm ci --no-audit --no-fund
+
+dashboard/dist/index.html: dashboard/node_modules/.package-lock.json $(DASHBOARD_SRC)
+	cd dashboard && npx tsc --noEmit && npx vite build --logLevel warn
+
+dashboard: dashboard/dist/index.html
+
+## The dashboard's logic tests (vitest)
+test-dashboard: dashboard/node_modules/.package-lock.json
+	cd dashboard && npx vitest run
+
+## Debian's Chromium for the browser tests (Playwright's own download does not work offline)
+chromium:
+	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
