@@ -1,0 +1,344 @@
+"""Ingest over HTTP, end to end: receivers -> Kafka -> enrichment workers -> history.
+
+Starts its own ``fleetpulse api`` and N ``fleetpulse worker`` processes against the local
+stack's dev database, isolated by a run-specific Kafka topic prefix and Redis key prefix,
+registers its own bench drivers (tenant-1), then sends positions in two phases:
+
+* ``osmand``: one position per request, a form POST to the OsmAnd port like Traccar Client;
+* ``batch``: NDJSON batches to ``POST /api/positions/batch``;
+
+each with C concurrent requests. It reports, as JSON: accepted/s (answered 2xx), end-to-end
+throughput (accepted -> rows in ``positions``), p50/p99 request latency, loss (accepted but
+not stored) and duplicates (records on Kafka beyond the accepted ones; history rows beyond
+distinct fixes). Everything it created (drivers, their rows, topics, Redis keys) is removed
+at the end.
+
+    .venv/bin/python bench/ingest_http.py --positions 20000 --concurrency 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+
+from infrastructure.kafka import GPS_POSITIONS, delete_topics, end_offsets, ensure_topics
+from infrastructure.postgres import connect
+from infrastructure.redis import create_redis
+from infrastructure.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+TENANT = "tenant-1"
+LAT0, LON0 = 40.7128, -74.0060
+
+
+@dataclass
+class Phase:
+    name: str
+    sent: int = 0
+    accepted: int = 0
+    failed: dict[str, int] = field(default_factory=dict)
+    latencies_ms: list[float] = field(default_factory=list)
+    started: float = 0.0
+    answered: float = 0.0
+    stored_at: float = 0.0
+    rows: int = 0
+    distinct_rows: int = 0
+    kafka_records: int = 0
+
+    def report(self) -> dict[str, Any]:
+        lat = sorted(self.latencies_ms)
+        send_s = self.answered - self.started
+        e2e_s = (self.stored_at or time.monotonic()) - self.started
+        return {
+            "phase": self.name,
+            "positions_sent": self.sent,
+            "accepted": self.accepted,
+            "failed": self.failed,
+            "requests": len(lat),
+            "send_seconds": round(send_s, 2),
+            "accepted_per_s": round(self.accepted / send_s, 1) if send_s else None,
+            "end_to_end_seconds": round(e2e_s, 2),
+            "end_to_end_per_s": round(self.rows / e2e_s, 1) if e2e_s else None,
+            "latency_ms_p50": round(statistics.median(lat), 2) if lat else None,
+            "latency_ms_p99": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 2)
+            if lat
+            else None,
+            "rows_in_history": self.rows,
+            "lost": self.accepted - self.distinct_rows,
+            "duplicate_rows": self.rows - self.distinct_rows,
+            "kafka_records_beyond_accepted": self.kafka_records - self.accepted,
+        }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "api.cli", *args], env=env, cwd=ROOT, stdout=out, stderr=out
+        )
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(10)
+
+
+async def wait_ready(http: httpx.AsyncClient, url: str, within: float = 90) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.TransportError):
+            if (await http.get(url)).status_code in (200, 400):
+                return
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"{url} not ready within {within}s")
+
+
+async def run_requests(
+    phase: Phase, requests: list[tuple[str, bytes, dict[str, str], int]], concurrency: int
+) -> None:
+    """Send (url, body, headers, positions) requests with ``concurrency`` in flight."""
+    queue: asyncio.Queue[tuple[str, bytes, dict[str, str], int]] = asyncio.Queue()
+    for r in requests:
+        queue.put_nowait(r)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async def worker(http: httpx.AsyncClient) -> None:
+        while True:
+            try:
+                url, body, headers, n = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            t0 = time.perf_counter()
+            try:
+                resp = await http.post(url, content=body, headers=headers)
+                status = str(resp.status_code)
+            except httpx.HTTPError as exc:
+                resp, status = None, type(exc).__name__
+            phase.latencies_ms.append((time.perf_counter() - t0) * 1000)
+            phase.sent += n
+            if resp is not None and resp.status_code == 200:
+                accepted = resp.json()["accepted"] if resp.content else n
+                phase.accepted += accepted
+                if accepted < n:
+                    phase.failed["rejected_lines"] = phase.failed.get("rejected_lines", 0) + (
+                        n - accepted
+                    )
+            else:
+                phase.failed[status] = phase.failed.get(status, 0) + n
+
+    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+        phase.started = time.monotonic()
+        await asyncio.gather(*(worker(http) for _ in range(concurrency)))
+        phase.answered = time.monotonic()
+
+
+async def wait_stored(
+    conn: asyncpg.Connection, phase: Phase, prefix: str, t_from: datetime, t_to: datetime
+) -> None:
+    """Poll history until it holds every accepted position (or stops growing for 60 s)."""
+    last, last_change = -1, time.monotonic()
+    while True:
+        rows = await conn.fetchval(
+            "SELECT count(*) FROM positions WHERE tenant_id = $1 AND fix_time >= $2"
+            " AND fix_time < $3 AND device_unique_id LIKE $4",
+            TENANT,
+            t_from,
+            t_to,
+            prefix + "%",
+        )
+        if rows != last:
+            last, last_change = rows, time.monotonic()
+            phase.stored_at = last_change
+        if rows >= phase.accepted or time.monotonic() - last_change > 60:
+            break
+        await asyncio.sleep(0.25)
+    phase.rows = last
+    phase.distinct_rows = await conn.fetchval(
+        "SELECT count(*) FROM (SELECT DISTINCT driver_id, fix_time FROM positions"
+        " WHERE tenant_id = $1 AND fix_time >= $2 AND fix_time < $3"
+        " AND device_unique_id LIKE $4) d",
+        TENANT,
+        t_from,
+        t_to,
+        prefix + "%",
+    )
+
+
+def osmand_requests(
+    devices: list[str], n: int, base_s: int, port: int
+) -> list[tuple[str, bytes, dict[str, str], int]]:
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    out = []
+    for i in range(n):
+        dev, k = devices[i % len(devices)], i // len(devices)
+        form = (
+            f"id={dev}&lat={LAT0 + k * 1e-5:.6f}&lon={LON0 + (i % 97) * 1e-5:.6f}"
+            f"&timestamp={base_s + k}&speed=12.5&bearing=90&altitude=10&accuracy=5&batt=80"
+        )
+        out.append((f"http://127.0.0.1:{port}/", form.encode(), headers, 1))
+    return out
+
+
+def batch_requests(
+    devices: list[str], n: int, base_ms: int, port: int, size: int, key: str
+) -> list[tuple[str, bytes, dict[str, str], int]]:
+    headers = {"Content-Type": "application/x-ndjson", "X-API-Key": key}
+    lines = []
+    for i in range(n):
+        dev, k = devices[i % len(devices)], i // len(devices)
+        lines.append(
+            orjson.dumps(
+                {
+                    "deviceId": dev,
+                    "fixTime": base_ms + k * 1000,
+                    "lat": LAT0 + k * 1e-5,
+                    "lon": LON0 + (i % 97) * 1e-5,
+                    "speed": 23.1,
+                    "course": 90,
+                    "attributes": {"batteryLevel": 80},
+                }
+            )
+        )
+    url = f"http://127.0.0.1:{port}/api/positions/batch"
+    return [
+        (url, b"\n".join(lines[j : j + size]), headers, len(lines[j : j + size]))
+        for j in range(0, n, size)
+    ]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--positions", type=int, default=20_000, help="per phase")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--devices", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--phases", default="osmand,batch")
+    args = parser.parse_args()
+
+    settings = Settings()
+    run = uuid.uuid4().hex[:6]
+    topic_prefix, redis_prefix, dev_prefix = f"bench-{run}.", f"bench:{run}:", f"BENCH-{run}-"
+    api_port, osmand_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "FLEETPULSE_KAFKA__TOPIC_PREFIX": topic_prefix,
+        "FLEETPULSE_REDIS__KEY_PREFIX": redis_prefix,
+        "FLEETPULSE_HTTP_HOST": "127.0.0.1",
+        "FLEETPULSE_HTTP_PORT": str(api_port),
+        "FLEETPULSE_INGEST__OSMAND_PORT": str(osmand_port),
+        "FLEETPULSE_LOG_LEVEL": "WARNING",
+    }
+    kafka = settings.kafka.model_copy(update={"topic_prefix": topic_prefix})
+    await ensure_topics(kafka)
+    conn = await connect(settings.pg)
+    devices = [f"{dev_prefix}{i:04d}" for i in range(args.devices)]
+    await conn.executemany(
+        "INSERT INTO drivers (tenant_id, name, device_unique_id) VALUES ($1, $2, $3)",
+        [(TENANT, f"bench {d}", d) for d in devices],
+    )
+    log = ROOT / ".stack" / f"bench-ingest-{run}.log"
+    log.parent.mkdir(exist_ok=True)
+    procs = [start(["api"], env, log)] + [start(["worker"], env, log) for _ in range(args.workers)]
+    results: list[dict[str, Any]] = []
+    try:
+        async with httpx.AsyncClient() as http:
+            await wait_ready(http, f"http://127.0.0.1:{api_port}/api/health/ready")
+            await wait_ready(http, f"http://127.0.0.1:{osmand_port}/")
+        now_s = int(time.time())
+        for index, name in enumerate(args.phases.split(",")):
+            # Each phase writes its own hour, 2..3 hours ago (distinct fix times per device).
+            base_s = now_s - 3 * 3600 + index * 3600
+            phase = Phase(name)
+            before = await end_offsets(kafka, GPS_POSITIONS)
+            if name == "osmand":
+                reqs = osmand_requests(devices, args.positions, base_s, osmand_port)
+            else:
+                reqs = batch_requests(
+                    devices,
+                    args.positions,
+                    base_s * 1000,
+                    api_port,
+                    args.batch_size,
+                    settings.auth.traccar_api_key.get_secret_value()
+                    if settings.auth.traccar_api_key
+                    else "",
+                )
+            await run_requests(phase, reqs, args.concurrency)
+            after = await end_offsets(kafka, GPS_POSITIONS)
+            phase.kafka_records = sum(after.values()) - sum(before.values())
+            await wait_stored(
+                conn,
+                phase,
+                dev_prefix,
+                datetime.fromtimestamp(base_s, tz=UTC),
+                datetime.fromtimestamp(base_s + 3600, tz=UTC),
+            )
+            results.append(phase.report())
+    finally:
+        stop(procs)
+        ids = [r["id"] for r in await conn.fetch(
+            "SELECT id FROM drivers WHERE device_unique_id LIKE $1", dev_prefix + "%"
+        )]  # fmt: skip
+        await conn.execute("DELETE FROM positions WHERE driver_id = ANY($1)", ids)
+        for table in ("driver_positions", "geofence_states"):
+            with contextlib.suppress(asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError):
+                await conn.execute(f"DELETE FROM {table} WHERE driver_id = ANY($1)", ids)
+        await conn.execute("DELETE FROM drivers WHERE id = ANY($1)", ids)
+        await conn.close()
+        with contextlib.suppress(Exception):
+            await delete_topics(kafka, topic_prefix)
+        redis = create_redis(settings.redis)
+        async for key in redis.scan_iter(match=f"{redis_prefix}*", count=1000):
+            await redis.delete(key)
+        await redis.aclose()
+    print(
+        json.dumps(
+            {
+                "bench": "ingest_http",
+                "positions_per_phase": args.positions,
+                "concurrency": args.concurrency,
+                "devices": args.devices,
+                "workers": args.workers,
+                "batch_size": args.batch_size,
+                "cpus": os.cpu_count(),
+                "results": results,
+                "log": str(log),
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
