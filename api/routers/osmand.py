@@ -64,8 +64,12 @@ async def osmand(request: Request, state: StateDep) -> Response:
     return await receive_osmand(request, state)
 
 
-def borrowed_state(request: Request) -> AppState:
-    """The main app's state, for the OsmAnd app that has no lifespan of its own."""
+async def borrowed_state(request: Request) -> AppState:
+    """The main app's state, for the OsmAnd app that has no lifespan of its own.
+
+    ``async`` on purpose: FastAPI runs a plain ``def`` dependency in a worker thread, which
+    costs more than the rest of this request.
+    """
     state: AppState | None = getattr(request.app.state.main_app.state, "fleetpulse", None)
     if state is None:
         raise ServiceUnavailable("the receiver is starting, retry later")
