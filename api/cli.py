@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 
@@ -117,6 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     p_maint.add_argument("--loop", action="store_true", help="repeat every refresh interval")
     p_run = sub.add_parser("run", help="the demo: api + enrichment workers (Ctrl-C stops)")
     p_run.add_argument("--workers", type=int, default=2)
+    p_run.add_argument(
+        "--simulate", type=int, default=0, metavar="N", help="also run N simulated drivers"
+    )
+    from api.cli_simulate import add_parser as add_simulate_parser
+
+    add_simulate_parser(sub)
     p_stack = sub.add_parser("stack", help="the local services (no Docker)")
     p_stack.add_argument("action", choices=["up", "down", "status"])
     p_stack.add_argument("services", nargs="*")
@@ -156,17 +163,23 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "stack":
         return _stack(settings, args.action, args.services)
     elif args.command == "run":
-        return _run_demo(settings, args.workers)
+        return _run_demo(settings, args.workers, args.simulate)
+    elif args.command == "simulate":
+        from api.cli_simulate import run as run_simulation
+
+        return run_simulation(settings, args)
     return 0
 
 
-def _run_demo(settings: Settings, workers: int) -> int:
+def _run_demo(settings: Settings, workers: int, simulated: int = 0) -> int:
     """Start N workers as child processes and the api in this one; stop them all on exit."""
     import subprocess
 
     children = [
         subprocess.Popen([sys.executable, "-m", "api.cli", "worker"]) for _ in range(workers)
     ]
+    if simulated:
+        children.append(_start_simulator(simulated))
     url = f"http://localhost:{settings.http_port}"
     print(
         f"""
@@ -193,6 +206,22 @@ Ctrl-C stops the api and the workers; the stack keeps running (make stack-down s
             except subprocess.TimeoutExpired:
                 child.kill()
     return 0
+
+
+def _start_simulator(drivers: int) -> subprocess.Popen[bytes]:
+    """The simulated fleet for the demo (docs/simulator.md), once the api answers."""
+    print(
+        f"""Simulator: {drivers} vans on the Helsinki road network, OsmAnd protocol, one fix
+  every 5 s in real time. Log in to the dashboard (or the REST API) as admin@tenant1.com /
+  admin123 and look at the drivers SIM00001..: GET /api/drivers/near?lat=60.1705&lon=24.944
+  &radius_m=2000, their routes and visits (arrivals and departures appear as they happen).
+""",
+        flush=True,
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "simulate", "--drivers", str(drivers), "--wait-api", "60"]
+        + ["--load-roads", "--truth", ".stack/demo-truth.json"]
+    )
 
 
 def _stack(settings: Settings, action: str, services: list[str]) -> int:

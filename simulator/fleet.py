@@ -1,0 +1,270 @@
+"""Running N simulated drivers concurrently against the real receivers, with time compression.
+
+Simulated time runs ``speedup`` times faster than the wall clock. Fix times are simulated
+time, so the system's state machines see realistic gaps (60 s of dwell is 60 s of fix time,
+even if it took one second of wall time). The simulated clock starts in the past so that it
+catches up with the wall clock at the end of the run and no fix is ever in the future.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import orjson
+
+from simulator.driving import Driver, DrivingConfig, Fix
+from simulator.network import RoadNetwork, load_network
+from simulator.planning import (
+    Customer,
+    RoutePlan,
+    TravelTimes,
+    pick_depots,
+    place_customers,
+    plan_route,
+)
+from simulator.protocols import Sender
+from simulator.setup import CUSTOMER_ID_BASE
+
+
+@dataclass(frozen=True, slots=True)
+class FleetConfig:
+    """What to simulate (times in simulated seconds)."""
+
+    drivers: int = 10
+    seed: int = 1
+    interval_s: float = 5.0
+    speedup: float = 1.0
+    duration_s: float | None = None  # None: until every route is done
+    start_spread_s: float = 120.0  # vans leave their depots within this window
+    min_stops: int = 8
+    max_stops: int = 20
+    customers: int = 400  # at most; fewer when the network has no room (min gap 120 m)
+    depots: int = 4
+    device_prefix: str = "SIM"
+    driving: DrivingConfig = field(default_factory=DrivingConfig)
+
+    def device_id(self, i: int) -> str:
+        return f"{self.device_prefix}{i + 1:05d}"
+
+
+class SimClock:
+    """Simulated epoch milliseconds as a function of the monotonic wall clock."""
+
+    def __init__(self, sim0_ms: int, speedup: float) -> None:
+        self.sim0_ms = sim0_ms
+        self.speedup = speedup
+        self.wall0 = time.monotonic()
+
+    def now_ms(self) -> int:
+        return self.sim0_ms + int((time.monotonic() - self.wall0) * self.speedup * 1000)
+
+    def wall_delay_s(self, sim_ms: int) -> float:
+        """Wall seconds until the simulated clock shows ``sim_ms`` (negative: late)."""
+        due = self.wall0 + (sim_ms - self.sim0_ms) / 1000 / self.speedup
+        return due - time.monotonic()
+
+
+def start_of_run_ms(cfg: FleetConfig, now_ms: int | None = None) -> int:
+    """Where simulated time starts: so that it reaches the wall clock when the run ends."""
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    if cfg.duration_s is None or cfg.speedup <= 1.0:
+        return now
+    sim_span = cfg.duration_s * 1000
+    return int(now + sim_span / cfg.speedup - sim_span) - 5_000
+
+
+@dataclass
+class Fleet:
+    """The plans and drivers of one run (no I/O: ``build_fleet`` is pure and seeded)."""
+
+    cfg: FleetConfig
+    net: RoadNetwork
+    customers: list[Customer]
+    plans: list[RoutePlan]
+    drivers: list[Driver]
+    start_ms: int
+
+    @property
+    def day(self) -> date:
+        return datetime.fromtimestamp(self.start_ms / 1000, tz=UTC).date()
+
+
+def build_fleet(cfg: FleetConfig, start_ms: int, net: RoadNetwork | None = None) -> Fleet:
+    """Customers, depots, routes and drivers for a seed; the same seed, the same fleet."""
+    net = net or load_network()
+    rng = random.Random(cfg.seed)
+    customers = place_customers(
+        net, cfg.customers, random.Random(rng.random()), first_id=CUSTOMER_ID_BASE
+    )
+    depots = pick_depots(net, cfg.depots, random.Random(rng.random()))
+    times = TravelTimes(net)
+    plans, drivers = [], []
+    for i in range(cfg.drivers):
+        seed = rng.randrange(2**31)
+        plan = plan_route(
+            net,
+            times,
+            customers,
+            random.Random(seed),
+            depots,
+            min_stops=cfg.min_stops,
+            max_stops=cfg.max_stops,
+        )
+        offset = int(random.Random(seed + 1).uniform(0, cfg.start_spread_s) * 1000)
+        plans.append(plan)
+        drivers.append(Driver(cfg.device_id(i), plan, net, cfg.driving, seed, start_ms + offset))
+    return Fleet(cfg, net, customers, plans, drivers, start_ms)
+
+
+@dataclass
+class RunStats:
+    """How the run went: fixes produced, dropped, sent; how far the senders lagged behind."""
+
+    ticks: int = 0
+    dropped: int = 0
+    lag_s: list[float] = field(default_factory=list)
+    end_ms: int = 0
+
+    def lag_summary(self) -> dict[str, float]:
+        if not self.lag_s:
+            return {"p50": 0.0, "p99": 0.0, "max": 0.0}
+        s = sorted(self.lag_s)
+        return {
+            "p50": round(s[len(s) // 2], 3),
+            "p99": round(s[min(len(s) - 1, int(len(s) * 0.99))], 3),
+            "max": round(s[-1], 3),
+        }
+
+
+async def drive_fleet(
+    fleet: Fleet,
+    sender: Sender,
+    clock: SimClock,
+    *,
+    stop: asyncio.Event | None = None,
+    on_fixes: Callable[[list[Fix]], None] | None = None,
+) -> RunStats:
+    """Every driver reports every ``interval_s`` (simulated) until done, the end, or ``stop``."""
+    cfg = fleet.cfg
+    stop = stop or asyncio.Event()
+    stats = RunStats()
+    end_ms = fleet.start_ms + int(cfg.duration_s * 1000) if cfg.duration_s is not None else 2**62
+    interval_ms = int(cfg.interval_s * 1000)
+
+    async def run_one(d: Driver) -> None:
+        # Spread the drivers' reports over the interval so the load is even.
+        t = d.start_ms + random.Random(d.device_id).randrange(max(interval_ms, 1))
+        while t <= end_ms and not stop.is_set() and not d.done_at(t):
+            delay = clock.wall_delay_s(t)
+            if delay > 0:
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                    break
+                except TimeoutError:
+                    pass
+            else:
+                stats.lag_s.append(-delay)
+            fixes = d.report(t)
+            stats.ticks += 1
+            if fixes:
+                if on_fixes is not None:
+                    on_fixes(fixes)
+                await sender.send(fixes)
+            t += interval_ms
+        rest = d.flush()
+        if rest:
+            if on_fixes is not None:
+                on_fixes(rest)
+            await sender.send(rest)
+        stats.dropped += d.dropped
+
+    await asyncio.gather(*(run_one(d) for d in fleet.drivers))
+    await sender.close()
+    stats.end_ms = min(end_ms, clock.now_ms())
+    return stats
+
+
+def truth_document(
+    fleet: Fleet,
+    stats: RunStats,
+    driver_ids: dict[str, str],
+    routes: dict[str, Any],
+    sent: int,
+) -> dict[str, Any]:
+    """The ground truth of a run as JSON-able data (``routes``: device -> CreatedRoute)."""
+    cfg = fleet.cfg
+    drivers = []
+    for d in fleet.drivers:
+        created = routes.get(d.device_id)
+        visits = []
+        for i, v in enumerate(d.visits):
+            visits.append(
+                {
+                    "visitId": created.visit_ids[i] if created else None,
+                    "seq": v.seq,
+                    "customerId": v.customer_id,
+                    "enterMs": v.enter_ms,
+                    "arriveMs": v.arrive_ms,
+                    "leaveMs": v.leave_ms,
+                    "exitMs": v.exit_ms,
+                }
+            )
+        drivers.append(
+            {
+                "deviceId": d.device_id,
+                "driverId": driver_ids.get(d.device_id),
+                "routeId": created.route_id if created else None,
+                "visits": visits,
+            }
+        )
+    return {
+        "schema": 1,
+        "seed": cfg.seed,
+        "speedup": cfg.speedup,
+        "intervalS": cfg.interval_s,
+        "startMs": fleet.start_ms,
+        "endMs": stats.end_ms,
+        "geofenceRadiusM": cfg.driving.geofence_radius_m,
+        "gpsSigmaM": cfg.driving.gps_sigma_m,
+        "sent": sent,
+        "dropped": stats.dropped,
+        "drivers": drivers,
+    }
+
+
+def write_json(path: str, doc: dict[str, Any]) -> None:
+    with open(path, "wb") as f:
+        f.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+
+
+class PositionLog:
+    """True and reported positions of every sent fix, as NDJSON (optional, can be big)."""
+
+    def __init__(self, path: str) -> None:
+        self._f = open(path, "wb")  # noqa: SIM115 - closed by close()
+
+    def __call__(self, fixes: list[Fix]) -> None:
+        for f in fixes:
+            self._f.write(
+                orjson.dumps(
+                    {
+                        "deviceId": f.device_id,
+                        "fixMs": f.fix_ms,
+                        "lon": f.true_lon,
+                        "lat": f.true_lat,
+                        "reportedLon": f.lon,
+                        "reportedLat": f.lat,
+                        "speedKmh": f.speed_kmh,
+                    }
+                )
+                + b"\n"
+            )
+
+    def close(self) -> None:
+        self._f.close()

@@ -1,0 +1,179 @@
+"""Customers on real streets and each driver's day: stops in a sensible order, path along streets.
+
+Customers sit on graph nodes in the middle of a street (not at junctions, where a geofence
+would catch every passing car). A route starts at a depot node, visits 8–20 customers in the
+order nearest-neighbour (by driving time) improved by 2-opt, and follows the shortest paths
+(by free-flow time) between consecutive stops. Everything is deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import networkx as nx
+
+from simulator.network import Edge, RoadNetwork
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    """A place to visit: a node of the network."""
+
+    id: int
+    node: int
+    lon: float
+    lat: float
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """The drive from one stop (or the depot) to the next."""
+
+    nodes: tuple[int, ...]
+    edges: tuple[Edge, ...]
+
+    @property
+    def length_m(self) -> float:
+        return sum(e.length_m for e in self.edges)
+
+
+@dataclass(frozen=True, slots=True)
+class RoutePlan:
+    """One driver's day: depot, customers in visiting order and the legs between them."""
+
+    depot: int
+    stops: tuple[Customer, ...]
+    legs: tuple[Leg, ...]  # legs[i] ends at stops[i]
+
+    def geometry(self) -> list[tuple[float, float]]:
+        """The planned path as (lon, lat) coordinates, consecutive duplicates removed."""
+        out: list[tuple[float, float]] = []
+        for leg in self.legs:
+            for e in leg.edges:
+                for c in e.coords:
+                    if not out or out[-1] != c:
+                        out.append(c)
+        return out
+
+
+class TravelTimes:
+    """Shortest driving times and paths between nodes, computed once per source."""
+
+    def __init__(self, net: RoadNetwork) -> None:
+        self.net = net
+        self._time: dict[int, dict[int, float]] = {}
+        self._paths: dict[int, dict[int, list[int]]] = {}
+
+    def _from(self, source: int) -> None:
+        if source not in self._time:
+            t, p = nx.single_source_dijkstra(self.net.graph, source, weight="time")
+            self._time[source], self._paths[source] = t, p
+
+    def time(self, a: int, b: int) -> float:
+        self._from(a)
+        return self._time[a][b]
+
+    def path(self, a: int, b: int) -> list[int]:
+        self._from(a)
+        return self._paths[a][b]
+
+
+def place_customers(
+    net: RoadNetwork, count: int, rng: random.Random, *, first_id: int, min_gap_m: float = 120.0
+) -> list[Customer]:
+    """Pick up to ``count`` mid-street nodes at least ``min_gap_m`` apart.
+
+    The gap keeps one customer's exit margin (radius + 30 m + 2 × accuracy) clear of the
+    next one's circle: a van parked at the next stop must be seen to have left the last.
+    Fewer customers come back when the network has no room for more.
+    """
+    from geo.route_progress import haversine_m
+
+    candidates = sorted(
+        n
+        for n in net.graph
+        if n not in net.junctions
+        and n not in net.signals
+        and net.graph.in_degree(n) >= 1
+        and net.graph.out_degree(n) >= 1
+    )
+    rng.shuffle(candidates)
+    chosen: list[int] = []
+    for n in candidates:
+        if len(chosen) >= count:
+            break
+        lon, lat = net.coords[n]
+        if all(haversine_m(lon, lat, *net.coords[c]) >= min_gap_m for c in chosen):
+            chosen.append(n)
+    out = []
+    for n in chosen:
+        lon, lat = net.coords[n]
+        out.append(Customer(first_id + n, n, lon, lat, f"{_street_name(net, n)} (sim {n})"))
+    return out
+
+
+def _street_name(net: RoadNetwork, node: int) -> str:
+    for _, _, d in net.graph.out_edges(node, data=True):
+        name = d["edge"].name
+        if name:
+            return str(name)
+    return "Street"
+
+
+def pick_depots(net: RoadNetwork, count: int, rng: random.Random) -> list[int]:
+    """A few depot nodes (vans start there; few depots keep the routing cheap)."""
+    return rng.sample(sorted(net.graph.nodes), count)
+
+
+def order_stops(times: TravelTimes, depot: int, stops: list[Customer]) -> list[Customer]:
+    """Nearest neighbour from the depot, then 2-opt on the open path (asymmetric times)."""
+    left = list(stops)
+    order: list[Customer] = []
+    here = depot
+    while left:
+        nxt = min(left, key=lambda c: (times.time(here, c.node), c.id))
+        order.append(nxt)
+        left.remove(nxt)
+        here = nxt.node
+
+    def cost(seq: list[Customer]) -> float:
+        nodes = [depot] + [c.node for c in seq]
+        return sum(times.time(a, b) for a, b in zip(nodes, nodes[1:], strict=False))
+
+    best = cost(order)
+    improved = True
+    while improved:
+        improved = False
+        for i in range(len(order) - 1):
+            for j in range(i + 1, len(order)):
+                cand = order[:i] + order[i : j + 1][::-1] + order[j + 1 :]
+                c = cost(cand)
+                if c < best - 1e-6:
+                    order, best, improved = cand, c, True
+    return order
+
+
+def plan_route(
+    net: RoadNetwork,
+    times: TravelTimes,
+    customers: list[Customer],
+    rng: random.Random,
+    depots: list[int],
+    *,
+    min_stops: int = 8,
+    max_stops: int = 20,
+) -> RoutePlan:
+    """One of the depots and 8–20 distinct customers, ordered, with street paths between them."""
+    count = rng.randint(min(min_stops, len(customers)), min(max_stops, len(customers)))
+    picked = rng.sample(customers, count)
+    depot = rng.choice(depots)
+    order = order_stops(times, depot, picked)
+    legs = []
+    here = depot
+    for c in order:
+        nodes = times.path(here, c.node)
+        legs.append(Leg(tuple(nodes), tuple(net.path_edges(nodes))))
+        here = c.node
+    return RoutePlan(depot, tuple(order), tuple(legs))

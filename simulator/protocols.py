@@ -1,0 +1,231 @@
+"""The wire formats the simulated phones speak, and the senders that retry like devices do.
+
+* ``osmand`` (default): what Traccar Client sends — a form POST with ``id``, ``timestamp``
+  (epoch milliseconds), ``lat``, ``lon``, ``speed`` (knots), ``bearing``, ``accuracy``.
+* ``traccar``: a Traccar server's JSON forwarder body ``{"position": ..., "device": ...}``
+  (speed in knots) to ``/api/traccar/positions`` with an API key.
+* ``batch``: NDJSON lines of our own schema (speed in km/h) to ``/api/positions/batch``, many
+  drivers' fixes per request.
+
+A device keeps a fix until the receiver answered 2xx: 503, 429 and connection errors are
+retried with back-off; other 4xx are counted as rejected (a bug, never expected here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+from urllib.parse import urlencode
+
+import httpx
+import orjson
+
+from simulator.driving import Fix
+
+Protocol = Literal["osmand", "traccar", "batch"]
+KNOTS_PER_KMH = 1 / 1.852
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+def iso_ms(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def osmand_form(fix: Fix) -> bytes:
+    """One fix as Traccar Client's form body."""
+    return urlencode(
+        {
+            "id": fix.device_id,
+            "timestamp": str(fix.fix_ms),
+            "lat": f"{fix.lat:.7f}",
+            "lon": f"{fix.lon:.7f}",
+            "speed": f"{fix.speed_kmh * KNOTS_PER_KMH:.3f}",
+            "bearing": f"{fix.course:.1f}",
+            "accuracy": f"{fix.accuracy:.1f}",
+        }
+    ).encode()
+
+
+def traccar_forward(fix: Fix) -> bytes:
+    """One fix as a Traccar server's JSON forwarder sends it."""
+    return orjson.dumps(
+        {
+            "position": {
+                "fixTime": iso_ms(fix.fix_ms),
+                "latitude": fix.lat,
+                "longitude": fix.lon,
+                "speed": round(fix.speed_kmh * KNOTS_PER_KMH, 3),
+                "course": fix.course,
+                "accuracy": fix.accuracy,
+                "valid": True,
+                "protocol": "osmand",
+                "attributes": {},
+            },
+            "device": {"uniqueId": fix.device_id},
+        }
+    )
+
+
+def batch_line(fix: Fix) -> bytes:
+    """One fix as a line of the batch endpoint's NDJSON."""
+    return orjson.dumps(
+        {
+            "deviceId": fix.device_id,
+            "fixTime": fix.fix_ms,
+            "lat": fix.lat,
+            "lon": fix.lon,
+            "speed": fix.speed_kmh,
+            "course": fix.course,
+            "accuracy": fix.accuracy,
+            "protocol": "simulator",
+        }
+    )
+
+
+@dataclass
+class SendStats:
+    """What was sent and what the receivers said; ``ack_ms`` are send → 2xx latencies."""
+
+    sent: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    retries: int = 0
+    requests: int = 0
+    ack_ms: list[float] = field(default_factory=list)
+    accepted_at: dict[tuple[str, int], float] = field(default_factory=dict)
+    keep_accept_times: bool = False
+
+
+class Sender:
+    """Posts fixes with one protocol over one HTTP client, retrying like a device."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        protocol: Protocol,
+        *,
+        osmand_url: str = "/api/osmand",
+        api_key: str = "traccar-shared-key",
+        batch_max: int = 2_000,
+        batch_linger_s: float = 0.05,
+        max_in_flight: int = 64,
+        stats: SendStats | None = None,
+    ) -> None:
+        self.client = client
+        self.protocol = protocol
+        self.osmand_url = osmand_url
+        self.api_key = api_key
+        self.stats = stats or SendStats()
+        self._sem = asyncio.Semaphore(max_in_flight)
+        self._batch_max = batch_max
+        self._linger = batch_linger_s
+        self._pending: list[tuple[Fix, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._flushes: set[asyncio.Task[None]] = set()
+
+    async def send(self, fixes: list[Fix]) -> None:
+        """Deliver the fixes in order; return once every one was acknowledged."""
+        if not fixes:
+            return
+        self.stats.sent += len(fixes)
+        if self.protocol == "batch":
+            loop = asyncio.get_running_loop()
+            futs = []
+            for f in fixes:
+                fut: asyncio.Future[None] = loop.create_future()
+                self._pending.append((f, fut))
+                futs.append(fut)
+            if len(self._pending) >= self._batch_max:
+                self._flush_now()
+            elif self._flusher is None:
+                self._flusher = asyncio.create_task(self._linger_flush())
+            await asyncio.gather(*futs)
+            return
+        for f in fixes:
+            if self.protocol == "osmand":
+                await self._post(
+                    self.osmand_url,
+                    osmand_form(f),
+                    {"Content-Type": "application/x-www-form-urlencoded"},
+                    [f],
+                )
+            else:
+                await self._post(
+                    "/api/traccar/positions",
+                    traccar_forward(f),
+                    {"Content-Type": "application/json", "X-API-Key": self.api_key},
+                    [f],
+                )
+
+    async def _linger_flush(self) -> None:
+        await asyncio.sleep(self._linger)
+        self._flusher = None
+        self._flush_now()
+
+    def _flush_now(self) -> None:
+        items, self._pending = self._pending, []
+        if self._flusher is not None:
+            self._flusher.cancel()
+            self._flusher = None
+        if items:
+            task = asyncio.create_task(self._send_batch(items))
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
+
+    async def _send_batch(self, items: list[tuple[Fix, asyncio.Future[None]]]) -> None:
+        body = b"\n".join(batch_line(f) for f, _ in items)
+        try:
+            await self._post(
+                "/api/positions/batch",
+                body,
+                {"Content-Type": "application/x-ndjson", "X-API-Key": self.api_key},
+                [f for f, _ in items],
+            )
+        except BaseException as exc:
+            for _, fut in items:
+                if not fut.done():
+                    fut.set_exception(exc)
+            raise
+        for _, fut in items:
+            if not fut.done():
+                fut.set_result(None)
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str], fixes: list[Fix]) -> None:
+        delay = 0.2
+        while True:
+            async with self._sem:
+                started = time.perf_counter()
+                self.stats.requests += 1
+                try:
+                    resp = await self.client.post(url, content=body, headers=headers)
+                except (httpx.TransportError, OSError):
+                    status = 0
+                else:
+                    status = resp.status_code
+                elapsed = (time.perf_counter() - started) * 1000
+            if 200 <= status < 300:
+                rejected = 0
+                if self.protocol == "batch":
+                    rejected = len(orjson.loads(resp.content).get("rejected", []))
+                self.stats.accepted += len(fixes) - rejected
+                self.stats.rejected += rejected
+                self.stats.ack_ms.append(elapsed)
+                if self.stats.keep_accept_times:
+                    now = time.time()
+                    for f in fixes:
+                        self.stats.accepted_at[(f.device_id, f.fix_ms)] = now
+                return
+            if status and status not in RETRY_STATUSES:
+                self.stats.rejected += len(fixes)
+                return
+            self.stats.retries += 1
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def close(self) -> None:
+        self._flush_now()
+        if self._flushes:
+            await asyncio.gather(*self._flushes, return_exceptions=True)
