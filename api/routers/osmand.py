@@ -59,6 +59,7 @@ async def receive_osmand(request: Request, state: AppState) -> Response:
 
 
 @router.api_route("", methods=["GET", "POST"], response_class=Response)
+@router.api_route("/", methods=["GET", "POST"], response_class=Response, include_in_schema=False)
 async def osmand(request: Request, state: StateDep) -> Response:
     """OsmAnd protocol: query string, form body, or Traccar Client's JSON body."""
     return await receive_osmand(request, state)

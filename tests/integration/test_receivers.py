@@ -436,6 +436,12 @@ async def test_a_batch_with_mixed_lines_stores_the_valid_ones_once(
     ]
     after = await end_offsets(settings.kafka, GPS_POSITIONS)
     assert sum(after.values()) - sum(before.values()) == 4
+    redis: Redis = create_redis(settings.redis)
+    try:  # the unknown device is counted like on the other receivers
+        keys = RedisKeys(settings.redis.key_prefix)
+        assert await redis.hget(keys.unknown_devices, ghost) == b"1"
+    finally:
+        await redis.aclose()
 
     async def stored() -> list[tuple[str, float | None]]:
         rows = await pg.fetch(
@@ -613,7 +619,7 @@ async def test_fleetpulse_api_serves_osmand_on_its_own_port(
             assert row["course"] == 180.0 and row["attributes"]["batteryLevel"] == 64.0
             # The main port serves the same receiver under /api/osmand.
             main = await http.get(
-                f"http://127.0.0.1:{http_port}/api/osmand",
+                f"http://127.0.0.1:{http_port}/api/osmand/",  # with or without the slash
                 params={"id": "DEV003", "lat": LAT, "lon": LON, "timestamp": fix_ms // 1000 + 1},
             )
             assert (main.status_code, main.content) == (200, b"")
