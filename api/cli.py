@@ -46,7 +46,7 @@ async def _serve_api(settings: Settings, host: str, port: int | None) -> None:
     """
     import uvicorn
 
-    from api.main import create_app
+    from api.main import create_app, with_live_feed
     from api.routers.osmand import create_osmand_app
 
     class _Server(uvicorn.Server):
@@ -62,10 +62,11 @@ async def _serve_api(settings: Settings, host: str, port: int | None) -> None:
             lifespan=lifespan,  # type: ignore[arg-type]
             log_level=settings.log_level.lower(),
             access_log=False,  # query strings may carry an apiKey: never log them
+            ws_per_message_deflate=False,  # live frames are shared; deflate is per socket
         )
 
     app = create_app(settings)
-    main = _Server(config(app, port or settings.http_port, "on"))
+    main = _Server(config(with_live_feed(app), port or settings.http_port, "on"))
     osmand_port = settings.ingest.osmand_port
     side = _Server(config(create_osmand_app(settings, app), osmand_port, "off"))
     stop = asyncio.Event()

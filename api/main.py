@@ -6,11 +6,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import socketio
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
+from api.live.gateway import LiveGateway
 from api.responses import OrjsonResponse
 from api.routers import (
     analytics,
@@ -21,6 +23,7 @@ from api.routers import (
     drivers,
     geofences,
     health,
+    live,
     map,
     osmand,
     playback,
@@ -58,6 +61,7 @@ def check_production_settings(settings: Settings) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     check_production_settings(settings)
+    gateway = LiveGateway(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -75,10 +79,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             publisher=publisher,
             devices=devices,
             receiver=Receiver(settings.ingest, devices, publisher, redis, keys),
+            live=gateway,
         )
+        await gateway.start(pool, redis, keys)
         try:
             yield
         finally:
+            await gateway.stop()
             await publisher.stop()
             await redis.aclose()
             await pool.close()
@@ -109,8 +116,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.include_router(sync_routes.router)
     app.include_router(dead_letters.router)
+    app.include_router(live.router)
+    app.state.live_gateway = gateway
     app.include_router(map.router)
     # The built dashboard at / (SPA fallback); a catch-all mount, so it stays the last route.
     if (dashboard := map.dashboard_files()) is not None:
         app.mount("/", dashboard, name="dashboard")
     return app
+
+
+def with_live_feed(app: FastAPI) -> socketio.ASGIApp:
+    """Wrap an app from create_app so that it also serves socket.io (/socket.io, /tracking)."""
+    gateway: LiveGateway = app.state.live_gateway
+    return gateway.asgi(app)
+
+
+def create_asgi(settings: Settings | None = None) -> socketio.ASGIApp:
+    """The ASGI app to serve: FastAPI plus the socket.io live feed (uvicorn --factory)."""
+    return with_live_feed(create_app(settings))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import asyncpg
 from redis.asyncio import Redis
 
+from api.live.gateway import LiveGateway
 from infrastructure.redis import RedisKeys
 from infrastructure.settings import Settings
 from ingest.devices import DeviceRegistry
@@ -23,3 +24,4 @@ class AppState:
     publisher: Publisher
     devices: DeviceRegistry
     receiver: Receiver
+    live: LiveGateway | None = None

@@ -156,6 +156,21 @@ class AnalyticsSettings(BaseModel):
     max_window_days: int = 31
 
 
+class LiveSettings(BaseModel):
+    """The socket.io live feed (docs/live-feed.md)."""
+
+    # One positions:batch frame per room per interval at most (milliseconds, >= 100).
+    batch_interval_ms: int = Field(default=1000, ge=100)
+    # Frames a client may have waiting before the oldest positions are dropped.
+    client_queue_frames: int = Field(default=32, ge=1)
+    # Visit events are never dropped: a client this far behind on them is disconnected.
+    client_max_events: int = Field(default=10_000, ge=1)
+    # Engine.IO packets queued toward one socket before its frames wait in our queue.
+    socket_backlog_packets: int = Field(default=4, ge=1)
+    # How often admins get cdc:lag (seconds).
+    cdc_lag_interval_s: float = Field(default=5.0, gt=0)
+
+
 class Settings(BaseSettings):
     """All of FleetPulse's configuration; nested values use ``__``, e.g. FLEETPULSE_PG__PORT."""
 
@@ -182,3 +197,4 @@ class Settings(BaseSettings):
     enrichment: EnrichmentSettings = Field(default_factory=EnrichmentSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
     analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
+    live: LiveSettings = Field(default_factory=LiveSettings)

@@ -1,0 +1,62 @@
+"""Each viewer's bounded queue: positions may be dropped (oldest first), events never.
+
+The gateway hands a socket only a few packets at a time (Engine.IO queues without bound);
+the rest waits here. A viewer that stops reading therefore costs at most
+``max_frames`` position frames plus its undelivered visit events, and a viewer more than
+``max_events`` visit events behind is disconnected rather than fed forever (it reconnects
+and reloads, so nothing is silently lost).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from engineio import packet as eio_packet
+
+from api.live.batching import BBox
+from api.security import Principal
+
+
+@dataclass(eq=False)
+class ClientFeed:
+    sid: str
+    eio_sid: str
+    principal: Principal
+    token: str
+    max_frames: int
+    max_events: int
+    bbox: BBox | None = None
+    rooms: set[str] = field(default_factory=set)
+    frames: deque[eio_packet.Packet] = field(default_factory=deque)
+    events: deque[eio_packet.Packet] = field(default_factory=deque)
+    dropped: int = 0
+    sent: int = 0
+
+    def push_frame(self, pkt: eio_packet.Packet) -> int:
+        """Queue a droppable packet; return how many old ones were dropped to make room."""
+        dropped = 0
+        while len(self.frames) >= self.max_frames:
+            self.frames.popleft()
+            dropped += 1
+        self.frames.append(pkt)
+        self.dropped += dropped
+        return dropped
+
+    def push_event(self, pkt: eio_packet.Packet) -> bool:
+        """Queue a packet that must not be dropped; False when the client is too far behind."""
+        if len(self.events) >= self.max_events:
+            return False
+        self.events.append(pkt)
+        return True
+
+    def pop(self) -> eio_packet.Packet | None:
+        """The next packet to send: events first (they are rare and must not wait)."""
+        if self.events:
+            return self.events.popleft()
+        if self.frames:
+            return self.frames.popleft()
+        return None
+
+    def __len__(self) -> int:
+        return len(self.frames) + len(self.events)
