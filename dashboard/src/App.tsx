@@ -67,7 +67,7 @@ export function App() {
         </nav>
         <span className="spacer" />
         <span className={`feed feed-${socket}`} data-testid="feed-status">
-          feed: {socket}
+          feed: {socket === "refused" ? "polling (no socket)" : socket}
         </span>
         <span className="who" data-testid="who">
           {auth.user.email} · {auth.user.tenantId} · {auth.user.role}

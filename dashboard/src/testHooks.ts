@@ -5,6 +5,9 @@ export interface TestHooks {
   state: typeof useStore.getState;
   /** Live map: drivers drawn on the last frame. */
   liveMarkers: number;
+  /** Live map: where each driver was drawn on the last frame (filled only when trace is on). */
+  trace: boolean;
+  livePositions: Record<string, [number, number]>;
   /** Live map: points of the selected driver's route path drawn. */
   routePoints: number;
   /** Playback: the position of the first track's head, and the clock's track time. */
@@ -20,6 +23,8 @@ export interface TestHooks {
 export const hooks: TestHooks = {
   state: useStore.getState,
   liveMarkers: 0,
+  trace: false,
+  livePositions: {},
   routePoints: 0,
   playbackHead: null,
   playbackTime: null,

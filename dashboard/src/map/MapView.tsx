@@ -37,7 +37,8 @@ export interface MapHandle {
 }
 
 interface Props {
-  layers: Layer[];
+  /** Layers to draw; pages that animate leave this out and drive the overlay themselves. */
+  layers?: Layer[];
   center?: [number, number];
   zoom?: number;
   onReady?: (h: MapHandle) => void;
@@ -89,7 +90,7 @@ export function MapView({ layers, center = [24.94, 60.17], zoom = 12, onReady, t
   }, []);
 
   useEffect(() => {
-    handle.current?.overlay.setProps({ layers });
+    if (layers !== undefined) handle.current?.overlay.setProps({ layers });
   }, [layers]);
 
   return <div ref={box} className="map" data-testid={testId ?? "map"} />;

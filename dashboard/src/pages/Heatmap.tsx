@@ -113,7 +113,7 @@ export function Heatmap() {
         </div>
       </aside>
       <section className="mapbox">
-        <MapView layers={[]} testId="heatmap-map" onReady={(h) => (handle.current = h)} />
+        <MapView testId="heatmap-map" onReady={(h) => (handle.current = h)} />
       </section>
     </div>
   );

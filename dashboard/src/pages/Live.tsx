@@ -169,7 +169,6 @@ export function Live() {
       </aside>
       <section className="mapbox">
         <MapView
-          layers={[]}
           testId="live-map"
           onReady={(h) => {
             handle.current = h;
@@ -305,6 +304,7 @@ export function liveLayers(
     });
   }
   hooks.liveMarkers = markers.length;
+  if (hooks.trace) hooks.livePositions = Object.fromEntries(markers.map((m) => [m.id, m.position]));
   const layers: Layer[] = [];
   const path = route?.geometry?.coordinates ?? [];
   hooks.routePoints = path.length;

@@ -223,7 +223,7 @@ export function Playback() {
         )}
       </aside>
       <section className="mapbox">
-        <MapView layers={[]} testId="playback-map" onReady={(h) => (handle.current = h)} />
+        <MapView testId="playback-map" onReady={(h) => (handle.current = h)} />
         {clock && (
           <div className="player" data-testid="player">
             <button
