@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTHON ?= python3
+SIM_DRIVERS ?= 1000
 
 .PHONY: dashboard test-dashboard chromium compose-plugin venv stack stack-down status migrate run test test-unit test-fast check format clean
 
@@ -28,9 +29,9 @@ status: venv
 migrate: stack
 	$(BIN)/fleetpulse migrate --seed
 
-## The demo: stack, schema, demo data, api + workers at http://localhost:8000
+## The demo: stack, schema, demo data, api + workers + 1,000 simulated drivers at http://localhost:8000
 run: migrate dashboard
-	$(BIN)/fleetpulse run
+	$(BIN)/fleetpulse run --simulate $(SIM_DRIVERS)
 
 ## Linters: ruff format check, ruff, mypy (strict)
 check: venv

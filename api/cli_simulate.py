@@ -148,12 +148,10 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        limits = httpx.Limits(max_connections=args.max_in_flight, max_keepalive_connections=64)
-        timeout = httpx.Timeout(30.0)
-        async with (
-            httpx.AsyncClient(base_url=base, timeout=timeout) as api,
-            httpx.AsyncClient(base_url=base, timeout=timeout, limits=limits) as ingest,
-        ):
+        from simulator.protocols import AiohttpPoster
+
+        ingest = AiohttpPoster(base, connections=args.max_in_flight)
+        async with httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(30.0)) as api:
             if args.wait_api:
                 await _wait_for_api(api, args.wait_api)
             started = time.monotonic()
@@ -161,7 +159,10 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
                 f"simulator: {cfg.drivers} drivers, seed {cfg.seed}, every {cfg.interval_s:g} s, "
                 f"{cfg.speedup:g}x, protocol {args.protocol}; setting up routes through the API",
             )
-            result = await simulate(api, ingest, conn, opts, stop=stop)
+            try:
+                result = await simulate(api, ingest, conn, opts, stop=stop)
+            finally:
+                await ingest.close()
         s = result.send
         _say(
             json.dumps(

@@ -26,7 +26,7 @@ from simulator.fleet import (
     truth_document,
     write_json,
 )
-from simulator.protocols import Protocol, Sender, SendStats
+from simulator.protocols import Poster, Protocol, Sender, SendStats
 from simulator.scoring import count_stored, fetch_detected, fetch_etas, score
 from simulator.setup import (
     CreatedRoute,
@@ -98,7 +98,7 @@ async def prepare(
 
 async def simulate(
     api: httpx.AsyncClient,
-    ingest: httpx.AsyncClient,
+    ingest: httpx.AsyncClient | Poster,
     conn: asyncpg.Connection,
     opts: RunOptions,
     *,

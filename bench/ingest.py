@@ -1,0 +1,413 @@
+"""End-to-end ingest benchmark driven by the simulator: N drivers at R positions/s.
+
+Starts its own ``fleetpulse api`` and ``fleetpulse worker`` processes against a dedicated
+database (``fp_bench_ingest`` by default: created and migrated here), with their own Kafka
+topic prefix (``bench.``) and Redis key prefix; registers the simulated drivers, their
+customers and routes through the API (so the workers do the real geofence and ETA work), then
+lets the simulated fleet report through the real receivers:
+
+* ``osmand`` — one form POST per position to the OsmAnd port (what phones do);
+* ``traccar`` — one Traccar JSON forward per position;
+* ``batch`` — NDJSON to ``POST /api/positions/batch``.
+
+Measured, printed as JSON:
+
+* sent / accepted (2xx) / stored in ``positions`` / loss (accepted − stored) / duplicates
+  (records on ``gps.positions.enriched`` beyond one per accepted fix; history is unique);
+* throughput: accepted per second, and stored per second while sending (a poller counts
+  rows every 0.5 s);
+* latency received → enriched on Kafka: the enriched record's producer timestamp minus the
+  receiver's ``receivedAt`` (the worker publishes only after the history transaction
+  committed, so it bounds received → history committed from above); p50/p95/p99;
+* request latency (send → 2xx) and how far the senders fell behind schedule;
+* CPU (cores used) and peak RSS per process (psutil).
+
+``--find-max`` raises the rate step by step (×1.5) until p99 passes 1 s or anything is lost,
+and reports the highest rate held for ``--duration`` seconds.
+
+    .venv/bin/python bench/ingest.py --drivers 1000 --rate 1000 --duration 60
+    .venv/bin/python bench/ingest.py --protocol batch --find-max --rate 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import psutil
+from aiokafka import AIOKafkaConsumer
+
+from infrastructure.kafka import GPS_POSITIONS_ENRICHED, ensure_topics
+from infrastructure.postgres import connect
+from infrastructure.settings import Settings
+from simulator.driving import DrivingConfig
+from simulator.fleet import FleetConfig, SimClock, build_fleet, drive_fleet
+from simulator.protocols import AiohttpPoster, Sender
+from simulator.run import RunOptions, prepare
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bench_settings(args: argparse.Namespace) -> Settings:
+    base = Settings()
+    return base.model_copy(
+        update={
+            "http_port": args.port,
+            "pg": base.pg.model_copy(update={"database": args.database}),
+            "kafka": base.kafka.model_copy(update={"topic_prefix": "bench."}),
+            "redis": base.redis.model_copy(update={"key_prefix": "bench:"}),
+            "ingest": base.ingest.model_copy(update={"osmand_port": args.osmand_port}),
+        }
+    )
+
+
+def child_env(s: Settings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "FLEETPULSE_HTTP_PORT": str(s.http_port),
+        "FLEETPULSE_PG__DATABASE": s.pg.database,
+        "FLEETPULSE_KAFKA__TOPIC_PREFIX": s.kafka.topic_prefix,
+        "FLEETPULSE_REDIS__KEY_PREFIX": s.redis.key_prefix,
+        "FLEETPULSE_INGEST__OSMAND_PORT": str(s.ingest.osmand_port),
+        "FLEETPULSE_LOG_LEVEL": "WARNING",
+    }
+
+
+async def prepare_database(s: Settings) -> None:
+    """Create the bench database if missing, migrate it and load the demo data."""
+    from infrastructure.migrate import migrate
+    from infrastructure.seed import seed
+
+    admin = await connect(s.pg, database="postgres")
+    try:
+        exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", s.pg.database)
+        if not exists:
+            await admin.execute(f'CREATE DATABASE "{s.pg.database}"')
+    finally:
+        await admin.close()
+    conn = await connect(s.pg)
+    try:
+        await migrate(conn)
+        await seed(conn)
+    finally:
+        await conn.close()
+    await ensure_topics(s.kafka)
+
+
+def start_processes(s: Settings, workers: int, logdir: Path) -> dict[str, subprocess.Popen[bytes]]:
+    logdir.mkdir(parents=True, exist_ok=True)
+    env = child_env(s)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    for name, cmd in [("api", "api")] + [(f"worker{i + 1}", "worker") for i in range(workers)]:
+        with open(logdir / f"{name}.log", "wb") as log:
+            procs[name] = subprocess.Popen(
+                [sys.executable, "-m", "api.cli", cmd],
+                env=env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+    return procs
+
+
+def stop_processes(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    for p in procs.values():
+        if p.poll() is None:
+            p.terminate()
+    for p in procs.values():
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+async def wait_ready(client: httpx.AsyncClient, within: float = 90.0) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            if (await client.get("/api/health")).status_code < 500:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("the api did not start; see the logs")
+        await asyncio.sleep(0.5)
+
+
+class ProcessMeter:
+    """CPU seconds and peak RSS of the child processes and of this one."""
+
+    def __init__(self, procs: dict[str, subprocess.Popen[bytes]]) -> None:
+        self.ps = {n: psutil.Process(p.pid) for n, p in procs.items()}
+        self.ps["bench (simulator)"] = psutil.Process()
+        self.cpu0: dict[str, float] = {}
+        self.rss: dict[str, int] = {}
+        self.t0 = 0.0
+
+    def start(self) -> None:
+        self.t0 = time.monotonic()
+        self.rss = {}
+        self.cpu0 = {n: sum(p.cpu_times()[:2]) for n, p in self.ps.items()}
+
+    def sample(self) -> None:
+        for n, p in self.ps.items():
+            with contextlib.suppress(psutil.Error):
+                self.rss[n] = max(self.rss.get(n, 0), p.memory_info().rss)
+
+    def report(self) -> dict[str, Any]:
+        wall = max(time.monotonic() - self.t0, 1e-9)
+        out = {}
+        for n, p in self.ps.items():
+            try:
+                cpu = sum(p.cpu_times()[:2]) - self.cpu0[n]
+            except psutil.Error:
+                continue
+            out[n] = {
+                "cpu_cores": round(cpu / wall, 2),
+                "rss_mb": round(self.rss.get(n, 0) / 2**20),
+            }
+        return out
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    return round(s[min(len(s) - 1, int(len(s) * q))], 1)
+
+
+async def run_step(
+    s: Settings,
+    args: argparse.Namespace,
+    fleet_cfg: FleetConfig,
+    client: httpx.AsyncClient,
+    ingest_base: str,
+    meter: ProcessMeter,
+    driver_ids: list[str],
+    rate: float,
+) -> dict[str, Any]:
+    """Drive the fleet at ``rate`` positions/s for the duration and measure."""
+    interval = args.drivers / rate
+    cfg = dataclasses.replace(
+        fleet_cfg,
+        interval_s=interval,
+        duration_s=float(args.duration),
+        speedup=1.0,
+        start_spread_s=0.0,
+    )
+    start_ms = int(time.time() * 1000)
+    fleet = await asyncio.to_thread(build_fleet, cfg, start_ms)
+    consumer = AIOKafkaConsumer(
+        s.kafka.topic(GPS_POSITIONS_ENRICHED),
+        bootstrap_servers=s.kafka.bootstrap_servers,
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    # position the consumer at the end before sending
+    while not consumer.assignment():
+        await consumer.getmany(timeout_ms=200)
+    await consumer.seek_to_end()
+    for tp in consumer.assignment():
+        await consumer.position(tp)
+    latencies: list[float] = []
+    seen: dict[tuple[str, int], int] = {}
+    stop_consumer = asyncio.Event()
+
+    async def consume() -> None:
+        while not stop_consumer.is_set():
+            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+            for records in batch.values():
+                for r in records:
+                    m = orjson.loads(r.value)
+                    if m.get("fixTimeMs", 0) < start_ms:
+                        continue
+                    key = (m["deviceId"], m["fixTimeMs"])
+                    seen[key] = seen.get(key, 0) + 1
+                    if seen[key] == 1:
+                        received = _iso_to_ms(m["receivedAt"])
+                        latencies.append(r.timestamp - received)
+
+    conn = await connect(s.pg)
+    stored_curve: list[tuple[float, int]] = []
+
+    async def count() -> int:
+        return int(
+            await conn.fetchval(
+                """SELECT count(*) FROM positions WHERE driver_id = ANY($1::uuid[])
+                   AND fix_time >= to_timestamp($2 / 1000.0)""",
+                driver_ids,
+                start_ms,
+            )
+        )
+
+    async def poll(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            stored_curve.append((time.monotonic(), await count()))
+            meter.sample()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+
+    poster = AiohttpPoster(ingest_base, connections=args.concurrency)
+    sender = Sender(poster, args.protocol, osmand_url="/", max_in_flight=args.concurrency)
+    consumer_task = asyncio.create_task(consume())
+    stop_poll = asyncio.Event()
+    poll_task = asyncio.create_task(poll(stop_poll))
+    meter.start()
+    t0 = time.monotonic()
+    try:
+        stats = await drive_fleet(fleet, sender, SimClock(start_ms, 1.0))
+    finally:
+        await poster.close()
+    send_wall = time.monotonic() - t0
+    processes = meter.report()
+    # drain: wait until everything accepted is stored and enriched (or 120 s)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if await count() >= sender.stats.accepted and len(seen) >= sender.stats.accepted:
+            break
+        await asyncio.sleep(0.5)
+    stored = await count()
+    drained_wall = time.monotonic() - t0
+    stop_poll.set()
+    await poll_task
+    await asyncio.sleep(1.0)
+    stop_consumer.set()
+    await consumer_task
+    await consumer.stop()
+    await conn.close()
+    # stored/s while sending: rows gained between 10% and 100% of the send window
+    in_window = [(t, n) for t, n in stored_curve if t0 + 0.1 * send_wall <= t <= t0 + send_wall]
+    stored_rate = None
+    if len(in_window) >= 2:
+        (ta, na), (tb, nb) = in_window[0], in_window[-1]
+        stored_rate = round((nb - na) / max(tb - ta, 1e-9))
+    st = sender.stats
+    dupes = sum(c - 1 for c in seen.values() if c > 1)
+    return {
+        "protocol": args.protocol,
+        "drivers": args.drivers,
+        "target_rate": rate,
+        "interval_s": round(interval, 3),
+        "duration_s": args.duration,
+        "sent": st.sent,
+        "accepted": st.accepted,
+        "rejected": st.rejected,
+        "retries": st.retries,
+        "requests": st.requests,
+        "stored": stored,
+        "lost": st.accepted - stored,
+        "enriched_seen": len(seen),
+        "duplicates_on_enriched_topic": dupes,
+        "accepted_per_s": round(st.accepted / send_wall),
+        "stored_per_s_while_sending": stored_rate,
+        "all_stored_after_s": round(drained_wall, 1),
+        "latency_received_to_enriched_ms": {
+            "p50": pct(latencies, 0.5),
+            "p95": pct(latencies, 0.95),
+            "p99": pct(latencies, 0.99),
+            "max": pct(latencies, 1.0),
+        },
+        "request_latency_ms": {"p50": pct(st.ack_ms, 0.5), "p99": pct(st.ack_ms, 0.99)},
+        "sender_lag_s": stats.lag_summary(),
+        "processes": processes,
+    }
+
+
+def _iso_to_ms(text: str) -> int:
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
+    s = bench_settings(args)
+    await prepare_database(s)
+    logdir = ROOT / ".stack" / "bench-ingest"
+    procs = start_processes(s, args.workers, logdir)
+    results: list[dict[str, Any]] = []
+    try:
+        base = f"http://127.0.0.1:{s.http_port}"
+        ingest_base = base if args.protocol != "osmand" else f"http://127.0.0.1:{args.osmand_port}"
+        async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+            await wait_ready(client)
+            fleet_cfg = FleetConfig(
+                drivers=args.drivers,
+                seed=args.seed,
+                device_prefix="BENCH",
+                min_stops=8,
+                max_stops=12,
+                driving=DrivingConfig(dropout_prob=0.0, buffer_prob=0.0),
+            )
+            conn = await connect(s.pg)
+            try:
+                t = time.monotonic()
+                fleet = await asyncio.to_thread(build_fleet, fleet_cfg, int(time.time() * 1000))
+                driver_ids, _ = await prepare(client, conn, RunOptions(fleet=fleet_cfg), fleet)
+                setup_s = time.monotonic() - t
+            finally:
+                await conn.close()
+            sys.stderr.write(f"set-up through the API: {setup_s:.1f} s\n")
+            meter = ProcessMeter(procs)
+            rate = args.rate
+            best: dict[str, Any] | None = None
+            while True:
+                r = await run_step(
+                    s, args, fleet_cfg, client, ingest_base, meter, list(driver_ids.values()), rate
+                )
+                results.append(r)
+                sys.stderr.write(json.dumps(r) + "\n")
+                if not args.find_max:
+                    break
+                p99 = r["latency_received_to_enriched_ms"]["p99"] or 0
+                held = (
+                    r["lost"] == 0
+                    and r["rejected"] == 0
+                    and p99 <= 1000
+                    and r["accepted_per_s"] >= 0.95 * rate
+                )
+                if not held:
+                    break
+                best = r
+                rate = round(rate * 1.5)
+            if args.find_max:
+                results.append(
+                    {"find_max": args.protocol, "highest_rate_held": best and best["target_rate"]}
+                )
+    finally:
+        stop_processes(procs)
+    return results
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--drivers", type=int, default=1000)
+    p.add_argument("--rate", type=float, default=1000.0, help="positions per second, total")
+    p.add_argument("--duration", type=int, default=60, help="seconds of sending per step")
+    p.add_argument("--protocol", choices=["osmand", "traccar", "batch"], default="osmand")
+    p.add_argument("--workers", type=int, default=2, help="enrichment worker processes")
+    p.add_argument("--concurrency", type=int, default=64, help="HTTP requests in flight")
+    p.add_argument("--find-max", action="store_true")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--database", default="fp_bench_ingest")
+    p.add_argument("--port", type=int, default=8190)
+    p.add_argument("--osmand-port", type=int, default=5190)
+    args = p.parse_args()
+    results = asyncio.run(main_async(args))
+    print(json.dumps(results if len(results) > 1 else results[0], indent=2))
+
+
+if __name__ == "__main__":
+    main()
