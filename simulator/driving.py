@@ -136,6 +136,7 @@ class Driver:
         self._end_ms = start_ms
         self._pending_exit: int | None = None  # visit index whose circle exit is awaited
         self.finished_ms: int | None = None  # when the last dwell ends
+        self.keep_history_ms = 600_000  # how far back true_state can look
         lon0, lat0 = net.coords[plan.depot]
         self._park(lon0, lat0, start_ms, start_ms)
         # Phone state
@@ -171,7 +172,9 @@ class Driver:
             last = self._segments[-1]
             self._park(last.lon0, last.lat0, self._end_ms, until_ms + 3_600_000)
         # keep memory bounded: drop segments that ended long ago
-        while len(self._segments) > 3 and self._segments[1].t_ms[-1] < until_ms - 600_000:
+        while (
+            len(self._segments) > 3 and self._segments[1].t_ms[-1] < until_ms - self.keep_history_ms
+        ):
             self._segments.pop(0)
 
     def _drive(self, leg: Leg, index: int) -> None:
@@ -265,7 +268,7 @@ class Driver:
         return _lonlat(seg.lon0, seg.lat0, x, y)
 
     def true_state(self, t_ms: int) -> TrueState:
-        """Where the van really is at ``t_ms`` (times must not go back more than 10 min)."""
+        """Where the van really is at ``t_ms`` (at most ``keep_history_ms`` back)."""
         self._extend(t_ms + 1)
         seg = next(g for g in reversed(self._segments) if g.t_ms[0] <= t_ms)
         j = bisect.bisect_right(seg.t_ms, t_ms) - 1

