@@ -118,8 +118,9 @@ def _iso_ms(text: str) -> int:
 
 def typed_value(value: str) -> float | bool | str:
     """An extra parameter's value as Traccar stores it: number, true/false, else the string."""
-    if _DECIMAL.fullmatch(value.strip()):
-        number = float(value)
+    stripped = value.strip(" \t")
+    if _DECIMAL.fullmatch(stripped):
+        number = float(stripped)
         if math.isfinite(number):
             return number
     if value == "true":

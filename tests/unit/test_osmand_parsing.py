@@ -267,3 +267,11 @@ def test_json_location_list_is_a_batch() -> None:
 def test_bad_json_bodies_are_refused(body: bytes) -> None:
     with pytest.raises(InvalidPosition):
         parse_request("", "application/json", body, now_ms=NOW)
+
+
+def test_typed_value_keeps_control_characters_as_text() -> None:
+    """Found by the fuzzer: str.strip() removes \\x1f, float() refuses it."""
+    from ingest.osmand import typed_value
+
+    assert typed_value("0\x1f") == "0\x1f"
+    assert typed_value(" 12.5 ") == 12.5
