@@ -16,23 +16,12 @@ from api.dependencies import ConnDep, StaffDep, StateDep
 from api.errors import BadRequest
 from api.responses import GeoJSONResponse
 from api.routers.playback import parse_bbox
-from infrastructure.postgres import Conn
 from ingest.validation import iso_ms
 
 router = APIRouter(prefix="/api/map", tags=["map"])
 
 # A box wider than this (degrees) would ship a whole country's roads to a browser.
 MAX_ROADS_SPAN_DEG = 1.0
-
-
-async def _road_geometry_column(conn: Conn) -> str | None:
-    """Return the geometry column of ``road_edges``, or None when the table is absent."""
-    name: str | None = await conn.fetchval(
-        """SELECT f_geometry_column FROM geometry_columns
-           WHERE f_table_name = 'road_edges' AND f_table_schema = current_schema()
-           ORDER BY f_geometry_column LIMIT 1"""
-    )
-    return name
 
 
 @router.get(
@@ -52,7 +41,7 @@ async def _road_geometry_column(conn: Conn) -> str | None:
                                     "type": "LineString",
                                     "coordinates": [[24.94, 60.17], [24.95, 60.171]],
                                 },
-                                "properties": {},
+                                "properties": {"highway": "primary"},
                             }
                         ],
                         "truncated": False,
@@ -69,35 +58,32 @@ async def roads(
     bbox: Annotated[str, Query(max_length=200, description="minLon,minLat,maxLon,maxLat")],
     limit: Annotated[int, Query(ge=1, le=50_000)] = 20_000,
 ) -> GeoJSONResponse:
-    """The road network (table ``road_edges``, loaded by the simulator) intersecting the box;
-    an empty collection while the table does not exist. ``truncated`` tells whether
-    ``limit`` cut the answer."""
+    """The road network (``road_edges``, loaded by ``fleetpulse simulate``) intersecting the
+    box, each line with its OSM ``highway`` class; ``truncated`` tells whether ``limit``
+    cut the answer (major roads come first)."""
     box = parse_bbox(bbox)
     assert box is not None
     if box[2] - box[0] > MAX_ROADS_SPAN_DEG or box[3] - box[1] > MAX_ROADS_SPAN_DEG:
         raise BadRequest(f"bbox must span at most {MAX_ROADS_SPAN_DEG} degree each way")
-    column = await _road_geometry_column(conn)
-    features: list[dict[str, Any]] = []
-    if column is not None:
-        col = '"' + column.replace('"', '""') + '"'
-        rows = await conn.fetch(
-            f"""SELECT ST_AsGeoJSON(ST_Transform({col}, 4326), 6) AS g
-                FROM road_edges
-                WHERE {col} && ST_Transform(ST_MakeEnvelope($1, $2, $3, $4, 4326),
-                                            ST_SRID({col}))
-                LIMIT $5""",
-            *box,
-            limit + 1,
-        )
-        features = [
-            {"type": "Feature", "geometry": orjson.loads(r["g"]), "properties": {}}
-            for r in rows[:limit]
-        ]
-        truncated = len(rows) > limit
-    else:
-        truncated = False
+    rows = await conn.fetch(
+        """SELECT ST_AsGeoJSON(geom, 6) AS g, highway
+           FROM road_edges
+           WHERE geom && ST_MakeEnvelope($1, $2, $3, $4, 4326)
+           ORDER BY highway NOT IN ('motorway', 'trunk', 'primary', 'secondary'), length_m DESC
+           LIMIT $5""",
+        *box,
+        limit + 1,
+    )
+    features = [
+        {
+            "type": "Feature",
+            "geometry": orjson.loads(r["g"]),
+            "properties": {"highway": r["highway"]},
+        }
+        for r in rows[:limit]
+    ]
     return GeoJSONResponse(
-        {"type": "FeatureCollection", "features": features, "truncated": truncated}
+        {"type": "FeatureCollection", "features": features, "truncated": len(rows) > limit}
     )
 
 

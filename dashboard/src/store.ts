@@ -75,7 +75,27 @@ function saveAuth(auth: Auth | null): void {
   }
 }
 
-function withPosition(d: LiveDriver, p: LivePosition, nowMs: number): LiveDriver {
+/**
+ * A position from any source as the store keeps it: ``positions:batch`` entries carry only
+ * some fields (fixTime but not fixTimeMs, no next customer name), so the time is derived and
+ * what the entry lacks is kept from the previous position while the next stop is the same.
+ * Returns null for a position without a usable time or place.
+ */
+export function normalizePosition(p: LivePosition, prev: LivePosition | null): LivePosition | null {
+  const fixTimeMs = typeof p.fixTimeMs === "number" ? p.fixTimeMs : Date.parse(p.fixTime ?? "");
+  if (!Number.isFinite(fixTimeMs) || !Number.isFinite(p.lat) || !Number.isFinite(p.lon)) return null;
+  const sameStop = prev !== null && (p.nextVisitId === undefined || p.nextVisitId === prev.nextVisitId);
+  const merged: LivePosition = { ...(sameStop ? prev : {}), ...p, fixTimeMs } as LivePosition;
+  if (p.eta === undefined && typeof p.etaSeconds === "number") {
+    merged.eta = new Date(fixTimeMs + p.etaSeconds * 1000).toISOString();
+  }
+  if (p.etaSeconds === null) merged.eta = null;
+  return merged;
+}
+
+function withPosition(d: LiveDriver, raw: LivePosition, nowMs: number): LiveDriver {
+  const p = normalizePosition(raw, d.position);
+  if (p === null) return d;
   if (d.position && p.fixTimeMs <= d.position.fixTimeMs) return d; // late frame
   return { ...d, position: p, motion: nextMotion(d.motion, p, nowMs) };
 }

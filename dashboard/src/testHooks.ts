@@ -16,6 +16,8 @@ export interface TestHooks {
   playbackTracks: number;
   /** Heatmap: hexagons drawn. */
   hexagons: number;
+  /** Base map: road features loaded from /api/map/roads for the current view. */
+  roads: number;
   /** deck.gl frames rendered per page (proves WebGL draws). */
   frames: number;
 }
@@ -30,6 +32,7 @@ export const hooks: TestHooks = {
   playbackTime: null,
   playbackTracks: 0,
   hexagons: 0,
+  roads: 0,
   frames: 0,
 };
 

@@ -104,6 +104,8 @@ try {
   }
   const fixesAfter = await hook(page, `h.state().drivers["${john}"]?.position?.fixTimeMs ?? 0`);
   out.smooth = { drawnPlaces: drawn.size, fixSpanMs: fixesAfter - fixesBefore };
+  await sleep(1_500); // the base map loads the roads of the fitted view
+  out.roads = await hook(page, "h.roads");
   await shot(page, "01-live.png");
 
   // Open a driver: its route and visits.
@@ -133,12 +135,21 @@ try {
   out.playback = { head0, head1, t0, t1, summary: await page.textContent("[data-testid=playback-summary]") };
   await shot(page, "03-playback.png");
 
+  // The whole fleet (the area the fleet is in).
+  await page.selectOption("[data-testid=playback-driver]", "__fleet__");
+  await page.click("[data-testid=playback-load]");
+  await waitHook(page, "h.playbackTracks >= 2");
+  out.fleetTracks = await hook(page, "h.playbackTracks");
+  await page.click("[data-testid=play]");
+  await sleep(2_000);
+  await shot(page, "04-playback-fleet.png");
+
   // Heatmap.
   await page.click("header nav >> text=Heatmap");
   await waitHook(page, "h.hexagons > 0");
   await sleep(1_000); // let the fit and the tiles settle for the screenshot
   out.heatmap = { hexagons: await hook(page, "h.hexagons"), legend: await page.textContent("[data-testid=legend]") };
-  await shot(page, "04-heatmap.png");
+  await shot(page, "05-heatmap.png");
 
   // Monitoring (admin).
   await page.click("header nav >> text=Monitoring");
@@ -147,7 +158,7 @@ try {
     lagRows: await page.locator("[data-testid=cdc-lag] tbody tr").count(),
     deadLetters: await page.locator("[data-testid=dead-letters]").count(),
   };
-  await shot(page, "05-monitoring.png");
+  await shot(page, "06-monitoring.png");
   await context.close();
 
   // --- dispatcher of tenant 1: never sees tenant 2 ---------------------------------------
@@ -157,7 +168,7 @@ try {
     await waitHook(s.page, "h.liveMarkers >= 2");
     out.dispatcher1 = await watchIds(s.page, 4_000);
     out.dispatcher1.monitoringLink = await s.page.locator("header nav >> text=Monitoring").count();
-    await shot(s.page, "06-dispatcher-tenant1.png");
+    await shot(s.page, "07-dispatcher-tenant1.png");
     await s.context.close();
   }
   // --- admin of tenant 2: only their own driver ------------------------------------------

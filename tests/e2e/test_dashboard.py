@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
+from infrastructure.postgres import connect
 from infrastructure.settings import Settings
 from tests.conftest import settings_env
 from tests.helpers import eventually, seed_array_item
@@ -112,6 +113,46 @@ async def running(settings: Settings, logs: Path) -> AsyncIterator[str]:
                 child.kill()
 
 
+GRID_NETWORK = "e2e-dashboard-grid"
+
+
+async def road_grid(settings: Settings) -> int:
+    """A street grid over lower Manhattan in ``road_edges`` (the simulator loads Helsinki
+    there; the base map draws whatever the view covers); returns the number of edges."""
+    west, south, east, north, step = -74.03, 40.68, -73.95, 40.78, 0.004
+    rows = []
+    for i in range(round((north - south) / step) + 1):
+        lat = south + i * step
+        rows.append((f"LINESTRING({west} {lat}, {east} {lat})", 6_700.0))
+    for i in range(round((east - west) / step) + 1):
+        lon = west + i * step
+        rows.append((f"LINESTRING({lon} {south}, {lon} {north})", 11_100.0))
+    conn = await connect(settings.pg)
+    try:
+        await conn.executemany(
+            """INSERT INTO road_edges (network, source, target, osm_way_id, highway, length_m,
+                                       speed_kmh, cost_s, geom)
+               VALUES ($1, $2::bigint, $2::bigint + 1, $2::bigint, $3, $4::float8, 30,
+                       $4::float8 / 30 * 3.6,
+                       ST_GeomFromText($5, 4326))""",
+            [
+                (GRID_NETWORK, 2 * k, "primary" if k % 5 == 0 else "residential", length, wkt)
+                for k, (wkt, length) in enumerate(rows)
+            ],
+        )
+    finally:
+        await conn.close()
+    return len(rows)
+
+
+async def drop_road_grid(settings: Settings) -> None:
+    conn = await connect(settings.pg)
+    try:
+        await conn.execute("DELETE FROM road_edges WHERE network = $1", GRID_NETWORK)
+    finally:
+        await conn.close()
+
+
 async def prepare(c: httpx.AsyncClient, settings: Settings) -> dict[str, Any]:
     """History, a route with visits for John, a dispatcher of tenant-1, fresh rollups."""
     creds = {"password": "admin123"}
@@ -188,7 +229,8 @@ async def prepare(c: httpx.AsyncClient, settings: Settings) -> dict[str, Any]:
     )
     summary, _ = await asyncio.wait_for(maintain.communicate(), 120)
     assert maintain.returncode == 0 and b"refreshed" in summary, summary
-    return {"dispatcher": dispatcher, "routeId": route_id, "line": line}
+    roads = await road_grid(settings)
+    return {"dispatcher": dispatcher, "routeId": route_id, "line": line, "roads": roads}
 
 
 async def drive_live(c: httpx.AsyncClient, stop: asyncio.Event) -> int:
@@ -251,6 +293,7 @@ async def test_dashboard_in_chromium(
             finally:
                 stop.set()
                 live_fixes = await feeder
+                await drop_road_grid(settings)
     assert proc.returncode == 0, stderr.decode()
     seen: dict[str, Any] = json.loads(stdout.decode().strip().splitlines()[-1])
     (ARTIFACTS / "result.json").write_text(json.dumps(seen, indent=2))
@@ -271,6 +314,10 @@ async def test_dashboard_in_chromium(
     assert pb["t1"] - pb["t0"] >= 60_000, pb
     moved = math.dist(pb["head0"], pb["head1"])
     assert moved > 1e-4, pb
+    # The offline base map: the road network of the view, from our api.
+    assert 0 < seen["roads"] <= setup["roads"]
+    # The whole fleet's replay: both of tenant-1's drivers, not tenant-2's.
+    assert seen["fleetTracks"] == 2
     # Heatmap: hexagons drawn.
     assert seen["heatmap"]["hexagons"] > 0
     # Monitoring: one row per CDC table.

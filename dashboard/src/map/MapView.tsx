@@ -6,6 +6,7 @@ import "maplibre-gl/dist/maplibre-gl.css";
 import { MapboxOverlay } from "@deck.gl/mapbox";
 import type { Layer } from "@deck.gl/core";
 import { api, query } from "../api";
+import { hooks } from "../testHooks";
 
 export const STYLE_URL: string | undefined = import.meta.env.VITE_MAP_STYLE_URL || undefined;
 /** Below this zoom the road network would be too much to ship; the plain style shows. */
@@ -25,7 +26,15 @@ export const OFFLINE_STYLE: StyleSpecification = {
       layout: { "line-cap": "round", "line-join": "round" },
       paint: {
         "line-color": "#c3cad3",
-        "line-width": ["interpolate", ["linear"], ["zoom"], 11, 0.6, 16, 4],
+        "line-width": [
+          "interpolate",
+          ["linear"],
+          ["zoom"],
+          11,
+          ["match", ["get", "highway"], ["motorway", "trunk", "primary", "secondary"], 1.5, 0.5],
+          16,
+          ["match", ["get", "highway"], ["motorway", "trunk", "primary", "secondary"], 8, 3],
+        ],
       },
     },
   ],
@@ -75,7 +84,10 @@ export function MapView({ layers, center = [24.94, 60.17], zoom = 12, onReady, t
       api<GeoJSON.FeatureCollection>(`/api/map/roads?${query({ bbox })}`, {
         signal: controller.signal,
       })
-        .then((fc) => (map.getSource("roads") as maplibregl.GeoJSONSource | undefined)?.setData(fc))
+        .then((fc) => {
+          (map.getSource("roads") as maplibregl.GeoJSONSource | undefined)?.setData(fc);
+          hooks.roads = fc.features.length;
+        })
         .catch(() => undefined); // no roads (box too wide, table missing): plain background
     };
     map.on("moveend", loadRoads);

@@ -65,6 +65,19 @@ async function load(driver: string, from: number, to: number, bbox: string): Pro
   };
 }
 
+/** The fleet replay's box: where the fleet is now (padded), else the map's view. */
+function fleetBox(points: number[][], h: MapHandle | null): string {
+  const b = boundsOf([points as [number, number][]]);
+  const pad = 0.1;
+  let box: number[];
+  if (b) box = [b[0] - pad, b[1] - pad, b[2] + pad, b[3] + pad];
+  else if (h) {
+    const v = h.map.getBounds();
+    box = [v.getWest(), v.getSouth(), v.getEast(), v.getNorth()];
+  } else box = [-180, -85, 180, 85];
+  return box.map((v) => v.toFixed(5)).join(",");
+}
+
 export function Playback() {
   const drivers = useStore((s) => s.drivers);
   const names = useMemo(
@@ -92,8 +105,10 @@ export function Playback() {
     try {
       const f = new Date(from).getTime();
       const t = new Date(to).getTime();
-      const b = handle.current?.map.getBounds();
-      const bbox = b ? [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()].map((v) => v.toFixed(5)).join(",") : "-180,-85,180,85";
+      const bbox = fleetBox(
+        Object.values(useStore.getState().drivers).flatMap((d) => (d.position ? [[d.position.lon, d.position.lat]] : [])),
+        handle.current,
+      );
       const loaded = await load(driver, f, t, bbox);
       // Start where the data starts, not at an empty beginning of the window.
       const first = Math.min(...loaded.trips.map((x) => x.timestamps[0] ?? Infinity));

@@ -78,3 +78,35 @@ describe("store", () => {
     expect(useStore.getState().selectedDriverId).toBeNull();
   });
 });
+
+describe("positions:batch entries", () => {
+  it("derive fixTimeMs from fixTime and keep the next stop's name while it is the same", async () => {
+    const { normalizePosition } = await import("../store");
+    const prev = pos("a", NOW, 24.9, { nextVisitId: "v1", nextCustomerName: "Shop", etaSeconds: 600 });
+    const entry = {
+      driverId: "a",
+      lat: 60.171,
+      lon: 24.91,
+      fixTime: "2026-02-07T12:00:05.000Z",
+      nextVisitId: "v1",
+      etaSeconds: 300,
+    } as unknown as LivePosition;
+    const p = normalizePosition(entry, prev)!;
+    expect(p.fixTimeMs).toBe(NOW + 5000);
+    expect(p.nextCustomerName).toBe("Shop");
+    expect(p.eta).toBe("2026-02-07T12:05:05.000Z");
+    const moved = normalizePosition({ ...entry, nextVisitId: "v2" }, prev)!;
+    expect(moved.nextCustomerName).toBeUndefined();
+    expect(normalizePosition({ ...entry, fixTime: "nonsense" }, prev)).toBeNull();
+  });
+
+  it("move a driver through the store like full positions", () => {
+    useStore.getState().applySnapshot(rows, 0);
+    const entry = { driverId: "a", lat: 60.17, lon: 24.905, fixTime: new Date(NOW + 1000).toISOString() };
+    useStore.getState().applyPositions([entry as unknown as LivePosition], 10);
+    const d = useStore.getState().drivers.a;
+    expect(d.position?.fixTimeMs).toBe(NOW + 1000);
+    expect(d.motion?.toLon).toBe(24.905);
+    expect(d.motion?.duration).toBe(1000);
+  });
+});
