@@ -182,7 +182,7 @@ export function Playback() {
         <label>
           Driver
           <select value={driver} onChange={(e) => setDriver(e.target.value)} data-testid="playback-driver">
-            <option value={FLEET}>whole fleet (map area)</option>
+            <option value={FLEET}>whole fleet</option>
             {names.map((d) => (
               <option key={d.id} value={d.id}>
                 {d.name}
