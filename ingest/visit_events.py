@@ -63,4 +63,3 @@ async def add_to_outbox(
             [(i, t, k, orjson.loads(v)) for i, t, k, v in rows],
         )
     return rows
-

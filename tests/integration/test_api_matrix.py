@@ -32,7 +32,9 @@ from tests.integration.api_support import make_account, make_driver, make_route,
 ALL_ROLES = frozenset({"admin", "dispatcher", "driver"})
 # Public (no bearer): health, the login/refresh pair, and the device receivers (API keys or
 # registered device ids instead of users).
-PUBLIC = re.compile(r"^/api/(health(/.*)?|auth/(login|refresh)|traccar/.*|osmand/?|positions/batch)$")
+PUBLIC = re.compile(
+    r"^/api/(health(/.*)?|auth/(login|refresh)|traccar/.*|osmand/?|positions/batch)$"
+)
 # Path parameters that name a tenant's object; other tenants must get 404 for them.
 OBJECT_PARAMS = {"driver_id", "route_id", "visit_id", "customer_id", "geofence_id"}
 # The routers of issue #3; other routers get the auth checks and the no-leak rule, and the
