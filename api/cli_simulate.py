@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -159,9 +160,21 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
                 f"simulator: {cfg.drivers} drivers, seed {cfg.seed}, every {cfg.interval_s:g} s, "
                 f"{cfg.speedup:g}x, protocol {args.protocol}; setting up routes through the API",
             )
+            ready = asyncio.Event()
+            task = asyncio.create_task(simulate(api, ingest, conn, opts, stop=stop, ready=ready))
+            stopper = asyncio.create_task(stop.wait())
             try:
-                result = await simulate(api, ingest, conn, opts, stop=stop)
+                await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                if stop.is_set() and not ready.is_set():
+                    # Ctrl-C during the set-up: nothing is driving yet, just stop
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                    _say("simulator: stopped during set-up")
+                    return 130
+                result = await task
             finally:
+                stopper.cancel()
                 await ingest.close()
         s = result.send
         _say(
