@@ -31,11 +31,14 @@ async def collect(
     """Follow X-Next-Cursor to the end; return every item."""
     items: list[dict[str, Any]] = []
     cursor: str | None = None
+    # httpx replaces a URL's query string with `params`: carry the URL's filters over.
+    parsed = httpx.URL(url)
+    base, filters = str(parsed.copy_with(query=None)), dict(parsed.params)
     for _ in range(10_000):
-        params: dict[str, Any] = {"limit": limit}
+        params: dict[str, Any] = {**filters, "limit": limit}
         if cursor:
             params["cursor"] = cursor
-        resp = await client.get(url, params=params, headers=headers)
+        resp = await client.get(base, params=params, headers=headers)
         assert resp.status_code == 200, resp.text
         page = resp.json()
         assert len(page) <= limit
