@@ -248,7 +248,13 @@ async def run_step(
     conn = await connect(s.pg)
     stored_curve: list[tuple[float, int]] = []
 
+    conn_lock = asyncio.Lock()  # the poller and the drain loop share the connection
+
     async def count() -> int:
+        async with conn_lock:
+            return await _count()
+
+    async def _count() -> int:
         return int(
             await conn.fetchval(
                 """SELECT count(*) FROM positions WHERE driver_id = ANY($1::uuid[])
