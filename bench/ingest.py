@@ -39,6 +39,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -423,6 +424,8 @@ def main() -> None:
     p.add_argument("--port", type=int, default=8190)
     p.add_argument("--osmand-port", type=int, default=5190)
     args = p.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so the finally block stops the api and workers
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results = asyncio.run(main_async(args))
     print(json.dumps(results if len(results) > 1 else results[0], indent=2))
 
