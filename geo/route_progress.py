@@ -76,12 +76,13 @@ class RouteLine:
         """Return (distance along the line, distance off the line) of a point, in metres.
 
         With ``near_m`` (the previous progress), the search is limited to a window around it
-        so that a route that comes back along the same street does not jump ahead.
+        — ``window_m`` ahead, as far as the vehicle can have driven since — so that a route
+        that comes back near the same place does not make progress jump ahead.
         """
         x, y = self.transformer.transform(lon, lat)
         p = Point(x, y)
         if near_m is not None:
-            lo = max(0.0, near_m - 200.0)
+            lo = max(0.0, near_m - 50.0)  # GPS noise may put a fix a little behind
             hi = min(self.length_m, near_m + window_m)
             part = substring(self.line, lo, hi)
             if part.length > 0:

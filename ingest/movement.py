@@ -262,7 +262,11 @@ class MovementTracker:
                 out.movements[f.idx] = Movement(route_id=plan.route_id)
                 continue
             # Recent speed: the device's own (Doppler) speed when it has one, else displacement.
-            if rt.last_fix_ms >= 0:
+            # A long half-life makes it the effective speed of stop-and-go driving (lights
+            # included); time spent serving a stop is not driving and does not count.
+            nxt = _next_open(plan, stops)
+            at_stop = nxt is not None and stops[nxt.visit_id] in ("arrived", "in_progress")
+            if rt.last_fix_ms >= 0 and not at_stop:
                 dt = (f.fix_ms - rt.last_fix_ms) / 1000
                 observed = (
                     f.speed_kmh / 3.6
@@ -270,7 +274,7 @@ class MovementTracker:
                     else haversine_m(rt.last_lon, rt.last_lat, f.lon, f.lat) / max(dt, 0.001)
                 )
                 rt.speed_ms = ewma_speed(rt.speed_ms, observed, dt, self.half_life_s)
-            elif f.speed_kmh is not None:
+            elif f.speed_kmh is not None and rt.speed_ms is None:
                 rt.speed_ms = f.speed_kmh / 3.6
 
             transitions: dict[int, list[Transition]] = {}
@@ -379,7 +383,11 @@ class MovementTracker:
         else:
             remaining = -1.0
             if plan.line is not None:
-                along, off = plan.line.locate(f.lon, f.lat, near_m=rt.progress_m)
+                # How far the vehicle can have gone since the last fix bounds the search.
+                dt_s = (f.fix_ms - rt.last_fix_ms) / 1000 if rt.last_fix_ms >= 0 else 60.0
+                along, off = plan.line.locate(
+                    f.lon, f.lat, near_m=rt.progress_m, window_m=max(150.0, dt_s * 40.0)
+                )
                 if off <= OFF_ROUTE_M:
                     rt.progress_m = along
                     remaining = remaining_along_m(plan.line, along, index)
