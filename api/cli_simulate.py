@@ -103,6 +103,8 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
         if args.load_roads:
             n = await load_road_edges(conn, load_network())
             _say(f"road_edges: {n} directed street segments of the Helsinki network loaded")
+            if args.drivers == 0:
+                return 0
         if args.score_only:
             truth = await asyncio.to_thread(_read_json, args.score_only)
             report = await score_run(
