@@ -1,8 +1,8 @@
 """Progress along a planned route and the ETA to the next stop, in metres and seconds.
 
 Geometry arrives in WGS84 lon/lat; it is projected once per route into a local azimuthal
-equidistant projection centred on the route (metres, distortion negligible over a city), where
-shapely's linear referencing measures distance along the line.
+equidistant projection centred on the route (metres, distortion negligible over a city),
+where distance along the line is measured by projecting onto its segments (numpy).
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
 from pyproj import Transformer
-from shapely import LineString, Point
-from shapely.ops import substring
 
 EARTH_RADIUS_M = 6_371_008.8
 DETOUR_FACTOR = 1.3  # road distance / straight line, used only when there is no geometry
@@ -36,11 +35,16 @@ def haversine_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
     return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RouteLine:
-    """A route's planned path in local metres, with the stops' positions along it."""
+    """A route's planned path in local metres, with the stops' positions along it.
 
-    line: LineString
+    Kept as numpy arrays (vertices and the cumulative length at each), so locating a fix is
+    one vectorised projection onto the segments of a window, without building geometries.
+    """
+
+    xy: np.ndarray  # (n, 2) vertices in metres
+    cum: np.ndarray  # (n,) distance along the line at each vertex
     transformer: Transformer
     stop_along_m: tuple[float, ...]
 
@@ -53,22 +57,52 @@ class RouteLine:
         lat0 = sum(c[1] for c in coords) / len(coords)
         tr = _to_local(round(lon0, 4), round(lat0, 4))
         xs, ys = tr.transform([c[0] for c in coords], [c[1] for c in coords])
-        line = LineString(list(zip(xs, ys, strict=True)))
+        xy = np.column_stack([np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)])
+        seg = np.hypot(*np.diff(xy, axis=0).T) if len(xy) > 1 else np.zeros(0)
+        cum = np.concatenate([[0.0], np.cumsum(seg)])
+        route = cls(xy, cum, tr, ())
         along = []
         last = 0.0
-        for lon, lat in stops:
-            x, y = tr.transform(lon, lat)
-            # Stops are in visiting order: search each one from the previous one onwards so a
-            # route passing the same street twice puts each stop on the right pass.
-            rest = substring(line, last, line.length)
-            d = last + float(rest.project(Point(x, y)))
-            along.append(d)
-            last = d
-        return cls(line, tr, tuple(along))
+        if stops:
+            sx, sy = tr.transform([s[0] for s in stops], [s[1] for s in stops])
+            for x, y in zip(np.atleast_1d(sx), np.atleast_1d(sy), strict=True):
+                # Stops are in visiting order: search each one from the previous one onwards
+                # so a route passing the same street twice puts each stop on the right pass.
+                d, _ = route._project(float(x), float(y), last, float(cum[-1]))
+                along.append(d)
+                last = d
+        return cls(xy, cum, tr, tuple(along))
 
     @property
     def length_m(self) -> float:
-        return float(self.line.length)
+        return float(self.cum[-1])
+
+    def _project(self, x: float, y: float, lo: float, hi: float) -> tuple[float, float]:
+        """Nearest point of the part [lo, hi] of the line: (distance along, distance off)."""
+        n = len(self.cum)
+        if n < 2:
+            return 0.0, float(math.hypot(x - self.xy[0, 0], y - self.xy[0, 1]))
+        i0 = max(int(np.searchsorted(self.cum, lo, side="right")) - 1, 0)
+        i1 = min(int(np.searchsorted(self.cum, hi, side="left")), n - 1)
+        i1 = max(i1, i0 + 1)
+        a = self.xy[i0:i1]
+        b = self.xy[i0 + 1 : i1 + 1]
+        d = b - a
+        len2 = np.einsum("ij,ij->i", d, d)
+        p = np.array([x, y])
+        t = np.divide(
+            np.einsum("ij,ij->i", p - a, d), len2, out=np.zeros_like(len2), where=len2 > 0
+        )
+        start = self.cum[i0:i1]
+        seg_len = np.sqrt(len2)
+        # Clamp to the segment and to the window [lo, hi].
+        t_lo = np.divide(lo - start, seg_len, out=np.zeros_like(seg_len), where=seg_len > 0)
+        t_hi = np.divide(hi - start, seg_len, out=np.ones_like(seg_len), where=seg_len > 0)
+        t = np.clip(t, np.clip(t_lo, 0.0, 1.0), np.clip(t_hi, 0.0, 1.0))
+        q = a + d * t[:, None]
+        off = np.hypot(q[:, 0] - x, q[:, 1] - y)
+        k = int(np.argmin(off))
+        return float(start[k] + t[k] * seg_len[k]), float(off[k])
 
     def locate(
         self, lon: float, lat: float, *, near_m: float | None = None, window_m: float = 2_000.0
@@ -80,18 +114,14 @@ class RouteLine:
         that comes back near the same place does not make progress jump ahead.
         """
         x, y = self.transformer.transform(lon, lat)
-        p = Point(x, y)
         if near_m is not None:
             lo = max(0.0, near_m - 50.0)  # GPS noise may put a fix a little behind
             hi = min(self.length_m, near_m + window_m)
-            part = substring(self.line, lo, hi)
-            if part.length > 0:
-                along = lo + float(part.project(p))
-                off = float(self.line.interpolate(along).distance(p))
+            if hi > lo:
+                along, off = self._project(x, y, lo, hi)
                 if off < 150.0:
                     return along, off
-        along = float(self.line.project(p))
-        return along, float(self.line.interpolate(along).distance(p))
+        return self._project(x, y, 0.0, self.length_m)
 
 
 def remaining_along_m(route: RouteLine, along_m: float, stop_index: int) -> float:
@@ -99,14 +129,25 @@ def remaining_along_m(route: RouteLine, along_m: float, stop_index: int) -> floa
     return max(0.0, route.stop_along_m[stop_index] - along_m)
 
 
-def ewma_speed(
-    previous_ms: float | None, observed_ms: float, dt_s: float, half_life_s: float = 60.0
-) -> float:
-    """Exponentially weighted speed (m/s) with a time-based half-life."""
-    if previous_ms is None:
-        return observed_ms
-    alpha = 1.0 - math.pow(0.5, max(dt_s, 0.0) / half_life_s)
-    return previous_ms + alpha * (observed_ms - previous_ms)
+@dataclass(frozen=True, slots=True)
+class SpeedEstimate:
+    """Effective speed: a time-weighted average of observed speeds with exponential memory.
+
+    ``weighted`` is the decayed sum of speed × seconds, ``seconds`` the decayed time behind
+    it. A prior (the planning speed) counts as ``prior_s`` seconds of evidence, so the
+    estimate starts at the plan and follows the driving as soon as there is some.
+    """
+
+    weighted: float = 0.0
+    seconds: float = 0.0
+
+    def observe(self, speed_ms: float, dt_s: float, half_life_s: float) -> SpeedEstimate:
+        dt = min(max(dt_s, 0.0), half_life_s)  # a long gap is not long evidence
+        decay = math.pow(0.5, dt / half_life_s)
+        return SpeedEstimate(self.weighted * decay + speed_ms * dt, self.seconds * decay + dt)
+
+    def value(self, prior_ms: float, prior_s: float) -> float:
+        return (self.weighted + prior_ms * prior_s) / (self.seconds + prior_s)
 
 
 def eta_seconds(remaining_m: float, speed_ms: float | None, planning_speed_ms: float) -> float:

@@ -125,9 +125,9 @@ class GeofenceSettings(BaseModel):
 
 class EnrichmentSettings(BaseModel):
     # ETA speed when the recent speed says nothing (stopped, or no movement yet).
-    planning_speed_kmh: float = 25.0
+    planning_speed_kmh: float = 20.0
     # Long enough to average stop-and-go (red lights) into an effective speed.
-    ewma_half_life_s: float = 180.0
+    ewma_half_life_s: float = 300.0
     plan_cache_ttl_s: float = 60.0
 
 

@@ -21,8 +21,8 @@ import orjson
 from geo.geofence_state import GeofenceRules, Track, Transition, classify, is_inside, step
 from geo.geofence_state import State as TrackState
 from geo.route_progress import (
+    SpeedEstimate,
     eta_seconds,
-    ewma_speed,
     haversine_m,
     remaining_along_m,
     straight_line_remaining_m,
@@ -35,6 +35,7 @@ from ingest.plans import Plan, PlanCache
 from ingest.visit_events import EVENT_NAMESPACE, visit_event
 
 OFF_ROUTE_M = 500.0  # farther than this from the planned path: use the straight-line ETA
+PRIOR_WEIGHT_S = 15.0  # the planning speed counts as this many seconds of driving
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +76,7 @@ class Runtime:
     last_fix_ms: int = -1
     last_lon: float = 0.0
     last_lat: float = 0.0
-    speed_ms: float | None = None
+    speed: SpeedEstimate = SpeedEstimate()
     route_id: str | None = None
     progress_m: float | None = None
 
@@ -265,7 +266,14 @@ class MovementTracker:
             # A long half-life makes it the effective speed of stop-and-go driving (lights
             # included); time spent serving a stop is not driving and does not count.
             nxt = _next_open(plan, stops)
-            at_stop = nxt is not None and stops[nxt.visit_id] in ("arrived", "in_progress")
+            at_stop = nxt is not None and (
+                stops[nxt.visit_id] in ("arrived", "in_progress")
+                # parking at the stop before the arrival is confirmed is not driving either
+                or (
+                    nxt.geofence_id is not None
+                    and tracks.get(nxt.geofence_id, Track()).state != TrackState.OUTSIDE
+                )
+            )
             if rt.last_fix_ms >= 0 and not at_stop:
                 dt = (f.fix_ms - rt.last_fix_ms) / 1000
                 observed = (
@@ -273,9 +281,7 @@ class MovementTracker:
                     if f.speed_kmh is not None
                     else haversine_m(rt.last_lon, rt.last_lat, f.lon, f.lat) / max(dt, 0.001)
                 )
-                rt.speed_ms = ewma_speed(rt.speed_ms, observed, dt, self.half_life_s)
-            elif f.speed_kmh is not None and rt.speed_ms is None:
-                rt.speed_ms = f.speed_kmh / 3.6
+                rt.speed = rt.speed.observe(observed, dt, self.half_life_s)
 
             transitions: dict[int, list[Transition]] = {}
             if f.accuracy is None or f.accuracy <= self.rules.max_accuracy_m:
@@ -393,7 +399,8 @@ class MovementTracker:
                     remaining = remaining_along_m(plan.line, along, index)
             if remaining < 0:
                 remaining = straight_line_remaining_m(f.lon, f.lat, nxt.lon, nxt.lat)
-        eta = eta_seconds(remaining, rt.speed_ms, self.planning_speed_ms)
+        speed = rt.speed.value(self.planning_speed_ms, PRIOR_WEIGHT_S)
+        eta = eta_seconds(remaining, speed, self.planning_speed_ms)
         movement = Movement(
             route_id=plan.route_id,
             next_visit_id=nxt.visit_id,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from dataclasses import dataclass, field
 from datetime import date
@@ -133,7 +134,8 @@ class PlanCache:
             fresh = {r["driver_id"]: _plan_from_row(r) for r in rows}
             for d in stale:
                 plan = fresh.get(d) or Plan(d)
-                plan.loaded_at = now
+                # Spread the expiries, or all of a fleet's plans expire in the same batch.
+                plan.loaded_at = now - random.uniform(0.0, 0.25 * self._ttl_s)
                 self._plans[d] = plan
         return {d: self._plans[d] for d in driver_ids}
 

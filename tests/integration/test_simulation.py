@@ -9,6 +9,8 @@ receiver is stored; the published ETAs are within the bound documented in docs/s
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,6 +34,13 @@ async def _wait_stored(conn: Any, truth: dict[str, Any]) -> int:
         await asyncio.sleep(0.5)
     await asyncio.sleep(2.0)  # the last batch's visit transitions commit with its history
     return stored
+
+
+def _save_report(report: object) -> None:
+    """Keep the score for the record (test-artifacts/ is git-ignored)."""
+    artifacts = Path(__file__).resolve().parents[2] / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    (artifacts / "simulation-score.json").write_text(json.dumps(report, indent=2, default=str))
 
 
 async def test_ten_drivers_half_an_hour(
@@ -58,6 +67,7 @@ async def test_ten_drivers_half_an_hour(
         assert result.stats.dropped > 0  # dropouts happened and were not sent
         stored = await _wait_stored(conn, result.truth)
         report = await score_run(conn, result.truth)
+    _save_report(report)
 
     # Stored count equals sent count: nothing accepted is lost, nothing stored twice.
     assert stored == result.send.accepted
@@ -72,5 +82,5 @@ async def test_ten_drivers_half_an_hour(
     eta = report["eta"]["all"]
     assert eta["n"] > 50
     # The regression bound documented in docs/simulator.md: legs here are 1-3 min of
-    # stop-and-go driving, far from DESIGN.md's 10-minute horizon (measured: 55%).
-    assert eta["mae_pct_of_ttg"] <= 65.0, report["eta"]
+    # stop-and-go driving, far from DESIGN.md's 10-minute horizon (measured: 36%).
+    assert eta["mae_pct_of_ttg"] <= 45.0, report["eta"]

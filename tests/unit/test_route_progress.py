@@ -9,8 +9,8 @@ from pyproj import Geod
 
 from geo.route_progress import (
     RouteLine,
+    SpeedEstimate,
     eta_seconds,
-    ewma_speed,
     haversine_m,
     remaining_along_m,
     straight_line_remaining_m,
@@ -50,20 +50,21 @@ def test_eta_at_constant_speed_decreases_steadily_and_is_within_5_percent() -> N
     route = RouteLine.from_lonlat(PATH, [stop])
     speed = 8.0  # m/s
     total = route.length_m
-    ewma: float | None = None
+    estimate = SpeedEstimate()
     previous_eta = math.inf
     prev: tuple[float, float] | None = None
     for t in range(0, int(total / speed) - 5):
         lon, lat = point_at(PATH, speed * t)
         if prev is not None:
-            ewma = ewma_speed(ewma, haversine_m(*prev, lon, lat), 1.0)
+            estimate = estimate.observe(haversine_m(*prev, lon, lat), 1.0, half_life_s=300)
         prev = (lon, lat)
-        along, _ = route.locate(lon, lat, near_m=speed * max(0, t - 1))
-        eta = eta_seconds(remaining_along_m(route, along, 0), ewma, planning_speed_ms=5.0)
+        along, _ = route.locate(lon, lat, near_m=speed * max(0, t - 1), window_m=150)
+        speed_now = estimate.value(prior_ms=5.0, prior_s=15.0)
+        eta = eta_seconds(remaining_along_m(route, along, 0), speed_now, planning_speed_ms=5.0)
         truth = (total - speed * t) / speed
-        if t >= 2:
+        assert eta < previous_eta
+        if t >= 150:  # once 2.5 min of driving outweigh the 15 s prior (5 m/s vs 8 m/s)
             assert eta == pytest.approx(truth, rel=0.05), t
-            assert eta < previous_eta
         previous_eta = eta
 
 
