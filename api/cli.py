@@ -46,6 +46,7 @@ async def _serve_api(settings: Settings, host: str, port: int | None) -> None:
     """
     import uvicorn
 
+    from api.http_limits import BoundedHttpToolsProtocol
     from api.main import create_app, with_live_feed
     from api.routers.osmand import create_osmand_app
 
@@ -63,6 +64,7 @@ async def _serve_api(settings: Settings, host: str, port: int | None) -> None:
             log_level=settings.log_level.lower(),
             access_log=False,  # query strings may carry an apiKey: never log them
             ws_per_message_deflate=False,  # live frames are shared; deflate is per socket
+            http=BoundedHttpToolsProtocol,  # header deadline and size limit (slowloris)
         )
 
     app = create_app(settings)
@@ -179,12 +181,20 @@ def _run_demo(settings: Settings, workers: int, simulated: int = 0) -> int:
     children = [
         subprocess.Popen([sys.executable, "-m", "api.cli", "worker"]) for _ in range(workers)
     ]
+    # CDC from MariaDB (register the Debezium connector, then consume) and the analytics
+    # maintenance loop (partitions, retention, rollups) belong to a running system too.
+    register = subprocess.run([sys.executable, "-m", "api.cli", "cdc", "register"], check=False)
+    if register.returncode != 0:
+        print("CDC connector not registered (see the message above); continuing without it")
+    else:
+        children.append(subprocess.Popen([sys.executable, "-m", "api.cli", "cdc"]))
+    children.append(subprocess.Popen([sys.executable, "-m", "api.cli", "maintain", "--loop"]))
     if simulated:
         children.append(_start_simulator(simulated))
     url = f"http://localhost:{settings.http_port}"
     print(
         f"""
-FleetPulse is starting with {workers} enrichment workers.
+FleetPulse is starting: api, {workers} enrichment workers, the CDC consumer, maintenance.
   API docs      {url}/docs
   health        {url}/api/health
   demo login    admin@tenant1.com / admin123 (tenant-1)
@@ -192,7 +202,8 @@ FleetPulse is starting with {workers} enrichment workers.
                   -H 'Content-Type: application/json' -d '[{{"fixTime": "<now ISO>",
                   "latitude": 40.713, "longitude": -74.0055, "speed": 5,
                   "attributes": {{"uniqueId": "DEV001"}}}}]'
-Ctrl-C stops the api and the workers; the stack keeps running (make stack-down stops it).
+  dashboard     {url}/  (live map, playback, heatmap, monitoring)
+Ctrl-C stops everything started here; the stack keeps running (make stack-down stops it).
 """,
         flush=True,
     )
