@@ -39,7 +39,8 @@ WITH p AS (
 )
 SELECT idx, id AS geofence_id,
        CASE WHEN ST_Intersects(geom, pt) THEN 0.0
-            ELSE ST_Distance(geom::geography, pt::geography) END AS distance_m,
+            -- on the sphere: within a metre of the spheroid at these distances, much cheaper
+            ELSE ST_Distance(geom::geography, pt::geography, false) END AS distance_m,
        crossing.f_in, crossing.f_out
 FROM hits
 LEFT JOIN LATERAL (
@@ -101,6 +102,10 @@ async def spatial_join(conn: Conn, probes: list[Probe]) -> list[Hit]:
     ]
 
 
+def _is_blank(track: Track) -> bool:
+    return track.state == TrackState.OUTSIDE and track.fixes == 0 and track.doubtful == 0
+
+
 def _ms(dt: datetime | None) -> int | None:
     return None if dt is None else int(dt.timestamp() * 1000)
 
@@ -143,8 +148,16 @@ class TrackStore:
         return self._tracks.setdefault(driver_id, {})
 
     def put(self, driver_id: str, geofence_id: int, track: Track) -> None:
-        if self._tracks.setdefault(driver_id, {}).get(geofence_id) != track:
-            self._tracks[driver_id][geofence_id] = track
+        """Record a track's new state. A plain "outside, nothing pending" track is the same
+        as no track: it is dropped (and its row deleted) instead of written on every fix."""
+        tracks = self._tracks.setdefault(driver_id, {})
+        if _is_blank(track):
+            if geofence_id in tracks:
+                del tracks[geofence_id]
+                self._dirty.add((driver_id, geofence_id))
+            return
+        if tracks.get(geofence_id) != track:
+            tracks[geofence_id] = track
             self._dirty.add((driver_id, geofence_id))
 
     def forget(self, driver_ids: set[str]) -> None:
@@ -158,8 +171,12 @@ class TrackStore:
         if not self._dirty:
             return 0
         rows = []
+        gone: list[tuple[str, int]] = []
         for driver_id, geofence_id in self._dirty:
-            t = self._tracks[driver_id][geofence_id]
+            t = self._tracks.get(driver_id, {}).get(geofence_id)
+            if t is None:
+                gone.append((driver_id, geofence_id))
+                continue
             rows.append(
                 (
                     driver_id,
@@ -172,17 +189,26 @@ class TrackStore:
                     t.doubtful,
                 )
             )
-        await conn.executemany(
-            """INSERT INTO geofence_states AS s (driver_id, geofence_id, state, since,
-                   last_fix_time, entered_at, fixes, doubtful)
-               VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8)
-               ON CONFLICT (driver_id, geofence_id) DO UPDATE SET state = EXCLUDED.state,
-                   since = EXCLUDED.since, last_fix_time = EXCLUDED.last_fix_time,
-                   entered_at = EXCLUDED.entered_at, fixes = EXCLUDED.fixes,
-                   doubtful = EXCLUDED.doubtful
-               WHERE s.last_fix_time <= EXCLUDED.last_fix_time""",
-            rows,
-        )
-        n = len(rows)
+        if gone:
+            await conn.execute(
+                """DELETE FROM geofence_states s
+                   USING unnest($1::uuid[], $2::bigint[]) AS g(driver_id, geofence_id)
+                   WHERE s.driver_id = g.driver_id AND s.geofence_id = g.geofence_id""",
+                [d for d, _ in gone],
+                [g for _, g in gone],
+            )
+        if rows:
+            await conn.executemany(
+                """INSERT INTO geofence_states AS s (driver_id, geofence_id, state, since,
+                       last_fix_time, entered_at, fixes, doubtful)
+                   VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8)
+                   ON CONFLICT (driver_id, geofence_id) DO UPDATE SET state = EXCLUDED.state,
+                       since = EXCLUDED.since, last_fix_time = EXCLUDED.last_fix_time,
+                       entered_at = EXCLUDED.entered_at, fixes = EXCLUDED.fixes,
+                       doubtful = EXCLUDED.doubtful
+                   WHERE s.last_fix_time <= EXCLUDED.last_fix_time""",
+                rows,
+            )
+        n = len(rows) + len(gone)
         self._dirty.clear()
         return n

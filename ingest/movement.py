@@ -201,8 +201,13 @@ class MovementTracker:
         self.plans = plans
         self.tracks = TrackStore()
         self.runtime: dict[str, Runtime] = {}
-        # The farthest a fix can be and still matter to a state machine.
-        self.search_m = g.exit_margin_m + g.far_accuracy_factor * g.max_accuracy_m + 10.0
+        self._exit_margin_m = g.exit_margin_m
+
+    def _search_m(self, accuracy: float | None) -> float:
+        """The farthest a fix can be from a geofence and still not be "far" from it: beyond
+        this, absence from the spatial join means far (a smaller search is a cheaper join)."""
+        acc = min(accuracy or 0.0, self.rules.max_accuracy_m)
+        return self._exit_margin_m + self.rules.far_accuracy_factor * acc + 10.0
 
     def forget(self, driver_ids: set[str]) -> None:
         """After a failed transaction: reload these drivers' states from the database."""
@@ -232,7 +237,14 @@ class MovementTracker:
             for f in items:
                 newer = f.fix_ms > prev_ms
                 probes.append(
-                    Probe(f.idx, f.tenant_id, f.lon, f.lat, prev if newer else None, self.search_m)
+                    Probe(
+                        f.idx,
+                        f.tenant_id,
+                        f.lon,
+                        f.lat,
+                        prev if newer else None,
+                        self._search_m(f.accuracy),
+                    )
                 )
                 if newer:
                     prev_ms, prev = f.fix_ms, (f.lon, f.lat)
