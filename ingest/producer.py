@@ -7,7 +7,7 @@ import contextlib
 import logging
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, OutOfOrderSequenceNumber, ProducerFenced
 
 from infrastructure.kafka import create_producer
 from infrastructure.settings import KafkaSettings
@@ -23,6 +23,7 @@ class Publisher:
         self._settings = settings
         self._producer: AIOKafkaProducer | None = None
         self._connector: asyncio.Task[None] | None = None
+        self._retired: set[asyncio.Task[None]] = set()
 
     @property
     def ready(self) -> bool:
@@ -72,4 +73,29 @@ class Publisher:
                 ]
                 await asyncio.gather(*futures)
         except (TimeoutError, KafkaError) as exc:
+            if isinstance(exc, OutOfOrderSequenceNumber | ProducerFenced):
+                self._replace(producer)
             raise BrokerUnavailable(f"Kafka did not acknowledge the write: {exc!r}") from exc
+
+    def _replace(self, broken: AIOKafkaProducer) -> None:
+        """Start a new producer in place of one that can never send again.
+
+        After a broker restart that lost in-flight batches, the broker refuses the idempotent
+        producer's next sequence numbers (OutOfOrderSequenceNumber) and aiokafka's sender
+        stops for good; a new producer gets a new producer id and starts from sequence 0.
+        Found by tests/reliability/test_faults_under_load.py (Kafka restarted under load).
+        """
+        if self._producer is not broken:
+            return  # another request already replaced it
+        log.warning("kafka producer is unusable after a broker restart; starting a new one")
+        self._producer = None
+        retiring = asyncio.create_task(self._retire(broken))
+        self._retired.add(retiring)
+        retiring.add_done_callback(self._retired.discard)
+        self._connector = asyncio.create_task(self._connect_forever())
+
+    @staticmethod
+    async def _retire(producer: AIOKafkaProducer) -> None:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(10):
+                await producer.stop()

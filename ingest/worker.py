@@ -19,7 +19,12 @@ from dataclasses import dataclass, field, replace
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import (
+    CommitFailedError,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+)
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -58,6 +63,9 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     KafkaError,
 )
 BAD_RECORD_RETRIES = 2
+# After a broker restart that lost in-flight batches, the idempotent producer's sender stops
+# for good with one of these; only a new producer (new producer id) can send again.
+BROKEN_PRODUCER_ERRORS: tuple[type[BaseException], ...] = (OutOfOrderSequenceNumber, ProducerFenced)
 
 
 class DriverNotFound(IngestError, LookupError):
@@ -221,6 +229,7 @@ async def process_records(
         except TRANSIENT_ERRORS as exc:
             enricher.stats.retries += 1
             log.warning("dependency unavailable, retrying batch: %r", exc)
+            await _renew_producer_if_broken(enricher, exc)
             await asyncio.sleep(min(0.5 * 2 ** min(enricher.stats.retries, 5), 10.0))
         except Exception as exc:  # a bad record poisons the batch: isolate it
             failures += 1
@@ -239,7 +248,8 @@ async def _process_one(
         try:
             enricher.stats.stored += await enricher.handle_batch([pos])
             return
-        except TRANSIENT_ERRORS:
+        except TRANSIENT_ERRORS as exc:
+            await _renew_producer_if_broken(enricher, exc)
             await asyncio.sleep(1.0)
         except Exception as exc:
             await _dead_letter_reliably(enricher, rec, exc)
@@ -256,7 +266,33 @@ async def _dead_letter_reliably(
             return
         except TRANSIENT_ERRORS as exc:
             log.warning("cannot reach Kafka for the dead letter, retrying: %r", exc)
+            await _renew_producer_if_broken(enricher, exc)
             await asyncio.sleep(1.0)
+
+
+async def _renew_producer_if_broken(enricher: Enricher, exc: BaseException) -> None:
+    """Replace a producer that can never send again (see BROKEN_PRODUCER_ERRORS).
+
+    Found by tests/reliability/test_faults_under_load.py (Kafka restarted under load).
+    """
+    if not isinstance(exc, BROKEN_PRODUCER_ERRORS):
+        return
+    log.warning("kafka producer is unusable after a broker restart; starting a new one")
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(10):
+            await enricher.producer.stop()
+    producer = create_producer(enricher.settings.kafka)
+    while True:
+        try:
+            await producer.start()
+            break
+        except TRANSIENT_ERRORS as start_exc:
+            log.warning("new kafka producer cannot start yet: %r", start_exc)
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            producer = create_producer(enricher.settings.kafka)
+            await asyncio.sleep(1.0)
+    enricher.producer = producer
 
 
 async def consume(consumer: AIOKafkaConsumer, enricher: Enricher, stop: asyncio.Event) -> None:
@@ -334,7 +370,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> WorkerStats:
         with contextlib.suppress(Exception):
             await consumer.stop()
         with contextlib.suppress(Exception):
-            await producer.stop()
+            await enricher.producer.stop()  # a renewed one, maybe
         await plans.close()
         await redis.aclose()
         await pool.close()
