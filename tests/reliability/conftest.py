@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import asyncpg
 import pytest
 
-from infrastructure.settings import Settings
+from infrastructure.settings import PROJECT_ROOT, Settings
 from tests.reliability.support import (
     FAULT_SERVICES,
     RUN_ID,
@@ -75,11 +75,12 @@ async def fault_db(fault_stack: Settings) -> AsyncIterator[asyncpg.Pool]:
 
 
 @pytest.fixture(scope="session")
-async def fleet(
-    fault_stack: Settings, fault_db: asyncpg.Pool, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Fleet]:
-    """Two `fleetpulse api` processes and three `fleetpulse worker` processes."""
-    log_dir: Path = tmp_path_factory.mktemp("fleet-logs")
+async def fleet(fault_stack: Settings, fault_db: asyncpg.Pool) -> AsyncIterator[Fleet]:
+    """Two `fleetpulse api` processes and three `fleetpulse worker` processes; their logs
+    (of the last run only) in test-artifacts/reliability-logs/."""
+    log_dir = PROJECT_ROOT / "test-artifacts" / "reliability-logs"
+    shutil.rmtree(log_dir, ignore_errors=True)
+    log_dir.mkdir(parents=True)
     fleet = Fleet(fault_stack, log_dir)
     try:
         for _ in range(3):

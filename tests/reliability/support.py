@@ -405,5 +405,8 @@ async def wait_for(
         except Exception as exc:  # a dependency may be down while we poll
             last = repr(exc)
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {within}s; last: {last!r}")
+            raise AssertionError(
+                f"{what} not reached within {within}s; last: {last!r}"
+                " (process logs: test-artifacts/reliability-logs/)"
+            )
         await asyncio.sleep(interval)

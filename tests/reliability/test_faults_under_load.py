@@ -33,7 +33,7 @@ from tests.reliability.support import (
     window_base_ms,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(420)]
 
 FIGURES_FILE = PROJECT_ROOT / "test-artifacts" / "reliability-faults.json"
 FIGURES: dict[str, dict[str, Any]] = {}

@@ -18,7 +18,7 @@ from infrastructure.kafka import GPS_POSITIONS, admin_client, consumer_group_lag
 from infrastructure.settings import PROJECT_ROOT, Settings
 from tests.reliability.support import Fleet, Load, fleet_devices, wait_for, window_base_ms
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(420)]
 
 FIGURES_FILE = PROJECT_ROOT / "test-artifacts" / "reliability-scale-out.json"
 PARTITIONS = 6
