@@ -10,6 +10,7 @@ import socketio
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from api.bad_input import install_bad_input_handlers
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
 from api.live.gateway import LiveGateway
@@ -32,6 +33,7 @@ from api.routers import (
     visits,
 )
 from api.routers import sync as sync_routes
+from api.security_headers import SecurityHeaders
 from api.state import AppState
 from infrastructure.postgres import create_pool
 from infrastructure.redis import RedisKeys, create_redis
@@ -97,7 +99,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_bad_input_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.ingest.max_body_bytes)
+    app.add_middleware(SecurityHeaders, hsts=settings.environment == "production")
     for router in (health.router, auth.router, traccar.router, drivers.router):
         app.include_router(router)
     for router in (playback.router, analytics.router):

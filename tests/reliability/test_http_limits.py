@@ -1,0 +1,143 @@
+"""Hostile requests against a real `fleetpulse api` process (uvicorn, our protocol limits):
+headers sent a byte at a time (slowloris), oversized headers, oversized bodies (declared and
+chunked), deeply nested JSON. Each is bounded, answered 4xx or cut off, never a 5xx, and the
+process keeps serving."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import httpx
+import pytest
+
+from api.http_limits import HEADER_TIMEOUT_S, MAX_HEADER_BYTES
+from tests.reliability.support import Fleet
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(300)]
+
+NESTING = 100_000
+NESTED_ARRAYS = b"[" * NESTING + b"]" * NESTING
+NESTED_OBJECTS = b'{"a":' * NESTING + b"1" + b"}" * NESTING
+
+
+async def raw_exchange(port: int, chunks: list[bytes], pause_s: float) -> bytes | None:
+    """Send chunks with a pause between them; return what the server answered, or None if it
+    closed the connection before the client was done sending."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for chunk in chunks:
+            try:
+                writer.write(chunk)
+                await writer.drain()
+            except (ConnectionResetError, BrokenPipeError):
+                return None
+            with contextlib.suppress(TimeoutError):
+                data = await asyncio.wait_for(reader.read(65536), pause_s)
+                if data == b"":
+                    return None  # closed by the server mid-request
+                return data
+        return await asyncio.wait_for(reader.read(65536), 10)
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+
+async def assert_still_serving(url: str) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        assert (await http.get(f"{url}/api/health")).status_code == 200
+
+
+async def test_headers_sent_a_byte_at_a_time_are_cut_off(fleet: Fleet) -> None:
+    api = fleet.alive("api")[0]
+    assert api.port is not None
+    head = [b"GET /api/health HTTP/1.1\r\nHost: localhost\r\nX-Slow: "]
+    # A header that would take 6x the deadline to arrive: the server hangs up first.
+    drip = [b"a"] * int(HEADER_TIMEOUT_S * 6 / 0.5)
+    answer = await raw_exchange(api.port, head + drip, pause_s=0.5)
+    assert answer is None, answer
+    await assert_still_serving(api.url)
+
+
+async def test_headers_sent_in_pieces_within_the_deadline_are_served(fleet: Fleet) -> None:
+    api = fleet.alive("api")[0]
+    assert api.port is not None
+    request = b"GET /api/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    pieces = [request[i : i + 8] for i in range(0, len(request), 8)]
+    answer = await raw_exchange(api.port, pieces, pause_s=0.05)
+    assert answer is not None and answer.startswith(b"HTTP/1.1 200"), answer
+
+
+@pytest.mark.parametrize(
+    ("size", "refused"), [(MAX_HEADER_BYTES // 2, False), (MAX_HEADER_BYTES * 2, True)]
+)
+async def test_oversized_headers_are_refused(fleet: Fleet, size: int, refused: bool) -> None:
+    api = fleet.alive("api")[0]
+    assert api.port is not None
+    request = (
+        b"GET /api/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nX-Big: "
+        + b"a" * size
+        + b"\r\n\r\n"
+    )
+    answer = await raw_exchange(api.port, [request], pause_s=10)
+    assert answer is not None
+    assert answer.startswith(b"HTTP/1.1 400" if refused else b"HTTP/1.1 200"), answer[:200]
+    await assert_still_serving(api.url)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_oversized_bodies_get_413(fleet: Fleet, chunked: bool) -> None:
+    api = fleet.alive("api")[0]
+    body = b'{"deviceId": "FLT001"}\n' * 100_000  # 2.3 MB, over the 1 MB limit
+    headers = {"X-API-Key": "traccar-shared-key", "Content-Type": "application/x-ndjson"}
+
+    async def stream() -> object:
+        for i in range(0, len(body), 65536):
+            yield body[i : i + 65536]
+
+    async with httpx.AsyncClient(timeout=30) as http:
+        resp = await http.post(
+            f"{api.url}/api/positions/batch",
+            content=stream() if chunked else body,  # type: ignore[arg-type]
+            headers=headers,
+        )
+    assert resp.status_code == 413, resp.text
+    assert resp.json()["error"] == "payload_too_large"
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "needs"),
+    [
+        ("/api/positions/batch", "application/json", "key"),
+        ("/api/positions/batch", "application/x-ndjson", "key"),
+        ("/api/traccar/positions", "application/json", "key"),
+        ("/api/traccar/events", "application/json", "key"),
+        ("/api/auth/login", "application/json", None),
+        ("/api/geofences", "application/json", "token"),
+        ("/api/routes", "application/json", "token"),
+    ],
+)
+@pytest.mark.parametrize("body", [NESTED_ARRAYS, NESTED_OBJECTS], ids=["arrays", "objects"])
+async def test_deeply_nested_json_is_a_4xx(
+    fleet: Fleet, path: str, content_type: str, needs: str | None, body: bytes
+) -> None:
+    from tests.reliability.support import login_token
+
+    api = fleet.alive("api")[0]
+    headers = {"Content-Type": content_type}
+    if needs == "key":
+        headers["X-API-Key"] = "traccar-shared-key"
+    elif needs == "token":
+        headers["Authorization"] = f"Bearer {await login_token(api.url)}"
+    async with httpx.AsyncClient(timeout=30) as http:
+        resp = await http.post(f"{api.url}{path}", content=body, headers=headers)
+    if content_type == "application/x-ndjson":
+        # NDJSON is judged line by line: the one line is refused, nothing accepted.
+        assert resp.status_code == 200, (resp.status_code, resp.text[:300])
+        got = resp.json()
+        assert got["accepted"] == 0 and [r["line"] for r in got["rejected"]] == [1], got
+    else:
+        assert 400 <= resp.status_code < 500, (resp.status_code, resp.text[:300])
+        assert "error" in resp.json()
+    await assert_still_serving(api.url)
