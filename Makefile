@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PYTHON ?= python3
 SIM_DRIVERS ?= 1000
 
-.PHONY: dashboard test-dashboard chromium compose-plugin venv stack stack-down status migrate run test test-unit test-fast check format clean
+.PHONY: dashboard test-dashboard chromium compose-plugin venv stack stack-down status migrate run test test-unit test-fast check format audit clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ check: venv
 format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+## Known vulnerabilities in the Python and npm dependencies, minus audit-allowlist.json
+## (docs/security.md). Needs PyPI's JSON API or OSV and npm's advisory endpoint, so it is not
+## part of `make test` (the offline development machine reaches neither).
+audit: venv dashboard/node_modules/.package-lock.json
+	$(BIN)/python -m tests.reliability.audit
 
 ## Unit tests only (no services needed)
 test-unit: venv
