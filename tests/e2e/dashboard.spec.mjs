@@ -54,10 +54,15 @@ async function session(user) {
 const hook = (page, expr) => page.evaluate(`(() => { const h = window.__fleetpulse; return ${expr}; })()`);
 
 async function waitHook(page, expr, timeout = 30_000) {
-  await page.waitForFunction(`(() => { const h = window.__fleetpulse; return ${expr}; })()`, null, {
-    timeout,
-    polling: 200,
-  });
+  // Polls with page.evaluate: waitForFunction compiles a string predicate with eval inside the
+  // page, which the app's Content-Security-Policy (no 'unsafe-eval', api/security_headers.py)
+  // refuses; the dashboard itself runs under that policy in this test.
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    if (await hook(page, expr)) return;
+    if (Date.now() > deadline) throw new Error(`waitHook: not true within ${timeout} ms: ${expr}`);
+    await sleep(200);
+  }
 }
 
 async function shot(page, name) {
