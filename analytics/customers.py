@@ -29,6 +29,7 @@ from typing import Any
 
 import asyncpg
 import orjson
+import pymysql
 from redis.asyncio import Redis
 
 from infrastructure.mariadb import create_mariadb_pool
@@ -209,9 +210,17 @@ class CustomerCache:
         async with self._mysql_lock:
             if self._mysql is None:
                 self._mysql = await create_mariadb_pool(self.settings.mariadb, maxsize=2)
-        async with self._mysql.acquire() as conn, conn.cursor() as cur:
-            await cur.execute(_MYSQL_SQL, (customer_id,))
-            row = await cur.fetchone()
+        try:
+            async with self._mysql.acquire() as conn, conn.cursor() as cur:
+                await cur.execute(_MYSQL_SQL, (customer_id,))
+                row = await cur.fetchone()
+        except pymysql.err.ProgrammingError as exc:
+            # No such table: the source schema is not loaded here (no CDC set up), so the
+            # row cannot exist there either; the cache's "not found" stands.
+            log.warning("customer source not readable: %s", exc)
+            return None
+        except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
+            raise ConnectionError(f"the customer source is unavailable: {exc}") from exc
         return _from_mysql(row) if row is not None else None
 
     async def _listen(self) -> None:

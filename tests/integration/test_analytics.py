@@ -32,6 +32,9 @@ from geo.movement import segment_trips, summarize_day
 BOB = "a1b2c3d4-0003-4000-8000-000000000003"
 NOW = utc(DAY2, 23, 0)  # "now" for the incremental refreshes: after the generated days
 LATE = timedelta(hours=2)
+# The generated days. Other test files write to the same database at the real "now" (months
+# later), so every comparison below is limited to this window.
+WINDOW = (utc(DAY1) - timedelta(days=1), NOW + timedelta(days=1))
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +49,9 @@ async def history(pg: asyncpg.Pool) -> list[DriverSpec]:
 async def raw(conn: Any) -> list[dict[str, Any]]:
     rows = await conn.fetch(
         """SELECT tenant_id, driver_id, fix_time, lon, lat, speed_kmh, course, h3_cell, valid
-           FROM positions ORDER BY driver_id, fix_time"""
+           FROM positions WHERE fix_time >= $1 AND fix_time < $2
+           ORDER BY driver_id, fix_time""",
+        *WINDOW,
     )
     return [dict(r) for r in rows]
 
@@ -64,7 +69,12 @@ async def check_minute_rollup(conn: Any) -> int:
         e["n"] += 1
         e["speeds"].append(r["speed_kmh"])
         e["last"] = r  # rows are in fix_time order
-    got = {(r["driver_id"], r["bucket"]): r for r in await conn.fetch("SELECT * FROM positions_1m")}
+    got = {
+        (r["driver_id"], r["bucket"]): r
+        for r in await conn.fetch(
+            "SELECT * FROM positions_1m WHERE bucket >= $1 AND bucket < $2", *WINDOW
+        )
+    }
     assert set(got) == set(expected)
     for key, e in expected.items():
         g = got[key]
@@ -94,7 +104,9 @@ async def check_cell_rollup(conn: Any) -> int:
         e["dwell"] += dwell
     got = {
         (r["tenant_id"], r["bucket"], r["h3_cell"]): r
-        for r in await conn.fetch("SELECT * FROM cells_1h")
+        for r in await conn.fetch(
+            "SELECT * FROM cells_1h WHERE bucket >= $1 AND bucket < $2", *WINDOW
+        )
     }
     assert set(got) == set(expected)
     for key, e in expected.items():
@@ -121,7 +133,12 @@ async def check_daily_rollup(conn: Any) -> int:
     for r in await raw(conn):
         by_day[(r["driver_id"], r["fix_time"].date())].append(r)
     got = {
-        (r["driver_id"], r["day"]): r for r in await conn.fetch("SELECT * FROM driver_daily_stats")
+        (r["driver_id"], r["day"]): r
+        for r in await conn.fetch(
+            "SELECT * FROM driver_daily_stats WHERE day >= $1 AND day < $2",
+            WINDOW[0].date(),
+            WINDOW[1].date(),
+        )
     }
     assert set(got) == set(by_day)
     for key, fixes in by_day.items():
@@ -160,9 +177,19 @@ async def check_daily_rollup(conn: Any) -> int:
 
 
 async def snapshot(conn: Any) -> dict[str, list[Any]]:
+    where = {
+        "positions_1m": "bucket >= $1 AND bucket < $2",
+        "cells_1h": "bucket >= $1 AND bucket < $2",
+        "driver_daily_stats": "day >= $1::timestamptz::date AND day < $2::timestamptz::date",
+    }
     return {
-        name: [tuple(r) for r in await conn.fetch(f"SELECT * FROM {name} ORDER BY 1, 2, 3")]
-        for name in ("positions_1m", "cells_1h", "driver_daily_stats")
+        name: [
+            tuple(r)
+            for r in await conn.fetch(
+                f"SELECT * FROM {name} WHERE {cond} ORDER BY 1, 2, 3", *WINDOW
+            )
+        ]
+        for name, cond in where.items()
     }
 
 

@@ -160,7 +160,11 @@ async def test_customer_insert_update_delete_reach_cache_api_and_geofence(
 
     resp = await eventually(get, lambda r: r.status_code == 200, within=WITHIN, what="insert")
     assert resp.json()["name"] == "CDC Bakery" and resp.json()["geofenceRadius"] == 120
-    fence = await _geofence(pg, new_id)
+    # The API may answer from the MariaDB fallback before the consumer applied the insert:
+    # the geofence comes with the applied change, so wait for it too.
+    fence = await eventually(
+        lambda: _geofence(pg, new_id), lambda f: f is not None, within=WITHIN, what="geofence"
+    )
     assert fence is not None and fence["radius_m"] == 120 and fence["covers"]
     # Another tenant's customer is not found, exactly like an unknown one.
     assert (await api.get(f"/api/sync/customers/{new_id}", headers=t2)).status_code == 404
@@ -176,7 +180,12 @@ async def test_customer_insert_update_delete_reach_cache_api_and_geofence(
         get, lambda r: r.json().get("lat") == 40.7, within=WITHIN, what="update via the API"
     )
     assert resp.json()["name"] == "CDC Bakery (moved)" and resp.json()["lng"] == -74.01
-    fence = await _geofence(pg, new_id)
+    fence = await eventually(
+        lambda: _geofence(pg, new_id),
+        lambda f: f is not None and f["radius_m"] == 300,
+        within=WITHIN,
+        what="geofence moved",
+    )
     assert fence is not None
     assert fence["radius_m"] == 300 and not fence["covers"]  # moved away from the old place
     assert (fence["lon"], fence["lat"]) == pytest.approx((-74.01, 40.70))
