@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from infrastructure.settings import RedisSettings
 
@@ -14,6 +18,12 @@ def create_redis(settings: RedisSettings) -> Redis:
         socket_timeout=5,
         socket_connect_timeout=2,
         health_check_interval=15,
+        # After a Redis restart every pooled connection is dead; without a retry the first
+        # command on each one fails (found by tests/reliability: a 503 per stale connection).
+        # Our commands are idempotent (forward-only Lua, GEO/SET, reads) except the
+        # unknown-device counter, which a retry may count twice: acceptable for a hint.
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
 
 

@@ -222,15 +222,17 @@ async def process_records(
     if not positions:
         return
     failures = 0
+    outage_attempts = 0  # per batch: a past outage must not slow the next recovery
     while True:
         try:
             enricher.stats.stored += await enricher.handle_batch([p for _, p in positions])
             return
         except TRANSIENT_ERRORS as exc:
             enricher.stats.retries += 1
+            outage_attempts += 1
             log.warning("dependency unavailable, retrying batch: %r", exc)
             await _renew_producer_if_broken(enricher, exc)
-            await asyncio.sleep(min(0.5 * 2 ** min(enricher.stats.retries, 5), 10.0))
+            await asyncio.sleep(min(0.25 * 2 ** min(outage_attempts, 4), 2.0))
         except Exception as exc:  # a bad record poisons the batch: isolate it
             failures += 1
             if failures <= BAD_RECORD_RETRIES:

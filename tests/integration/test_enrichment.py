@@ -11,6 +11,7 @@ import math
 import random
 import time
 from collections.abc import Callable
+from datetime import UTC, date, datetime
 from typing import Any
 
 import asyncpg
@@ -31,6 +32,22 @@ LON0, LAT0 = 24.9300, 60.1700  # central Helsinki
 M_PER_DEG_LAT = 111_320.0
 M_PER_DEG_LON = 111_320.0 * math.cos(math.radians(LAT0))
 _ids = iter(range(10_000_000 + random.randrange(1_000_000) * 10, 10**9))
+
+
+def drive_start_ms(back_s: float) -> int:
+    """A start time about back_s seconds ago whose drive stays within one UTC day.
+
+    A planned route belongs to a day; a drive that crossed midnight would leave its day.
+    Just after midnight the start moves to the day's first minute (fixes may then be up to a
+    few minutes ahead of the clock, well inside the receivers' 24 h skew allowance).
+    """
+    now = int(time.time() * 1000)
+    day_start = now - now % 86_400_000
+    return max(now - int(back_s * 1000), day_start + 60_000)
+
+
+def utc_day(ms: int) -> date:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).date()
 
 
 def lonlat(x: float, y: float) -> tuple[float, float]:
@@ -78,17 +95,22 @@ async def make_customer(pg: asyncpg.Pool, x: float, y: float, radius: float) -> 
 
 
 async def make_route(
-    pg: asyncpg.Pool, driver: str, path_xy: list[tuple[float, float]], customers: list[int]
+    pg: asyncpg.Pool,
+    driver: str,
+    path_xy: list[tuple[float, float]],
+    customers: list[int],
+    *,
+    day: date,
 ) -> tuple[str, list[str]]:
     coords = [lonlat(x, y) for x, y in path_xy]
     route = await pg.fetchval(
         """INSERT INTO routes (tenant_id, driver_id, scheduled_date, status, planned_geom,
                                geom_source)
-           VALUES ('tenant-1', $1::uuid, (now() AT TIME ZONE 'UTC')::date, 'planned',
-                   ST_GeomFromGeoJSON($2), 'planned')
+           VALUES ('tenant-1', $1::uuid, $3, 'planned', ST_GeomFromGeoJSON($2), 'planned')
            RETURNING id::text""",
         driver,
         orjson.dumps({"type": "LineString", "coordinates": coords}).decode(),
+        day,
     )
     visits = []
     for seq, cid in enumerate(customers, start=1):
@@ -97,13 +119,13 @@ async def make_route(
                 await pg.fetchval(
                     """INSERT INTO planned_visits (tenant_id, route_id, driver_id, customer_id,
                            sequence_number, scheduled_date)
-                       VALUES ('tenant-1', $1::uuid, $2::uuid, $3, $4,
-                               (now() AT TIME ZONE 'UTC')::date)
+                       VALUES ('tenant-1', $1::uuid, $2::uuid, $3, $4, $5)
                        RETURNING id""",
                     route,
                     driver,
                     cid,
                     seq,
+                    day,
                 )
             )
         )
@@ -176,10 +198,12 @@ async def test_a_noisy_stop_at_a_customer_is_one_arrival_and_one_departure(
     driver, device = await make_driver(pg, "ENR-STOP")
     cust1, gf1 = await make_customer(pg, 0, 0, 100)
     cust2, _ = await make_customer(pg, 1400, 0, 100)
-    route, (v1, v2) = await make_route(pg, driver, [(-1500, 0), (1500, 0)], [cust1, cust2])
+    t0 = drive_start_ms(3 * 3600)
+    route, (v1, v2) = await make_route(
+        pg, driver, [(-1500, 0), (1500, 0)], [cust1, cust2], day=utc_day(t0)
+    )
 
     rng = random.Random(1)
-    t0 = int(time.time() * 1000) - 3 * 3600_000
     fixes: list[tuple[int, float, float, float | None]] = []
     t, x = 0, -1200.0
     while x < 0:  # approach at 10 m/s, a fix every 2 s, σ 15 m
@@ -287,9 +311,9 @@ async def test_eta_along_the_route_at_constant_speed_is_within_5_percent(
     driver, device = await make_driver(pg, "ENR-ETA")
     path = [(0.0, 0.0), (1200.0, 0.0), (1200.0, 900.0)]
     cust, _ = await make_customer(pg, 1200, 900, 50)
-    await make_route(pg, driver, path, [cust])
     speed = 8.0
-    t0 = int(time.time() * 1000) - 3600_000
+    t0 = drive_start_ms(3600)
+    await make_route(pg, driver, path, [cust], day=utc_day(t0))
 
     def along(d: float) -> tuple[float, float]:
         return (d, 0.0) if d <= 1200 else (1200.0, d - 1200)
@@ -411,7 +435,7 @@ async def test_a_route_created_while_driving_is_joined_within_seconds(
 ) -> None:
     """The worker's plan cache lives 60 s; a PostgreSQL notification makes it drop sooner."""
     driver, device = await make_driver(pg, "ENR-NOTIFY")
-    t0 = int(time.time() * 1000) - 1800_000
+    t0 = drive_start_ms(1800)
     await post_fixes(client, traccar_headers, device, [(t0, -500.0, 0.0, 10.0)])
 
     async def latest_route() -> Any:
@@ -426,7 +450,7 @@ async def test_a_route_created_while_driving_is_joined_within_seconds(
     )
     assert await latest_route() is None
     cust, _ = await make_customer(pg, 500, 0, 60)
-    route, _ = await make_route(pg, driver, [(-600, 0), (600, 0)], [cust])
+    route, _ = await make_route(pg, driver, [(-600, 0), (600, 0)], [cust], day=utc_day(t0))
     step = 0
 
     async def drive_on() -> Any:
@@ -448,8 +472,8 @@ async def test_a_late_fix_inside_a_left_geofence_changes_no_visit(
 ) -> None:
     driver, device = await make_driver(pg, "ENR-LATE")
     cust, gf = await make_customer(pg, 0, 0, 80)
-    _, (visit,) = await make_route(pg, driver, [(-800, 0), (800, 0)], [cust])
-    t0 = int(time.time() * 1000) - 2 * 3600_000
+    t0 = drive_start_ms(2 * 3600)
+    _, (visit,) = await make_route(pg, driver, [(-800, 0), (800, 0)], [cust], day=utc_day(t0))
     fixes: list[tuple[int, float, float, float | None]] = []
     t = 0
     for x in range(-600, 0, 20):

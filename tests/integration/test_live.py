@@ -475,18 +475,20 @@ async def test_a_visit_arrival_reaches_the_route_room(
     worker: None,
 ) -> None:
     from tests.integration.test_enrichment import (
+        drive_start_ms,
         make_customer,
         make_route,
         post_fixes,
+        utc_day,
     )
     from tests.integration.test_enrichment import make_driver as make_tracked_driver
 
     driver, device = await make_tracked_driver(pg, "LIVE-VISIT")
     cust, _ = await make_customer(pg, 0, 0, 100)
-    route, (visit,) = await make_route(pg, driver, [(-1500, 0), (1500, 0)], [cust])
+    t0 = drive_start_ms(2 * 3600)
+    route, (visit,) = await make_route(pg, driver, [(-1500, 0), (1500, 0)], [cust], day=utc_day(t0))
     viewer = await connect(live.url, token_for(live.settings, "tenant-1", "dispatcher"))
     assert (await viewer.call("join-route", {"routeId": route}))["ok"] is True
-    t0 = int(time.time() * 1000) - 2 * 3600_000
     fixes: list[tuple[int, float, float, float | None]] = []
     t, x = 0, -600.0
     while x < 0:
