@@ -9,15 +9,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import asyncpg
-from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.responses import OrjsonResponse
+from infrastructure.outages import OUTAGE_ERRORS
 from ingest.errors import BrokerUnavailable, IngestError, InvalidPosition, UnknownDevice
 
 log = logging.getLogger(__name__)
@@ -87,19 +84,6 @@ INGEST_STATUS: dict[type[IngestError], int] = {
     UnknownDevice: 400,
     BrokerUnavailable: 503,
 }
-
-OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.InterfaceError,
-    asyncpg.TooManyConnectionsError,
-    ConnectionError,
-    OSError,
-    TimeoutError,
-    RedisConnectionError,
-    RedisTimeoutError,
-    KafkaError,
-)
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:

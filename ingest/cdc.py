@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 
 from infrastructure.kafka import CDC_DLQ, CDC_TABLES, create_consumer, create_producer
 from infrastructure.kafka import ensure_topics as ensure_kafka_topics
+from infrastructure.outages import OUTAGE_ERRORS
 from infrastructure.postgres import Conn, create_pool
 from infrastructure.redis import RedisKeys, create_redis
 from infrastructure.settings import Settings
@@ -34,7 +35,6 @@ from ingest.cdc_apply import apply_event
 from ingest.cdc_events import ChangeEvent, table_of_topic
 from ingest.cdc_events import parse_event as parse_change
 from ingest.errors import IngestError
-from ingest.worker import TRANSIENT_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ class CdcConsumer:
                         await record_errors(conn, _error_counts(bad, prefix))
                 await self.invalidate(result.customers)
                 break
-            except TRANSIENT_ERRORS as exc:
+            except OUTAGE_ERRORS as exc:
                 self.stats.retries += 1
                 log.warning("dependency unavailable, retrying cdc batch: %r", exc)
                 await asyncio.sleep(min(0.5 * 2 ** min(self.stats.retries, 5), 10.0))
@@ -221,7 +221,7 @@ class CdcConsumer:
                     headers=headers,
                 )
                 break
-            except TRANSIENT_ERRORS as exc:
+            except OUTAGE_ERRORS as exc:
                 log.warning("cannot reach Kafka for the dead letter, retrying: %r", exc)
                 await asyncio.sleep(1.0)
         self.stats.dead_lettered += 1
@@ -266,7 +266,7 @@ async def _retry(start: Any, what: str, stop: asyncio.Event) -> bool:
         try:
             await start()
             return True
-        except TRANSIENT_ERRORS as exc:
+        except OUTAGE_ERRORS as exc:
             log.warning("%s not reachable yet (%r); retrying in %.1fs", what, exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
@@ -281,7 +281,7 @@ async def run_cdc(settings: Settings, stop: asyncio.Event) -> CdcStats:
     while pool is None and not stop.is_set():
         try:
             pool = await create_pool(settings.pg, min_size=1, max_size=2)
-        except TRANSIENT_ERRORS as exc:
+        except OUTAGE_ERRORS as exc:
             log.warning("postgres not reachable yet (%r)", exc)
             await asyncio.sleep(1.0)
     if pool is None:

@@ -31,7 +31,7 @@ from infrastructure.kafka import GPS_EVENTS, VISITS_EVENTS
 from infrastructure.postgres import Conn
 from infrastructure.settings import Settings
 from ingest.geofencing import Probe, TrackStore, spatial_join
-from ingest.plans import Plan, PlanCache
+from ingest.plans import Plan, PlanCache, Stop
 from ingest.visit_events import EVENT_NAMESPACE, visit_event
 
 OFF_ROUTE_M = 500.0  # farther than this from the planned path: use the straight-line ETA
@@ -428,7 +428,8 @@ class MovementTracker:
         return movement
 
 
-def _next_open(plan: Plan, stops: dict[str, str]) -> Any:
+def _next_open(plan: Plan, stops: dict[str, str]) -> Stop | None:
+    """The first stop not yet left or closed (being served, or the next one to drive to)."""
     for s in plan.stops:
         if stops[s.visit_id] in ("pending", "arrived", "in_progress"):
             return s

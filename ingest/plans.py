@@ -76,16 +76,6 @@ class Plan:
     stops: list[Stop] = field(default_factory=list)
     loaded_at: float = 0.0
 
-    def next_stop(self) -> tuple[int, Stop] | None:
-        """The first stop not yet left or closed (the one being served, or the next one)."""
-        for i, stop in enumerate(self.stops):
-            if stop.status in ("pending", "arrived", "in_progress"):
-                return i, stop
-        return None
-
-    def stop_by_geofence(self, geofence_id: int) -> Stop | None:
-        return next((s for s in self.stops if s.geofence_id == geofence_id), None)
-
 
 def _plan_from_row(row: asyncpg.Record) -> Plan:
     visits: list[dict[str, Any]] = row["visits"]

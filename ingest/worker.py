@@ -21,13 +21,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import (
     CommitFailedError,
-    KafkaError,
     OutOfOrderSequenceNumber,
     ProducerFenced,
 )
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from geo.cells import point_to_cell
 from infrastructure.kafka import (
@@ -38,6 +35,7 @@ from infrastructure.kafka import (
     create_producer,
     ensure_topics,
 )
+from infrastructure.outages import OUTAGE_ERRORS
 from infrastructure.postgres import Conn, create_pool
 from infrastructure.redis import RedisKeys, create_redis
 from infrastructure.settings import Settings
@@ -50,18 +48,6 @@ from ingest.writers import EnrichedPosition, LiveState, PartitionKeeper, write_h
 
 log = logging.getLogger(__name__)
 
-# Failures that mean "a dependency is away": wait and retry the same batch, never dead-letter.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    RedisConnectionError,
-    RedisTimeoutError,
-    KafkaError,
-)
 BAD_RECORD_RETRIES = 2
 # After a broker restart that lost in-flight batches, the idempotent producer's sender stops
 # for good with one of these; only a new producer (new producer id) can send again.
@@ -227,7 +213,7 @@ async def process_records(
         try:
             enricher.stats.stored += await enricher.handle_batch([p for _, p in positions])
             return
-        except TRANSIENT_ERRORS as exc:
+        except OUTAGE_ERRORS as exc:
             enricher.stats.retries += 1
             outage_attempts += 1
             log.warning("dependency unavailable, retrying batch: %r", exc)
@@ -250,7 +236,7 @@ async def _process_one(
         try:
             enricher.stats.stored += await enricher.handle_batch([pos])
             return
-        except TRANSIENT_ERRORS as exc:
+        except OUTAGE_ERRORS as exc:
             await _renew_producer_if_broken(enricher, exc)
             await asyncio.sleep(1.0)
         except Exception as exc:
@@ -266,7 +252,7 @@ async def _dead_letter_reliably(
         try:
             await enricher.dead_letter(rec, error)
             return
-        except TRANSIENT_ERRORS as exc:
+        except OUTAGE_ERRORS as exc:
             log.warning("cannot reach Kafka for the dead letter, retrying: %r", exc)
             await _renew_producer_if_broken(enricher, exc)
             await asyncio.sleep(1.0)
@@ -288,7 +274,7 @@ async def _renew_producer_if_broken(enricher: Enricher, exc: BaseException) -> N
         try:
             await producer.start()
             break
-        except TRANSIENT_ERRORS as start_exc:
+        except OUTAGE_ERRORS as start_exc:
             log.warning("new kafka producer cannot start yet: %r", start_exc)
             with contextlib.suppress(Exception):
                 await producer.stop()
@@ -305,7 +291,7 @@ async def consume(consumer: AIOKafkaConsumer, enricher: Enricher, stop: asyncio.
             last_outbox_check = time.monotonic()
             try:
                 await enricher.flush_stale_outbox()
-            except TRANSIENT_ERRORS as exc:
+            except OUTAGE_ERRORS as exc:
                 log.warning("outbox flush postponed: %r", exc)
         batches = await consumer.getmany(timeout_ms=500, max_records=2000)
         records = [r for part in batches.values() for r in part]
@@ -327,7 +313,7 @@ async def _start_with_retry(start: object, what: str, stop: asyncio.Event) -> No
         try:
             await start()
             return
-        except TRANSIENT_ERRORS as exc:
+        except OUTAGE_ERRORS as exc:
             log.warning("%s not reachable yet (%r); retrying in %.1fs", what, exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
@@ -340,7 +326,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> WorkerStats:
     while pool is None and not stop.is_set():
         try:
             pool = await create_pool(settings.pg, min_size=1, max_size=4)
-        except TRANSIENT_ERRORS as exc:
+        except OUTAGE_ERRORS as exc:
             log.warning("postgres not reachable yet (%r)", exc)
             await asyncio.sleep(1.0)
     if pool is None:
