@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-EARTH_RADIUS_M = 6_371_008.8  # mean Earth radius (IUGG)
+from geo.distance import EARTH_RADIUS_M
 
 FloatArray = npt.NDArray[np.float64]
 

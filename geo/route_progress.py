@@ -14,7 +14,8 @@ from functools import lru_cache
 import numpy as np
 from pyproj import Transformer
 
-EARTH_RADIUS_M = 6_371_008.8
+from geo.distance import haversine_m
+
 DETOUR_FACTOR = 1.3  # road distance / straight line, used only when there is no geometry
 MIN_SPEED_MS = 2.0  # below this the driver is waiting, not crawling: use the planning speed
 MAX_SPEED_MS = 130 / 3.6
@@ -25,14 +26,6 @@ def _to_local(lon0: float, lat0: float) -> Transformer:
     return Transformer.from_crs(
         "EPSG:4326", f"+proj=aeqd +lat_0={lat0} +lon_0={lon0} +units=m +ellps=WGS84", always_xy=True
     )
-
-
-def haversine_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
-    """Great-circle distance in metres."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
 
 
 @dataclass(frozen=True, eq=False)

@@ -18,12 +18,12 @@ from typing import Any
 
 import orjson
 
+from geo.distance import haversine_m
 from geo.geofence_state import GeofenceRules, Track, Transition, classify, is_inside, step
 from geo.geofence_state import State as TrackState
 from geo.route_progress import (
     SpeedEstimate,
     eta_seconds,
-    haversine_m,
     remaining_along_m,
     straight_line_remaining_m,
 )
@@ -203,11 +203,10 @@ class MovementTracker:
         self.runtime: dict[str, Runtime] = {}
         self._exit_margin_m = g.exit_margin_m
 
-    def _search_m(self, accuracy: float | None) -> float:
-        """The farthest a fix can be from a geofence and still not be "far" from it: beyond
-        this, absence from the spatial join means far (a smaller search is a cheaper join)."""
+    def _far_m(self, accuracy: float | None) -> float:
+        """Beyond this distance from a geofence a fix is "far" from it (see ``classify``)."""
         acc = min(accuracy or 0.0, self.rules.max_accuracy_m)
-        return self._exit_margin_m + self.rules.far_accuracy_factor * acc + 10.0
+        return self._exit_margin_m + self.rules.far_accuracy_factor * acc
 
     def forget(self, driver_ids: set[str]) -> None:
         """After a failed transaction: reload these drivers' states from the database."""
@@ -243,7 +242,7 @@ class MovementTracker:
                         f.lon,
                         f.lat,
                         prev if newer else None,
-                        self._search_m(f.accuracy),
+                        self._far_m(f.accuracy),
                     )
                 )
                 if newer:

@@ -17,7 +17,7 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from geo.route_progress import haversine_m
+from geo.distance import haversine_m
 from simulator.network import RoadNetwork
 from simulator.planning import Leg, RoutePlan
 

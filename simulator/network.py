@@ -18,7 +18,7 @@ from typing import Any
 
 import networkx as nx
 
-from geo.route_progress import haversine_m
+from geo.distance import haversine_m
 
 # Free-flow speed by OSM road class in a city centre (km/h): what a van really drives, which
 # is below the signed limit on the big streets and about the limit on residential ones.

@@ -89,7 +89,7 @@ def place_customers(
     next one's circle: a van parked at the next stop must be seen to have left the last.
     Fewer customers come back when the network has no room for more.
     """
-    from geo.route_progress import haversine_m
+    from geo.distance import haversine_m
 
     candidates = sorted(
         n

@@ -8,7 +8,7 @@ from dataclasses import replace
 import orjson
 import pytest
 
-from geo.route_progress import haversine_m
+from geo.distance import haversine_m
 from ingest.batch import split_ndjson
 from ingest.osmand import parse_request
 from ingest.traccar import parse_positions_body

@@ -1,0 +1,156 @@
+"""The enrichment's geofence spatial join against PostGIS's own spheroid distances.
+
+The join measures distances in a local metric plane scaled at each fix's latitude (cheap);
+here every (fix, geofence) pair is compared with ``ST_Distance(geography, use_spheroid)``
+computed by brute force over all the tenant's geofences, at several latitudes, for circles
+of tens of metres and for a polygon kilometres across.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import asyncpg
+import pytest
+
+from geo.distance import metres_per_degree
+from ingest.geofencing import Probe, spatial_join
+
+pytestmark = pytest.mark.integration
+
+TENANT = "tenant-join"
+FAR_M = 40.0  # what a fix with 5 m accuracy gets with the default rules (30 + 2 * 5)
+# The local plane's error grows with the square of the distance (r² tan φ / 2R, about a
+# centimetre at 300 m and 60°); the fixes are within 300 m of the shapes.
+TOLERANCE_M = 0.05
+
+PLACES = [(24.94, 60.17), (-74.0, 40.7), (151.2, -33.87), (0.0, 0.0), (18.95, 69.65)]
+
+
+def offset(lon: float, lat: float, east_m: float, north_m: float) -> tuple[float, float]:
+    kx, ky = metres_per_degree(lat)
+    return lon + east_m / kx, lat + north_m / ky
+
+
+async def make_shapes(pg: asyncpg.Pool) -> list[int]:
+    await pg.execute(
+        "INSERT INTO tenants (id, name) VALUES ($1, 'join test') ON CONFLICT DO NOTHING", TENANT
+    )
+    ids = []
+    for lon, lat in PLACES:
+        for radius in (15.0, 60.0):
+            ids.append(
+                await pg.fetchval(
+                    """INSERT INTO geofences (tenant_id, name, kind, center, radius_m, geom)
+                       SELECT $1, 'circle', 'circle', ST_SetSRID(ST_MakePoint($2, $3), 4326), $4,
+                              ST_Buffer(ST_SetSRID(ST_MakePoint($2, $3), 4326)::geography, $4,
+                                        'quad_segs=16')::geometry
+                       RETURNING id""",
+                    TENANT,
+                    *offset(lon, lat, radius * 3 if radius > 20 else 0.0, 0.0),
+                    radius,
+                )
+            )
+        # a depot yard 3 km x 1.2 km, rotated: a fix near its far edge is kilometres from
+        # the polygon's centre
+        corners = [offset(lon, lat, e, n) for e, n in [(-1500, 400), (1400, 900), (1500, -300)]]
+        corners += [offset(lon, lat, -1400, -800), corners[0]]
+        wkt = "POLYGON((" + ", ".join(f"{x} {y}" for x, y in corners) + "))"
+        ids.append(
+            await pg.fetchval(
+                """INSERT INTO geofences (tenant_id, name, kind, geom)
+                   VALUES ($1, 'yard', 'polygon', ST_GeomFromText($2, 4326)) RETURNING id""",
+                TENANT,
+                wkt,
+            )
+        )
+    return ids
+
+
+async def reference(pg: asyncpg.Pool, probes: list[Probe]) -> dict[tuple[int, int], float]:
+    """Every (probe, geofence) spheroid distance, by brute force.
+
+    A polygon's edges are straight lines in lon/lat (PostGIS geometry, as the join's inside
+    test reads them), not geodesics: densified to 5e-5° (a few metres) before measuring
+    on the spheroid, they are the same edges.
+    """
+    rows = await pg.fetch(
+        """SELECT p.idx, g.id, ST_Distance(ST_Segmentize(g.geom, 5e-5)::geography,
+                   ST_SetSRID(ST_MakePoint(p.lon, p.lat), 4326)::geography, true) AS d
+           FROM unnest($1::int[], $2::float8[], $3::float8[]) AS p(idx, lon, lat)
+           CROSS JOIN geofences g WHERE g.tenant_id = $4""",
+        [p.idx for p in probes],
+        [p.lon for p in probes],
+        [p.lat for p in probes],
+        TENANT,
+    )
+    return {(r["idx"], r["id"]): float(r["d"]) for r in rows}
+
+
+async def test_join_distances_match_the_spheroid_and_no_near_geofence_is_missed(
+    pg: asyncpg.Pool,
+) -> None:
+    await make_shapes(pg)
+    rng = random.Random(7)
+    probes = []
+    for lon, lat in PLACES:
+        for _ in range(100):
+            # around the circles, and along the yard's far corners
+            e, n = rng.uniform(-300, 500), rng.uniform(-300, 300)
+            if rng.random() < 0.4:
+                e, n = rng.choice([(-1500, 400), (1400, 900), (1500, -300)])
+                e, n = e + rng.uniform(-150, 150), n + rng.uniform(-150, 150)
+            probes.append(Probe(len(probes), TENANT, *offset(lon, lat, e, n), None, FAR_M))
+    async with pg.acquire() as conn:
+        hits = await spatial_join(conn, probes)
+    truth = await reference(pg, probes)
+    got = {(h.idx, h.geofence_id): h.distance_m for h in hits}
+
+    near = {k for k, d in truth.items() if d <= FAR_M}
+    assert len(near) > 200, "the scenario must put many fixes near and inside the shapes"
+    assert near <= got.keys(), "a geofence within the far distance was not returned"
+    errors = [abs(d - truth[k]) for k, d in got.items()]
+    worst = sorted((abs(d - truth[k]), d, truth[k], k) for k, d in got.items())[-8:]
+    assert max(errors) <= TOLERANCE_M, worst
+    inside = [k for k, d in truth.items() if d == 0.0]
+    assert inside and all(got[k] == 0.0 for k in inside)
+
+
+async def test_a_crossing_is_reported_only_for_a_fix_far_from_the_geofence(
+    pg: asyncpg.Pool,
+) -> None:
+    lon, lat = 24.90, 60.20
+    await pg.execute(
+        "INSERT INTO tenants (id, name) VALUES ($1, 'join test') ON CONFLICT DO NOTHING", TENANT
+    )
+    gid = await pg.fetchval(
+        """INSERT INTO geofences (tenant_id, name, kind, center, radius_m, geom)
+           SELECT $1, 'small', 'circle', ST_SetSRID(ST_MakePoint($2, $3), 4326), 10,
+                  ST_Buffer(ST_SetSRID(ST_MakePoint($2, $3), 4326)::geography, 10)::geometry
+           RETURNING id""",
+        TENANT,
+        lon,
+        lat,
+    )
+    west, east, just_past = (
+        offset(lon, lat, -200, 0),
+        offset(lon, lat, 200, 0),
+        offset(lon, lat, 30, 0),
+    )
+    probes = [
+        Probe(0, TENANT, *east, west, FAR_M),  # 400 m straight through: a pass
+        Probe(1, TENANT, *just_past, west, FAR_M),  # through, but the fix is still near
+        Probe(2, TENANT, *offset(lon, lat, 200, 100), offset(lon, lat, -200, 100), FAR_M),
+    ]
+    async with pg.acquire() as conn:
+        hits: dict[int, Any] = {
+            h.idx: h for h in await spatial_join(conn, probes) if h.geofence_id == gid
+        }
+    assert hits[0].distance_m == pytest.approx(190.0, abs=0.5)
+    assert hits[0].crossing is not None
+    f_in, f_out = hits[0].crossing
+    assert f_in == pytest.approx(190 / 400, abs=0.005)
+    assert f_out == pytest.approx(210 / 400, abs=0.005)
+    assert hits[1].distance_m == pytest.approx(20.0, abs=0.5) and hits[1].crossing is None
+    assert 2 not in hits  # 100 m beside the geofence all the way: not near, not crossed
