@@ -93,7 +93,7 @@ async def test_join_distances_match_the_spheroid_and_no_near_geofence_is_missed(
 ) -> None:
     await make_shapes(pg)
     rng = random.Random(7)
-    probes = []
+    probes: list[Probe] = []
     for lon, lat in PLACES:
         for _ in range(100):
             # around the circles, and along the yard's far corners
