@@ -16,7 +16,7 @@ import h3.api.basic_int as h3
 import numpy as np
 import numpy.typing as npt
 
-from geo.movement import EARTH_RADIUS_M
+from geo.distance import EARTH_RADIUS_M
 from infrastructure.postgres import Conn
 
 FloatArray = npt.NDArray[np.float64]
