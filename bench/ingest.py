@@ -148,20 +148,49 @@ async def wait_ready(client: httpx.AsyncClient, within: float = 90.0) -> None:
         await asyncio.sleep(0.5)
 
 
+def _service_of(p: psutil.Process) -> str | None:
+    """Which stack service a process belongs to (for the CPU split), if any."""
+    try:
+        name, cmd = p.name(), " ".join(p.cmdline())
+    except psutil.Error:
+        return None
+    if name.startswith("postgres"):
+        return "postgresql"
+    if name.startswith("redis"):
+        return "redis"
+    if "java" in name and "kafka.Kafka" in cmd:
+        return "kafka"
+    return None
+
+
 class ProcessMeter:
-    """CPU seconds and peak RSS of the child processes and of this one."""
+    """CPU seconds and peak RSS of the child processes and of this one; CPU of the stack's
+    services (PostgreSQL backends, Kafka, Redis) and of the whole machine."""
 
     def __init__(self, procs: dict[str, subprocess.Popen[bytes]]) -> None:
         self.ps = {n: psutil.Process(p.pid) for n, p in procs.items()}
         self.ps["bench (simulator)"] = psutil.Process()
         self.cpu0: dict[str, float] = {}
         self.rss: dict[str, int] = {}
+        self.services0: dict[int, tuple[str, float]] = {}
+        self.machine0 = psutil.cpu_times()
         self.t0 = 0.0
+
+    def _services(self) -> dict[int, tuple[str, float]]:
+        out = {}
+        for p in psutil.process_iter():
+            service = _service_of(p)
+            if service is not None:
+                with contextlib.suppress(psutil.Error):
+                    out[p.pid] = (service, sum(p.cpu_times()[:2]))
+        return out
 
     def start(self) -> None:
         self.t0 = time.monotonic()
         self.rss = {}
         self.cpu0 = {n: sum(p.cpu_times()[:2]) for n, p in self.ps.items()}
+        self.services0 = self._services()
+        self.machine0 = psutil.cpu_times()
 
     def sample(self) -> None:
         for n, p in self.ps.items():
@@ -180,6 +209,15 @@ class ProcessMeter:
                 "cpu_cores": round(cpu / wall, 2),
                 "rss_mb": round(self.rss.get(n, 0) / 2**20),
             }
+        # a backend that started during the window counts from zero
+        used: dict[str, float] = {}
+        for pid, (service, cpu) in self._services().items():
+            used[service] = used.get(service, 0.0) + cpu - self.services0.get(pid, ("", 0.0))[1]
+        for service, cpu in sorted(used.items()):
+            out[service] = {"cpu_cores": round(cpu / wall, 2)}
+        now = psutil.cpu_times()
+        busy = (now.user + now.system) - (self.machine0.user + self.machine0.system)
+        out["machine"] = {"cpu_cores": round(busy / wall, 2), "of": psutil.cpu_count()}
         return out
 
 

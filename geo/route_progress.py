@@ -7,8 +7,9 @@ where distance along the line is measured by projecting onto its segments (numpy
 
 from __future__ import annotations
 
+import bisect
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -19,6 +20,7 @@ from geo.distance import haversine_m
 DETOUR_FACTOR = 1.3  # road distance / straight line, used only when there is no geometry
 MIN_SPEED_MS = 2.0  # below this the driver is waiting, not crawling: use the planning speed
 MAX_SPEED_MS = 130 / 3.6
+SMALL_WINDOW_SEGMENTS = 16  # up to this many segments: project in plain Python
 
 
 @lru_cache(maxsize=4096)
@@ -40,6 +42,15 @@ class RouteLine:
     cum: np.ndarray  # (n,) distance along the line at each vertex
     transformer: Transformer
     stop_along_m: tuple[float, ...]
+    # the same as Python lists, for the small windows of _project_few
+    xs: list[float] = field(init=False, repr=False)
+    ys: list[float] = field(init=False, repr=False)
+    cum_list: list[float] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "xs", self.xy[:, 0].tolist())
+        object.__setattr__(self, "ys", self.xy[:, 1].tolist())
+        object.__setattr__(self, "cum_list", self.cum.tolist())
 
     @classmethod
     def from_lonlat(
@@ -75,9 +86,16 @@ class RouteLine:
         n = len(self.cum)
         if n < 2:
             return 0.0, float(math.hypot(x - self.xy[0, 0], y - self.xy[0, 1]))
-        i0 = max(int(np.searchsorted(self.cum, lo, side="right")) - 1, 0)
-        i1 = min(int(np.searchsorted(self.cum, hi, side="left")), n - 1)
+        i0 = max(bisect.bisect_right(self.cum_list, lo) - 1, 0)
+        i1 = min(bisect.bisect_left(self.cum_list, hi), n - 1)
         i1 = max(i1, i0 + 1)
+        if i1 - i0 <= SMALL_WINDOW_SEGMENTS:
+            return self._project_few(x, y, lo, hi, i0, i1)
+        return self._project_vectorised(x, y, lo, hi, i0, i1)
+
+    def _project_vectorised(
+        self, x: float, y: float, lo: float, hi: float, i0: int, i1: int
+    ) -> tuple[float, float]:
         a = self.xy[i0:i1]
         b = self.xy[i0 + 1 : i1 + 1]
         d = b - a
@@ -96,6 +114,27 @@ class RouteLine:
         off = np.hypot(q[:, 0] - x, q[:, 1] - y)
         k = int(np.argmin(off))
         return float(start[k] + t[k] * seg_len[k]), float(off[k])
+
+    def _project_few(
+        self, x: float, y: float, lo: float, hi: float, i0: int, i1: int
+    ) -> tuple[float, float]:
+        """``_project`` for segments i0..i1-1 in plain Python: for the handful of segments a
+        tracking window holds, numpy's per-call overhead costs 20x the arithmetic."""
+        xs, ys, cum = self.xs, self.ys, self.cum_list
+        best_off, best_along = math.inf, 0.0
+        for k in range(i0, i1):
+            ax, ay = xs[k], ys[k]
+            dx, dy = xs[k + 1] - ax, ys[k + 1] - ay
+            len2 = dx * dx + dy * dy
+            seg_len = math.sqrt(len2)
+            t = ((x - ax) * dx + (y - ay) * dy) / len2 if len2 > 0 else 0.0
+            t_lo = min(max((lo - cum[k]) / seg_len, 0.0), 1.0) if seg_len > 0 else 0.0
+            t_hi = min(max((hi - cum[k]) / seg_len, 0.0), 1.0) if seg_len > 0 else 1.0
+            t = min(max(t, t_lo), t_hi)
+            off = math.hypot(ax + dx * t - x, ay + dy * t - y)
+            if off < best_off:  # the first of equals, as argmin
+                best_off, best_along = off, cum[k] + t * seg_len
+        return best_along, best_off
 
     def locate(
         self, lon: float, lat: float, *, near_m: float | None = None, window_m: float = 2_000.0

@@ -10,7 +10,7 @@ persisted in ``geofence_states`` within the worker's transaction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from geo.distance import metres_per_degree
@@ -18,6 +18,7 @@ from geo.geofence_state import State as TrackState
 from geo.geofence_state import Track
 from infrastructure.postgres import Conn
 
+LAST_FIX_WRITE_EVERY_MS = 60_000  # see TrackStore.put
 SEARCH_SLACK_M = 10.0  # searched beyond "far" so a fix just past it is seen leaving
 
 # Distances are planar in a local metric plane scaled at the fix's latitude (metres per degree
@@ -130,6 +131,7 @@ class TrackStore:
     def __init__(self) -> None:
         self._tracks: dict[str, dict[int, Track]] = {}
         self._dirty: set[tuple[str, int]] = set()
+        self._saved_fix_ms: dict[tuple[str, int], int] = {}  # last_fix_ms in the database
 
     async def load(self, conn: Conn, driver_ids: set[str]) -> None:
         missing = [d for d in driver_ids if d not in self._tracks]
@@ -144,6 +146,7 @@ class TrackStore:
         for d in missing:
             self._tracks[d] = {}
         for r in rows:
+            self._saved_fix_ms[(r["driver_id"], r["geofence_id"])] = _ms(r["last_fix_time"]) or -1
             self._tracks[r["driver_id"]][r["geofence_id"]] = Track(
                 state=TrackState(r["state"]),
                 since_ms=_ms(r["since"]) or 0,
@@ -159,46 +162,50 @@ class TrackStore:
 
     def put(self, driver_id: str, geofence_id: int, track: Track) -> None:
         """Record a track's new state. A plain "outside, nothing pending" track is the same
-        as no track: it is dropped (and its row deleted) instead of written on every fix."""
+        as no track: it is dropped (and its row deleted) instead of written on every fix.
+
+        A change of ``last_fix_ms`` alone (a driver parked inside, every fix) is written at
+        most every ``LAST_FIX_WRITE_EVERY_MS``: re-deciding those fixes after a crash gives
+        the same state, and the row must not be rewritten once a second per parked driver.
+        """
         tracks = self._tracks.setdefault(driver_id, {})
+        key = (driver_id, geofence_id)
         if _is_blank(track):
             if geofence_id in tracks:
                 del tracks[geofence_id]
-                self._dirty.add((driver_id, geofence_id))
+                self._dirty.add(key)
             return
-        if tracks.get(geofence_id) != track:
-            tracks[geofence_id] = track
-            self._dirty.add((driver_id, geofence_id))
+        current = tracks.get(geofence_id)
+        if current == track:
+            return
+        tracks[geofence_id] = track
+        if (
+            current is not None
+            and replace(current, last_fix_ms=track.last_fix_ms) == track
+            and track.last_fix_ms - self._saved_fix_ms.get(key, -1) < LAST_FIX_WRITE_EVERY_MS
+        ):
+            return
+        self._dirty.add(key)
 
     def forget(self, driver_ids: set[str]) -> None:
         """Drop cached tracks (after a failed transaction the database is the truth)."""
         for d in driver_ids:
             self._tracks.pop(d, None)
         self._dirty = {k for k in self._dirty if k[0] not in driver_ids}
+        self._saved_fix_ms = {k: v for k, v in self._saved_fix_ms.items() if k[0] not in driver_ids}
 
     async def flush(self, conn: Conn) -> int:
-        """Upsert the changed tracks (inside the caller's transaction)."""
+        """Upsert the changed tracks (inside the caller's transaction): two statements."""
         if not self._dirty:
             return 0
-        rows = []
+        rows: list[tuple[str, int, Track]] = []
         gone: list[tuple[str, int]] = []
         for driver_id, geofence_id in self._dirty:
             t = self._tracks.get(driver_id, {}).get(geofence_id)
             if t is None:
                 gone.append((driver_id, geofence_id))
-                continue
-            rows.append(
-                (
-                    driver_id,
-                    geofence_id,
-                    t.state.value,
-                    _dt(t.since_ms),
-                    _dt(t.last_fix_ms),
-                    _dt(t.entered_ms),
-                    t.fixes,
-                    t.doubtful,
-                )
-            )
+            else:
+                rows.append((driver_id, geofence_id, t))
         if gone:
             await conn.execute(
                 """DELETE FROM geofence_states s
@@ -208,17 +215,30 @@ class TrackStore:
                 [g for _, g in gone],
             )
         if rows:
-            await conn.executemany(
+            await conn.execute(
                 """INSERT INTO geofence_states AS s (driver_id, geofence_id, state, since,
                        last_fix_time, entered_at, fixes, doubtful)
-                   VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8)
+                   SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[],
+                                        $4::timestamptz[], $5::timestamptz[],
+                                        $6::timestamptz[], $7::int[], $8::int[])
                    ON CONFLICT (driver_id, geofence_id) DO UPDATE SET state = EXCLUDED.state,
                        since = EXCLUDED.since, last_fix_time = EXCLUDED.last_fix_time,
                        entered_at = EXCLUDED.entered_at, fixes = EXCLUDED.fixes,
                        doubtful = EXCLUDED.doubtful
                    WHERE s.last_fix_time <= EXCLUDED.last_fix_time""",
-                rows,
+                [d for d, _, _ in rows],
+                [g for _, g, _ in rows],
+                [t.state.value for _, _, t in rows],
+                [_dt(t.since_ms) for _, _, t in rows],
+                [_dt(t.last_fix_ms) for _, _, t in rows],
+                [_dt(t.entered_ms) for _, _, t in rows],
+                [t.fixes for _, _, t in rows],
+                [t.doubtful for _, _, t in rows],
             )
+        for d, g, t in rows:
+            self._saved_fix_ms[(d, g)] = t.last_fix_ms
+        for key in gone:
+            self._saved_fix_ms.pop(key, None)
         n = len(rows) + len(gone)
         self._dirty.clear()
         return n

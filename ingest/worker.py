@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import asyncpg
 import orjson
@@ -121,8 +121,11 @@ class Enricher:
                     for i, e in enumerate(enriched)
                 ],
             )
+            no_movement = Movement()
             enriched = [
-                replace(e, movement=decisions.movements.get(i, Movement()))
+                EnrichedPosition(
+                    e.position, e.device, e.h3_cell, decisions.movements.get(i, no_movement)
+                )
                 for i, e in enumerate(enriched)
             ]
             try:
@@ -134,13 +137,12 @@ class Enricher:
                 raise
             decisions.commit(self.movement.runtime, self.movement.plans)
             await self.publish_outbox(conn, decisions.published)
-        await self.live.move(enriched)
+        messages = [orjson.dumps(e.to_message()) for e in enriched]  # encoded once, used twice
+        await self.live.move(enriched, messages)
         topic = self.settings.kafka.topic(GPS_POSITIONS_ENRICHED)
         futures = [
-            await self.producer.send(
-                topic, key=e.device.driver_id.encode(), value=orjson.dumps(e.to_message())
-            )
-            for e in enriched
+            await self.producer.send(topic, key=e.device.driver_id.encode(), value=message)
+            for e, message in zip(enriched, messages, strict=True)
         ]
         await asyncio.gather(*futures)
         return stored

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-import orjson
 from redis.asyncio import Redis
 
 from geo.cells import cell_to_string
@@ -209,21 +208,24 @@ class LiveState:
         self._keys = keys
         self._script = redis.register_script(_MOVE_LIVE_LUA)
 
-    async def move(self, batch: Sequence[EnrichedPosition]) -> int:
-        """Move drivers whose fix is newer than what Redis has; return how many moved."""
-        newest: dict[str, EnrichedPosition] = {}
-        for e in batch:
+    async def move(self, batch: Sequence[EnrichedPosition], messages: Sequence[bytes]) -> int:
+        """Move drivers whose fix is newer than what Redis has; return how many moved.
+
+        ``messages`` are the batch's encoded ``to_message()``, in the same order.
+        """
+        newest: dict[str, tuple[EnrichedPosition, bytes]] = {}
+        for e, message in zip(batch, messages, strict=True):
             cur = newest.get(e.device.driver_id)
-            if cur is None or e.position.fix_time_ms > cur.position.fix_time_ms:
-                newest[e.device.driver_id] = e
+            if cur is None or e.position.fix_time_ms > cur[0].position.fix_time_ms:
+                newest[e.device.driver_id] = (e, message)
         args: list[str | bytes | int | float] = []
-        for driver_id, e in newest.items():
+        for driver_id, (e, message) in newest.items():
             args += [
                 driver_id,
                 e.position.fix_time_ms,
                 e.position.lon,
                 e.position.lat,
-                orjson.dumps(e.to_message()),
+                message,
                 self._keys.geo(e.position.tenant_id),
                 self._keys.latest(driver_id),
             ]

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pyproj import Geod
 
+from geo.distance import haversine_m
 from geo.route_progress import (
     RouteLine,
     SpeedEstimate,
     eta_seconds,
-    haversine_m,
     remaining_along_m,
     straight_line_remaining_m,
 )
@@ -85,3 +88,34 @@ def test_fallbacks_without_geometry_and_for_a_stopped_driver() -> None:
     assert eta_seconds(1000.0, 0.1, planning_speed_ms=10.0) == pytest.approx(100.0)
     assert eta_seconds(1000.0, 500.0, planning_speed_ms=10.0) == pytest.approx(1000 / (130 / 3.6))
     assert eta_seconds(0.0, 10.0, planning_speed_ms=10.0) == 0.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.floats(-0.002, 0.002), st.floats(-0.001, 0.001)), min_size=1, max_size=30
+    ),
+    point=st.tuples(st.floats(-0.01, 0.01), st.floats(-0.005, 0.005)),
+    window=st.tuples(st.floats(0, 1), st.floats(0, 1)),
+)
+def test_the_plain_python_projection_equals_the_numpy_one(
+    steps: list[tuple[float, float]],
+    point: tuple[float, float],
+    window: tuple[float, float],
+) -> None:
+    coords = [(24.93, 60.16)]
+    for dx, dy in steps:  # repeated vertices (zero-length segments) included
+        coords.append((coords[-1][0] + dx, coords[-1][1] + dy))
+    line = RouteLine.from_lonlat(coords, [])
+    x, y = line.transformer.transform(24.93 + point[0], 60.16 + point[1])
+    lo, hi = sorted(w * line.length_m for w in window)
+    n = len(line.cum)
+    for i0 in range(n - 1):
+        for i1 in range(i0 + 1, n):
+            along, off = line._project_few(x, y, lo, hi, i0, i1)
+            assert off == pytest.approx(line._project_vectorised(x, y, lo, hi, i0, i1)[1])
+            # the same nearest distance; with two equally near parts of the line either
+            # answer is right, so check the point at ``along`` really is that near
+            px = np.interp(along, line.cum, line.xy[:, 0])
+            py = np.interp(along, line.cum, line.xy[:, 1])
+            assert math.hypot(px - x, py - y) == pytest.approx(off, abs=1e-6)
