@@ -57,9 +57,106 @@ def _free_port() -> int:
 
 
 def _clients_main(
+    url: str,
+    tokens: list[str],
+    warmup: float,
+    duration: float,
+    sample: int,
+    out: Any,
+    light: bool = False,
+) -> None:
+    run = _light_clients if light else _clients
+    asyncio.run(run(url, tokens, warmup, duration, sample, out))
+
+
+EVENT_PREFIX = f"42{NS},"
+RECEIVED_AT = '"receivedAt":"'
+
+
+async def _light_clients(
     url: str, tokens: list[str], warmup: float, duration: float, sample: int, out: Any
 ) -> None:
-    asyncio.run(_clients(url, tokens, warmup, duration, sample, out))
+    """socket.io clients speaking the wire protocol directly (Engine.IO 4 / socket.io 5 over
+    a websocket): the handshake, the namespace connect with the token, ping/pong, and every
+    frame read off the socket — but a frame is not JSON-decoded: the latency samples are the
+    ``receivedAt`` of a few entries found by string search. A python-socketio client decodes
+    every frame (about 1 ms for 1,000 entries), so 500 of them on this 2-core machine would
+    mostly measure the clients."""
+    import aiohttp
+    import orjson
+
+    rng = random.Random(os.getpid())
+    latencies: list[float] = []
+    stats = {"frames": 0, "entries": 0, "errors": 0, "disconnects": 0, "connected": 0}
+    state = {"measuring": False, "done": False}
+
+    def on_frame(data: str) -> None:
+        now = time.time() * 1000
+        stats["frames"] += 1
+        stats["entries"] += data.count(RECEIVED_AT)
+        for _ in range(sample):
+            i = data.find(RECEIVED_AT, rng.randrange(len(data)))
+            if i < 0:
+                i = data.find(RECEIVED_AT)
+            if i < 0:
+                return
+            start = i + len(RECEIVED_AT)
+            stamp = data[start : data.index('"', start)]
+            latencies.append(now - datetime.fromisoformat(stamp).timestamp() * 1000)
+
+    async def one(session: aiohttp.ClientSession, token: str) -> None:
+        ws_url = url.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
+        for attempt in range(5):
+            try:
+                ws = await session.ws_connect(ws_url, max_msg_size=0, autoping=True)
+                break
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.5 + attempt)
+        else:
+            return
+        opened = await ws.receive_str()
+        if not opened.startswith("0"):
+            stats["errors"] += 1
+            return
+        await ws.send_str(f"40{NS}," + orjson.dumps({"token": token}).decode())
+        async for msg in ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                break
+            data: str = msg.data
+            if data == "2":  # Engine.IO ping
+                await ws.send_str("3")
+            elif data.startswith(EVENT_PREFIX):
+                if data.startswith('["positions:batch"', len(EVENT_PREFIX)):
+                    if state["measuring"]:
+                        on_frame(data)
+                elif data.startswith('["error"', len(EVENT_PREFIX)):
+                    stats["errors"] += 1
+            elif data.startswith(f"40{NS},"):
+                stats["connected"] += 1
+            elif data.startswith(f"44{NS},"):  # connect refused
+                stats["errors"] += 1
+                break
+            if state["done"]:
+                break
+        if state["measuring"]:
+            stats["disconnects"] += 1
+        await ws.close()
+
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        tasks = []
+        for i in range(0, len(tokens), 25):
+            tasks += [asyncio.create_task(one(session, t)) for t in tokens[i : i + 25]]
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(warmup)
+        state["measuring"] = True
+        await asyncio.sleep(duration)
+        state["measuring"] = False
+        out.put({"kind": "protocol", "stats": stats, "latencies": latencies})
+        state["done"] = True
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _clients(
@@ -119,7 +216,7 @@ async def _clients(
     measuring = True
     await asyncio.sleep(duration)
     measuring = False
-    out.put({"stats": stats, "latencies": latencies})
+    out.put({"kind": "python-socketio", "stats": stats, "latencies": latencies})
     await asyncio.gather(*(c.disconnect() for c in clients), return_exceptions=True)
 
 
@@ -204,6 +301,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=500)
     parser.add_argument("--client-procs", type=int, default=4)
+    parser.add_argument(
+        "--full-clients",
+        type=int,
+        default=20,
+        help="of --clients, how many are python-socketio clients (the rest speak the "
+        "protocol directly and do not decode frames; see _light_clients)",
+    )
     parser.add_argument("--drivers", type=int, default=1000)
     parser.add_argument("--tenants", type=int, default=1, help="drivers and viewers spread over")
     parser.add_argument("--rate", type=float, default=1.0, help="fixes per driver per second")
@@ -268,19 +372,34 @@ def main() -> None:
             target=_generator_main, args=(env, args.drivers, tenants, args.rate, total + 10)
         )
         gen.start()
-        procs = [
+        full = min(args.full_clients, args.clients)
+        light_tokens = tokens[full:]
+        procs = (
+            [
+                ctx.Process(
+                    target=_clients_main,
+                    args=(url, tokens[:full], connect_s + args.warmup, args.duration, 1, out),
+                    kwargs={"light": False},
+                )
+            ]
+            if full
+            else []
+        )
+        procs += [
             ctx.Process(
                 target=_clients_main,
                 args=(
                     url,
-                    tokens[i :: args.client_procs],
+                    light_tokens[i :: args.client_procs],
                     connect_s + args.warmup,
                     args.duration,
                     args.sample,
                     out,
                 ),
+                kwargs={"light": True},
             )
             for i in range(args.client_procs)
+            if light_tokens[i :: args.client_procs]
         ]
         for p in procs:
             p.start()
@@ -299,6 +418,9 @@ def main() -> None:
             p.join(30)
         gen.terminate()
         latencies = [x for r in results for x in r["latencies"]]
+        full_latencies = [
+            x for r in results if r["kind"] == "python-socketio" for x in r["latencies"]
+        ]
         stats = {k: sum(r["stats"][k] for r in results) for k in results[0]["stats"]}
         report = {
             "clients": args.clients,
@@ -314,6 +436,12 @@ def main() -> None:
                 "p99": _percentile(latencies, 0.99),
                 "max": _percentile(latencies, 1.0),
                 "samples": len(latencies),
+            },
+            "latencyMsPythonSocketioClients": {
+                "clients": full,
+                "p50": _percentile(full_latencies, 0.50),
+                "p99": _percentile(full_latencies, 0.99),
+                "samples": len(full_latencies),
             },
             "framesReceivedPerSecond": round(stats["frames"] / args.duration, 1),
             "entriesReceivedPerSecond": round(stats["entries"] / args.duration, 1),
