@@ -406,12 +406,19 @@ def main() -> None:
         time.sleep(connect_s + args.warmup)
         m0 = httpx.get(f"{url}/api/live/metrics", headers=headers).json()
         proc.cpu_percent(None)
+        clients_ps = [psutil.Process(p.pid) for p in procs]
+        clients_cpu0 = sum(sum(c.cpu_times()[:2]) for c in clients_ps)
+        machine0 = psutil.cpu_times()
         rss_peak, t0 = 0, time.monotonic()
         cpu_samples = []
         while time.monotonic() - t0 < args.duration:
             time.sleep(1.0)
             cpu_samples.append(proc.cpu_percent(None))
             rss_peak = max(rss_peak, proc.memory_info().rss)
+        wall = time.monotonic() - t0
+        clients_cores = (sum(sum(c.cpu_times()[:2]) for c in clients_ps) - clients_cpu0) / wall
+        machine1 = psutil.cpu_times()
+        machine_cores = (machine1.user + machine1.system - machine0.user - machine0.system) / wall
         m1 = httpx.get(f"{url}/api/live/metrics", headers=headers).json()
         results = [out.get(timeout=120) for _ in procs]
         for p in procs:
@@ -458,6 +465,9 @@ def main() -> None:
                 "max": max(cpu_samples, default=0.0),
             },
             "apiRssMb": round(rss_peak / 2**20, 1),
+            # the viewers run on the same cores as the server: what they take is not the api's
+            "clientProcessesCpuCores": round(clients_cores, 2),
+            "machineCpuCores": round(machine_cores, 2),
             "generator": "bench/ws.py built-in (enriched messages straight to the topic)",
             "cpuCount": os.cpu_count(),
             "loadAverage": os.getloadavg(),

@@ -28,9 +28,11 @@ ENTRY_FIELDS = (
     "speed",
     "course",
     "fixTime",
+    "fixTimeMs",
     "receivedAt",
     "routeId",
     "nextVisitId",
+    "nextCustomerName",
     "etaSeconds",
     "geofenceId",
 )

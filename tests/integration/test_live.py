@@ -60,9 +60,13 @@ class LiveServer:
 async def live(
     settings: Settings, database: str, topics: None, redis_clean: None
 ) -> AsyncIterator[LiveServer]:
-    """The api with the live feed on a free port, batching every 100 ms."""
+    """The api with the live feed on a free port, batching every 100 ms, cdc:lag every 0.5 s."""
     fast = settings.model_copy(
-        update={"live": settings.live.model_copy(update={"batch_interval_ms": 100})}
+        update={
+            "live": settings.live.model_copy(
+                update={"batch_interval_ms": 100, "cdc_lag_interval_s": 0.5}
+            )
+        }
     )
     app = create_app(fast)
     port = free_port()
@@ -293,6 +297,11 @@ async def test_bbox_viewer_gets_only_drivers_inside_and_get_active_drivers(
         what="bbox frames",
     )
     assert set(batch_drivers(viewer.got("positions:batch"))) == {inside}
+    # the entry fields docs/live-feed.md lists
+    assert set(viewer.got("positions:batch")[-1]["positions"][0]) == {
+        "driverId", "driverName", "lat", "lon", "speed", "course", "fixTime", "fixTimeMs",
+        "receivedAt", "routeId", "nextVisitId", "nextCustomerName", "etaSeconds", "geofenceId",
+    }  # fmt: skip
     # get-active-drivers reads Redis latest (written by the worker; here by hand)
     from infrastructure.redis import RedisKeys, create_redis
 
@@ -307,6 +316,29 @@ async def test_bbox_viewer_gets_only_drivers_inside_and_get_active_drivers(
     assert mine in ids and theirs not in ids
     assert all(a["tenantId"] == "tenant-1" for a in active)
     await viewer.close()
+
+
+async def test_cdc_lag_goes_to_admins_only_at_every_interval(live: LiveServer) -> None:
+    admin = await connect(live.url, token_for(live.settings, "tenant-1", "admin"))
+    dispatcher = await connect(live.url, token_for(live.settings, "tenant-1", "dispatcher"))
+    driver = await connect(
+        live.url, token_for(live.settings, "tenant-1", "driver", driver_id=str(uuid.uuid4()))
+    )
+    lags = await eventually(
+        lambda: asyncio.sleep(0, admin.got("cdc:lag")),
+        lambda got: len(got) >= 3,
+        what="three cdc:lag snapshots",
+    )
+    for snapshot in lags:
+        assert {"timestamp", "status", "tables", "kafka", "totals", "thresholdsSeconds"} <= set(
+            snapshot
+        )
+        assert snapshot["status"] in ("healthy", "warning", "degraded", "critical")
+    stamps = [x["timestamp"] for x in lags]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    assert dispatcher.got("cdc:lag") == [] and driver.got("cdc:lag") == []
+    for v in (admin, dispatcher, driver):
+        await v.close()
 
 
 async def test_a_driver_joins_only_their_own_driver_room(
