@@ -312,6 +312,9 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=1, help="drivers and viewers spread over")
     parser.add_argument("--rate", type=float, default=1.0, help="fixes per driver per second")
     parser.add_argument("--interval-ms", type=int, default=1000, help="batch interval")
+    parser.add_argument(
+        "--ws", default="auto", help="uvicorn's websocket implementation (as `fleetpulse api`)"
+    )
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--sample", type=int, default=20, help="latency samples per frame")
@@ -339,7 +342,7 @@ def main() -> None:
     api = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "api.main:create_asgi", "--factory"]
         + ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-        + ["--ws-per-message-deflate", "false", "--no-access-log"],
+        + ["--ws-per-message-deflate", "false", "--no-access-log", "--ws", args.ws],
         env={**os.environ},
         cwd=ROOT,
     )
@@ -437,6 +440,7 @@ def main() -> None:
             "tenants": args.tenants,
             "fixesPerSecond": args.drivers * args.rate,
             "batchIntervalMs": args.interval_ms,
+            "uvicornWs": args.ws,
             "durationS": args.duration,
             "latencyMs": {
                 "p50": _percentile(latencies, 0.50),
