@@ -168,6 +168,10 @@ class LiveSettings(BaseModel):
     client_max_events: int = Field(default=10_000, ge=1)
     # Engine.IO packets queued toward one socket before its frames wait in our queue.
     socket_backlog_packets: int = Field(default=4, ge=1)
+    # Frames are written straight to a viewer's websocket transport (api/live/direct.py) ...
+    direct_websocket: bool = True
+    # ... until this many bytes wait in its write buffer; then they wait in our queue.
+    socket_backlog_bytes: int = Field(default=1_048_576, ge=1024)
     # How often admins get cdc:lag (seconds).
     cdc_lag_interval_s: float = Field(default=5.0, gt=0)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from engineio import packet as eio_packet
 
 from api.live.batching import BBox
+from api.live.direct import DirectSocket
 from api.security import Principal
 
 
@@ -27,6 +28,7 @@ class ClientFeed:
     max_frames: int
     max_events: int
     bbox: BBox | None = None
+    direct: DirectSocket | None = None  # write frames straight to its websocket (direct.py)
     rooms: set[str] = field(default_factory=set)
     frames: deque[eio_packet.Packet] = field(default_factory=deque)
     events: deque[eio_packet.Packet] = field(default_factory=deque)

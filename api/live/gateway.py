@@ -36,6 +36,7 @@ from api.live.batching import (
     parse_position,
 )
 from api.live.clients import ClientFeed
+from api.live.direct import DirectSocket, frame_of
 from api.live.rooms import (
     NAMESPACE,
     ROOM_KINDS,
@@ -192,6 +193,7 @@ class LiveGateway:
             token=token or "",
             max_frames=self.live.client_queue_frames,
             max_events=self.live.client_max_events,
+            direct=DirectSocket.from_environ(environ) if self.live.direct_websocket else None,
         )
         self.clients[sid] = feed
         for room in default_rooms(principal):
@@ -496,6 +498,7 @@ class LiveGateway:
     async def _pump(self, sids: Iterable[str]) -> None:
         """Move queued packets to sockets that have room; the rest stay (bounded) queued."""
         limit = self.live.socket_backlog_packets
+        limit_bytes = self.live.socket_backlog_bytes
         for sid in sids:
             feed = self.clients.get(sid)
             if feed is None:
@@ -505,13 +508,23 @@ class LiveGateway:
             if backlog is None:
                 self.backlogged.discard(sid)
                 continue
-            while backlog < limit:
-                pkt = feed.pop()
-                if pkt is None:
-                    break
-                await self.sio.eio.send_packet(feed.eio_sid, pkt)
-                feed.sent += 1
-                backlog += 1
+            direct = feed.direct
+            if direct is not None and direct.open:
+                # one transport.write per packet; the transport's buffer is the backlog
+                while direct.buffered() < limit_bytes:
+                    pkt = feed.pop()
+                    if pkt is None:
+                        break
+                    direct.write(frame_of(pkt))
+                    feed.sent += 1
+            else:
+                while backlog < limit:
+                    pkt = feed.pop()
+                    if pkt is None:
+                        break
+                    await self.sio.eio.send_packet(feed.eio_sid, pkt)
+                    feed.sent += 1
+                    backlog += 1
             if len(feed):
                 self.backlogged.add(sid)
             else:
@@ -593,6 +606,7 @@ class LiveGateway:
             "slowDisconnects": c.slow_disconnects,
             "cdcLagBroadcasts": c.cdc_lag_broadcasts,
             "backloggedClients": len(self.backlogged),
+            "directClients": sum(1 for f in self.clients.values() if f.direct is not None),
             "maxClientQueue": max(depths, default=0),
             "clientQueueLimit": self.live.client_queue_frames,
             "queuedPackets": sum(depths),

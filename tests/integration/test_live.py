@@ -484,6 +484,10 @@ async def test_a_slow_client_is_bounded_and_its_drops_are_counted(
         assert max(depths) <= limit and len(feed) <= limit
         eio = live.gateway.sio.eio.sockets[feed.eio_sid]
         assert eio.queue.qsize() <= live.settings.live.socket_backlog_packets
+        # frames go straight to the websocket's transport: its buffer is bounded too (the
+        # limit plus the frame that crossed it, ~2 MB here)
+        assert feed.direct is not None
+        assert feed.direct.buffered() <= live.settings.live.socket_backlog_bytes + 3_000_000
         assert live.gateway.counters.dropped - dropped_before >= feed.dropped
         admin = {"Authorization": f"Bearer {token_for(live.settings, 'tenant-1')}"}
         async with httpx.AsyncClient(base_url=live.url) as http:
@@ -492,7 +496,7 @@ async def test_a_slow_client_is_bounded_and_its_drops_are_counted(
             m = resp.json()
             assert m["dropped"] >= feed.dropped > 0
             assert m["maxClientQueue"] <= limit
-            assert m["clients"] >= 1 and m["rooms"] >= 1
+            assert m["clients"] >= 1 and m["rooms"] >= 1 and m["directClients"] >= 1
             assert m["framesPerSecond"] > 0
             staff = {"Authorization": f"Bearer {token_for(live.settings, 'tenant-1', 'driver')}"}
             assert (await http.get("/api/live/metrics", headers=staff)).status_code == 403
