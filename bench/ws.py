@@ -461,6 +461,7 @@ def main() -> None:
                 (m1["positionsIn"] - m0["positionsIn"]) / args.duration, 1
             ),
             "drops": m1["dropped"] - m0["dropped"],
+            "directClients": m1.get("directClients"),
             "maxClientQueue": m1["maxClientQueue"],
             "clientErrors": stats["errors"],
             "clientDisconnects": stats["disconnects"],
