@@ -66,7 +66,11 @@ class DirectSocket:
         if type(protocol).__name__ not in _SUPPORTED:
             return None
         transport = getattr(protocol, "transport", None)
-        if not isinstance(transport, asyncio.WriteTransport):
+        # uvloop's transports are not asyncio.WriteTransport subclasses: check the methods
+        if not all(
+            callable(getattr(transport, m, None))
+            for m in ("write", "get_write_buffer_size", "is_closing")
+        ):
             return None
         return cls(protocol)
 
