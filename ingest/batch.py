@@ -15,7 +15,6 @@ or a Traccar position object with ``uniqueId`` / ``attributes.uniqueId`` (speed 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +24,7 @@ from ingest.errors import InvalidPosition
 from ingest.model import Fix
 from ingest.osmand import parse_timestamp
 from ingest.traccar import parse_positions_body
-from ingest.validation import MAX_SPEED_KMH, check_coordinates, check_optional_number
+from ingest.validation import MAX_SPEED_KMH, check_coordinates, check_optional_number, json_number
 
 DEFAULT_PROTOCOL = "batch"
 _MAX_MS = 32_503_680_000_000  # year 3000
@@ -96,7 +95,7 @@ def parse_item(item: Any) -> Fix:
     device = item.get("deviceId")
     if not isinstance(device, str) or not 0 < len(device) <= 128:
         raise InvalidPosition("deviceId must be a string of 1..128 characters")
-    lat, lon = _number(item, "lat"), _number(item, "lon")
+    lat, lon = json_number(item, "lat"), json_number(item, "lon")
     if lat is None or lon is None:
         raise InvalidPosition("lat and lon are required")
     check_coordinates(lat, lon)
@@ -114,26 +113,16 @@ def parse_item(item: Any) -> Fix:
         fix_time_ms=_fix_time(item.get("fixTime")),
         lat=lat,
         lon=lon,
-        speed_kmh=check_optional_number("speed", _number(item, "speed"), 0.0, MAX_SPEED_KMH),
-        course=check_optional_number("course", _number(item, "course"), 0.0, 360.0),
-        altitude=check_optional_number("altitude", _number(item, "altitude"), -1_000.0, 100_000.0),
-        accuracy=check_optional_number("accuracy", _number(item, "accuracy"), 0.0, 1e6) or None,
+        speed_kmh=check_optional_number("speed", json_number(item, "speed"), 0.0, MAX_SPEED_KMH),
+        course=check_optional_number("course", json_number(item, "course"), 0.0, 360.0),
+        altitude=check_optional_number(
+            "altitude", json_number(item, "altitude"), -1_000.0, 100_000.0
+        ),
+        accuracy=check_optional_number("accuracy", json_number(item, "accuracy"), 0.0, 1e6) or None,
         valid=valid,
         protocol=protocol,
         attributes=attributes,
     )
-
-
-def _number(item: dict[str, Any], key: str) -> float | None:
-    value = item.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidPosition(f"{key} must be a number")
-    number = float(value)
-    if not math.isfinite(number):
-        raise InvalidPosition(f"{key} is out of range")
-    return number
 
 
 def _fix_time(value: Any) -> int:

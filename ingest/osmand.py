@@ -32,7 +32,7 @@ import orjson
 
 from ingest.errors import InvalidPosition
 from ingest.model import Fix, knots_to_kmh
-from ingest.validation import MAX_SPEED_KMH, check_coordinates, check_optional_number
+from ingest.validation import MAX_SPEED_KMH, check_coordinates, check_optional_number, json_number
 
 PROTOCOL = "osmand"
 # Traccar: a numeric timestamp below Integer.MAX_VALUE is seconds, anything larger is ms.
@@ -310,18 +310,6 @@ def parse_json(body: bytes, *, now_ms: int) -> list[Fix]:
     return fixes
 
 
-def _number(obj: dict[str, Any], key: str) -> float | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidPosition(f"{key} must be a number")
-    number = float(value)
-    if not math.isfinite(number):
-        raise InvalidPosition(f"{key} is out of range")
-    return number
-
-
 def _json_location(device_id: str, loc: Any) -> Fix:
     if not isinstance(loc, dict):
         raise InvalidPosition("location must be an object")
@@ -334,18 +322,18 @@ def _json_location(device_id: str, loc: Any) -> Fix:
     coords = loc.get("coords")
     if not isinstance(coords, dict):
         raise InvalidPosition("not a position fix: location.coords is missing")
-    lat, lon = _number(coords, "latitude"), _number(coords, "longitude")
+    lat, lon = json_number(coords, "latitude"), json_number(coords, "longitude")
     if lat is None or lon is None:
         raise InvalidPosition("not a position fix: coords.latitude and longitude are required")
-    speed_mps = _number(coords, "speed")
-    heading = _number(coords, "heading")
-    accuracy = _number(coords, "accuracy")
+    speed_mps = json_number(coords, "speed")
+    heading = json_number(coords, "heading")
+    accuracy = json_number(coords, "accuracy")
     attributes: dict[str, Any] = {}
     _copy(loc, "event", str, attributes, "event")
     _copy(loc, "is_moving", bool, attributes, "motion")
     _copy(loc, "mock", bool, attributes, "mock")
     _copy(loc, "alarm", str, attributes, "alarm")
-    odometer = _number(loc, "odometer")
+    odometer = json_number(loc, "odometer")
     if odometer is not None:
         attributes["odometer"] = int(odometer)
     activity = loc.get("activity")
@@ -353,7 +341,7 @@ def _json_location(device_id: str, loc: Any) -> Fix:
         attributes["activity"] = activity["type"]
     battery = loc.get("battery")
     if isinstance(battery, dict):
-        level = _number(battery, "level")
+        level = json_number(battery, "level")
         if level is not None and level >= 0:
             attributes["batteryLevel"] = int(level * 100)
         if battery.get("is_charging") is True:
@@ -374,7 +362,7 @@ def _json_location(device_id: str, loc: Any) -> Fix:
         lon=lon,
         speed_kmh=None if speed_mps is None or speed_mps < 0 else speed_mps * MPS_TO_KMH,
         course=None if heading is None or heading < 0 else heading,
-        altitude=_number(coords, "altitude"),
+        altitude=json_number(coords, "altitude"),
         accuracy=None if accuracy is None or accuracy < 0 else accuracy,
         valid=True,
         attributes=attributes,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from typing import Any
 
 from ingest.errors import InvalidPosition
 
@@ -37,6 +38,19 @@ def check_optional_number(name: str, value: float | None, low: float, high: floa
     if not math.isfinite(value) or not low <= value <= high:
         raise InvalidPosition(f"{name} {value} is outside {low}..{high}")
     return value
+
+
+def json_number(obj: dict[str, Any], key: str) -> float | None:
+    """A JSON member that must be a finite number (not a bool) if present; None if absent."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidPosition(f"{key} must be a number")
+    number = float(value)
+    if not math.isfinite(number):
+        raise InvalidPosition(f"{key} is out of range")
+    return number
 
 
 def parse_iso_time(value: str) -> int:
