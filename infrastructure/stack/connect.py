@@ -11,17 +11,16 @@ restart resumes every connector where it was. REST on ``settings.cdc.connect_url
 from __future__ import annotations
 
 import json
-import shutil
 import urllib.error
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from infrastructure.stack._maven import java, java_maven_requirements, resolve_jars, stamp_matches
 from infrastructure.stack._proc import (
     StackError,
     process_alive,
     read_pid,
-    run,
     spawn_detached,
     terminate,
     wait_until,
@@ -99,12 +98,7 @@ class Connect(Service):
         return self.dir / "log4j.properties"
 
     def apt_requirements(self, *, for_install: bool = False) -> list[AptRequirement]:
-        needs = []
-        if shutil.which("java") is None:
-            needs.append(AptRequirement(("openjdk-17-jre-headless", "default-jre-headless")))
-        if shutil.which("mvn") is None:
-            needs.append(AptRequirement(("maven",)))
-        return needs
+        return java_maven_requirements()
 
     def _stamps(self) -> tuple[str, str]:
         stack = self.settings.stack
@@ -114,62 +108,34 @@ class Connect(Service):
 
     def jars_present(self) -> bool:
         runtime, plugin = self._stamps()
-        return _stamp_matches(self.libs, runtime) and _stamp_matches(
+        return stamp_matches(self.libs, runtime) and stamp_matches(
             self.plugins / PLUGIN_DIR, plugin
         )
 
     def install_extra(self) -> None:
         runtime, plugin = self._stamps()
         stack = self.settings.stack
-        if not _stamp_matches(self.libs, runtime):
-            self._resolve(
-                RUNTIME_POM,
-                self.libs,
-                [f"-Dkafka.version={stack.kafka_version}"],
-                f"connect-runtime-{stack.kafka_version}.jar",
-                runtime,
+        if not stamp_matches(self.libs, runtime):
+            resolve_jars(
+                self.name,
+                pom=RUNTIME_POM,
+                target=self.libs,
+                properties=[f"-Dkafka.version={stack.kafka_version}"],
+                expect=f"connect-runtime-{stack.kafka_version}.jar",
+                stamp=runtime,
+                workdir=self.dir,
             )
         target = self.plugins / PLUGIN_DIR
-        if not _stamp_matches(target, plugin):
-            self._resolve(
-                PLUGIN_POM,
-                target,
-                [f"-Ddebezium.version={stack.debezium_version}"],
-                f"debezium-connector-mariadb-{stack.debezium_version}.jar",
-                plugin,
+        if not stamp_matches(target, plugin):
+            resolve_jars(
+                self.name,
+                pom=PLUGIN_POM,
+                target=target,
+                properties=[f"-Ddebezium.version={stack.debezium_version}"],
+                expect=f"debezium-connector-mariadb-{stack.debezium_version}.jar",
+                stamp=plugin,
+                workdir=self.dir,
             )
-
-    def _resolve(self, pom: Path, target: Path, props: list[str], expect: str, stamp: str) -> None:
-        """Copy a pom's runtime dependencies into ``target`` (via a staging directory)."""
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise StackError(self.name, "maven (mvn) is not installed", self.log)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        staging = target.with_name(target.name + ".new")
-        shutil.rmtree(staging, ignore_errors=True)
-        run(
-            self.name,
-            [
-                mvn,
-                "-q",
-                "-B",
-                "-Dstyle.color=never",
-                "-f",
-                str(pom),
-                "dependency:copy-dependencies",
-                *props,
-                f"-DoutputDirectory={staging}",
-            ],
-            cwd=self.dir,
-            log=self.dir / "install.log",
-            timeout=900,
-        )
-        if not (staging / expect).exists():
-            raise StackError(self.name, f"maven did not fetch {expect}", self.dir / "install.log")
-        (staging / ".stamp").write_text(stamp + "\n")
-        shutil.rmtree(target, ignore_errors=True)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging.rename(target)
 
     def pid(self) -> int | None:
         pid = read_pid(self.pidfile)
@@ -186,9 +152,7 @@ class Connect(Service):
     def launch(self) -> None:
         if not self.jars_present():
             self.install_extra()
-        java = shutil.which("java")
-        if java is None:
-            raise StackError(self.name, "java is not installed", self.log)
+        java_path = java(self.name, self.log)
         # The worker exits at once when no broker answers; `up` starts services in parallel.
         kafka = Kafka(self.settings)
         if not wait_until(kafka.probe, KAFKA_WAIT_S, interval=0.5):
@@ -199,7 +163,7 @@ class Connect(Service):
         spawn_detached(
             self.name,
             [
-                java,
+                java_path,
                 "-Xms128m",
                 f"-Xmx{heap}",
                 "-XX:+UseG1GC",
@@ -266,8 +230,3 @@ log4j.logger.org.eclipse.jetty=WARN
         # SIGTERM stops the connectors' tasks and flushes their offsets.
         terminate(pid, MAIN_CLASS, self.stop_timeout_s)
         self.pidfile.unlink(missing_ok=True)
-
-
-def _stamp_matches(directory: Path, stamp: str) -> bool:
-    path = directory / ".stamp"
-    return path.exists() and path.read_text().strip() == stamp

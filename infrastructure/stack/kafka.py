@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import shutil
 import socket
 import struct
 import uuid
 from pathlib import Path
 
+from infrastructure.stack._maven import java, java_maven_requirements, resolve_jars, stamp_matches
 from infrastructure.stack._proc import (
-    StackError,
     process_alive,
     read_pid,
     run,
@@ -123,12 +122,7 @@ class Kafka(Service):
         return self.dir / "log4j.properties"
 
     def apt_requirements(self, *, for_install: bool = False) -> list[AptRequirement]:
-        needs = []
-        if shutil.which("java") is None:
-            needs.append(AptRequirement(("openjdk-17-jre-headless", "default-jre-headless")))
-        if shutil.which("mvn") is None:
-            needs.append(AptRequirement(("maven",)))
-        return needs
+        return java_maven_requirements()
 
     def _libs_stamp(self) -> str:
         version = self.settings.stack.kafka_version
@@ -136,46 +130,25 @@ class Kafka(Service):
 
     def jars_present(self) -> bool:
         """Return whether libs/ holds the jars of the configured version and of this pom."""
-        stamp = self.libs / ".stamp"
         version = self.settings.stack.kafka_version
         return (
-            stamp.exists()
-            and stamp.read_text().strip() == self._libs_stamp()
+            stamp_matches(self.libs, self._libs_stamp())
             and (self.libs / f"kafka_2.13-{version}.jar").exists()
         )
 
     def install_extra(self) -> None:
         if self.jars_present():
             return
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise StackError(self.name, "maven (mvn) is not installed", self.log)
         version = self.settings.stack.kafka_version
-        self.dir.mkdir(parents=True, exist_ok=True)
-        staging = self.dir / "libs.new"
-        shutil.rmtree(staging, ignore_errors=True)
-        run(
+        resolve_jars(
             self.name,
-            [
-                mvn,
-                "-q",
-                "-B",
-                "-Dstyle.color=never",
-                "-f",
-                str(POM),
-                "dependency:copy-dependencies",
-                f"-Dkafka.version={version}",
-                f"-DoutputDirectory={staging}",
-            ],
-            cwd=self.dir,
-            log=self.dir / "install.log",
-            timeout=900,
+            pom=POM,
+            target=self.libs,
+            properties=[f"-Dkafka.version={version}"],
+            expect=f"kafka_2.13-{version}.jar",
+            stamp=self._libs_stamp(),
+            workdir=self.dir,
         )
-        if not (staging / f"kafka_2.13-{version}.jar").exists():
-            raise StackError(self.name, f"maven did not fetch kafka_2.13-{version}.jar", self.log)
-        (staging / ".stamp").write_text(self._libs_stamp() + "\n")
-        shutil.rmtree(self.libs, ignore_errors=True)
-        staging.rename(self.libs)
 
     def pid(self) -> int | None:
         pid = read_pid(self.pidfile)
@@ -189,16 +162,10 @@ class Kafka(Service):
         except (OSError, OverflowError, struct.error):
             return False
 
-    def _java(self) -> str:
-        java = shutil.which("java")
-        if java is None:
-            raise StackError(self.name, "java is not installed", self.log)
-        return java
-
     def launch(self) -> None:
         if not self.jars_present():
             self.install_extra()
-        java = self._java()
+        java_path = java(self.name, self.log)
         self.data.mkdir(parents=True, exist_ok=True)
         write_if_changed(self.server_properties, self._server_properties())
         write_if_changed(self.log4j_properties, self._log4j_properties())
@@ -212,7 +179,7 @@ class Kafka(Service):
             run(
                 self.name,
                 [
-                    java,
+                    java_path,
                     "-Xmx256m",
                     logging_opt,
                     "-cp",
@@ -233,7 +200,7 @@ class Kafka(Service):
         spawn_detached(
             self.name,
             [
-                java,
+                java_path,
                 "-Xms256m",
                 f"-Xmx{heap}",
                 "-XX:+UseG1GC",
