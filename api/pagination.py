@@ -42,6 +42,14 @@ PAGINATION_HEADERS: dict[str, Any] = {
 }
 
 
+def paginated_responses(
+    example: Any, media_type: str = "application/json"
+) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of a paginated list route: its 200 example and the
+    pagination headers."""
+    return {200: {"headers": PAGINATION_HEADERS, "content": {media_type: {"example": example}}}}
+
+
 def encode_cursor(values: Sequence[Key]) -> str:
     """Return the opaque cursor for a sort key."""
     plain = [v.isoformat() if isinstance(v, datetime | date) else v for v in values]

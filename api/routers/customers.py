@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from api.dependencies import ConnDep, StaffDep
 from api.errors import NotFound
-from api.pagination import PAGINATION_HEADERS, CursorQuery, LimitQuery, decode_cursor, paginate
+from api.pagination import CursorQuery, LimitQuery, decode_cursor, paginate, paginated_responses
 
 router = APIRouter(prefix="/api/customers", tags=["customers"])
 
@@ -55,12 +55,7 @@ def customer_json(r: asyncpg.Record) -> dict[str, Any]:
 @router.get(
     "",
     summary="List the tenant's customers (cursor-paginated by id)",
-    responses={
-        200: {
-            "headers": PAGINATION_HEADERS,
-            "content": {"application/json": {"example": [CUSTOMER_EXAMPLE]}},
-        }
-    },
+    responses=paginated_responses([CUSTOMER_EXAMPLE]),
 )
 async def list_customers(
     user: StaffDep,

@@ -28,13 +28,7 @@ from api.dependencies import (
     parse_uuid,
 )
 from api.errors import BadRequest, Conflict, InvalidInput, NotFound
-from api.pagination import (
-    PAGINATION_HEADERS,
-    CursorQuery,
-    LimitQuery,
-    decode_cursor,
-    paginate,
-)
+from api.pagination import CursorQuery, LimitQuery, decode_cursor, paginate, paginated_responses
 from api.state import AppState
 from geo.areas import (
     InvalidArea,
@@ -193,12 +187,7 @@ async def fetch_driver(conn: Conn, tenant: str, driver_id: uuid.UUID) -> asyncpg
 @router.get(
     "",
     summary="List the tenant's drivers (cursor-paginated by id)",
-    responses={
-        200: {
-            "headers": PAGINATION_HEADERS,
-            "content": {"application/json": {"example": [DRIVER_EXAMPLE]}},
-        }
-    },
+    responses=paginated_responses([DRIVER_EXAMPLE]),
 )
 async def list_drivers(
     user: StaffDep,
@@ -450,31 +439,24 @@ ToQuery = Annotated[
 @router.get(
     "/history",
     summary="Stored positions of all drivers inside a bbox and a time window (paginated)",
-    responses={
-        200: {
-            "headers": PAGINATION_HEADERS,
-            "content": {
-                "application/json": {
-                    "example": [
-                        {
-                            "driverId": "a1b2c3d4-0001-4000-8000-000000000001",
-                            "deviceId": "DEV001",
-                            "routeId": None,
-                            "time": "2026-02-07T09:15:02.000Z",
-                            "lat": 40.713,
-                            "lon": -74.0055,
-                            "speed": 18.5,
-                            "course": 90.0,
-                            "altitude": 12.0,
-                            "accuracy": 8.0,
-                            "valid": True,
-                            "h3Cell": "8a2a1072b59ffff",
-                        }
-                    ]
-                }
-            },
-        }
-    },
+    responses=paginated_responses(
+        [
+            {
+                "driverId": "a1b2c3d4-0001-4000-8000-000000000001",
+                "deviceId": "DEV001",
+                "routeId": None,
+                "time": "2026-02-07T09:15:02.000Z",
+                "lat": 40.713,
+                "lon": -74.0055,
+                "speed": 18.5,
+                "course": 90.0,
+                "altitude": 12.0,
+                "accuracy": 8.0,
+                "valid": True,
+                "h3Cell": "8a2a1072b59ffff",
+            }
+        ]
+    ),
 )
 async def positions_within_bbox(
     user: StaffDep,

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.dependencies import ConnDep, StaffDep
 from api.errors import Conflict, InvalidInput, NotFound
-from api.pagination import PAGINATION_HEADERS, CursorQuery, LimitQuery, decode_cursor, paginate
+from api.pagination import CursorQuery, LimitQuery, decode_cursor, paginate, paginated_responses
 from api.responses import GeoJSONResponse
 from geo.areas import (
     Circle,
@@ -239,14 +239,9 @@ async def _write(
     "",
     response_class=GeoJSONResponse,
     summary="The tenant's geofences as a GeoJSON FeatureCollection (cursor-paginated by id)",
-    responses={
-        200: {
-            "headers": PAGINATION_HEADERS,
-            "content": {
-                GEOJSON: {"example": {"type": "FeatureCollection", "features": [FEATURE_EXAMPLE]}}
-            },
-        }
-    },
+    responses=paginated_responses(
+        {"type": "FeatureCollection", "features": [FEATURE_EXAMPLE]}, media_type=GEOJSON
+    ),
 )
 async def list_geofences(
     user: StaffDep,

@@ -24,7 +24,7 @@ from api.dependencies import (
     parse_uuid,
 )
 from api.errors import Conflict, InvalidInput, NotFound
-from api.pagination import PAGINATION_HEADERS, CursorQuery, LimitQuery, decode_cursor, paginate
+from api.pagination import CursorQuery, LimitQuery, decode_cursor, paginate, paginated_responses
 from api.routers.drivers import FromQuery, ToQuery, parse_window, position_json
 from geo.areas import InvalidArea, linestring_to_wkt, validate_geojson_linestring
 from infrastructure.postgres import Conn
@@ -207,12 +207,7 @@ async def create_route(body: RouteCreate, user: StaffDep, conn: ConnDep) -> dict
 @router.get(
     "",
     summary="List the tenant's routes (a driver: their own), by scheduled date",
-    responses={
-        200: {
-            "headers": PAGINATION_HEADERS,
-            "content": {"application/json": {"example": [ROUTE_EXAMPLE]}},
-        }
-    },
+    responses=paginated_responses([ROUTE_EXAMPLE]),
 )
 async def list_routes(
     user: MemberDep,

@@ -31,7 +31,7 @@ from api.dependencies import (
     parse_uuid,
 )
 from api.errors import Conflict, InvalidInput, NotFound
-from api.pagination import PAGINATION_HEADERS, CursorQuery, LimitQuery, decode_cursor, paginate
+from api.pagination import CursorQuery, LimitQuery, decode_cursor, paginate, paginated_responses
 from api.routers.routes import JOHN, derive_route_path, fetch_route
 from infrastructure.kafka import VISITS_EVENTS
 from infrastructure.postgres import Conn
@@ -228,12 +228,7 @@ async def create_visit(body: VisitCreate, user: StaffDep, conn: ConnDep) -> dict
 @router.get(
     "/route/{route_id}",
     summary="A route's visits in sequence order (paginated)",
-    responses={
-        200: {
-            "headers": PAGINATION_HEADERS,
-            "content": {"application/json": {"example": [VISIT_EXAMPLE]}},
-        }
-    },
+    responses=paginated_responses([VISIT_EXAMPLE]),
 )
 async def visits_by_route(
     route_id: str,
@@ -264,12 +259,7 @@ async def visits_by_route(
 @router.get(
     "/driver/{driver_id}",
     summary="A driver's visits by scheduled date and sequence (paginated)",
-    responses={
-        200: {
-            "headers": PAGINATION_HEADERS,
-            "content": {"application/json": {"example": [VISIT_EXAMPLE]}},
-        }
-    },
+    responses=paginated_responses([VISIT_EXAMPLE]),
 )
 async def visits_by_driver(
     driver_id: str,
