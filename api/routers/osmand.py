@@ -58,7 +58,9 @@ async def receive_osmand(request: Request, state: AppState) -> Response:
     return Response(status_code=200)
 
 
-@router.api_route("", methods=["GET", "POST"], response_class=Response)
+# One route per method: a route with both gets the same operation id twice in the OpenAPI.
+@router.api_route("", methods=["GET"], response_class=Response, operation_id="osmand_get")
+@router.api_route("", methods=["POST"], response_class=Response, operation_id="osmand_post")
 @router.api_route("/", methods=["GET", "POST"], response_class=Response, include_in_schema=False)
 async def osmand(request: Request, state: StateDep) -> Response:
     """OsmAnd protocol: query string, form body, or Traccar Client's JSON body."""

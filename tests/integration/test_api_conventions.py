@@ -72,6 +72,8 @@ def test_openapi_documents_every_route_with_examples(settings: Settings) -> None
                 problems.append(f"{where}: bearer security not declared")
     assert count >= 30
     assert not problems, "\n".join(problems)
+    ids = [op["operationId"] for ops in spec["paths"].values() for op in ops.values()]
+    assert sorted({i for i in ids if ids.count(i) > 1}) == []  # clients generate from these
 
 
 async def test_cors_follows_settings(settings: Settings, client: httpx.AsyncClient) -> None:
