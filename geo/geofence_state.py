@@ -73,12 +73,18 @@ class Transition:
     passed: bool = False  # a pass between two fixes, not a stay
 
 
+def far_distance_m(accuracy_m: float | None, rules: GeofenceRules) -> float:
+    """Beyond this distance from the polygon a fix with this accuracy is FAR."""
+    acc = min(accuracy_m or 0.0, rules.max_accuracy_m)
+    return rules.exit_margin_m + rules.far_accuracy_factor * acc
+
+
 def classify(distance_m: float, accuracy_m: float | None, rules: GeofenceRules) -> Zone:
     """Classify a fix by its distance to the polygon (0 inside) and its accuracy."""
     acc = min(accuracy_m or 0.0, rules.max_accuracy_m)
     if distance_m <= min(acc, rules.enter_tolerance_m) or distance_m == 0.0:
         return Zone.INSIDE
-    if distance_m > rules.exit_margin_m + rules.far_accuracy_factor * acc:
+    if distance_m > far_distance_m(accuracy_m, rules):
         return Zone.FAR
     return Zone.EDGE
 

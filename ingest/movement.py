@@ -19,7 +19,15 @@ from typing import Any
 import orjson
 
 from geo.distance import haversine_m
-from geo.geofence_state import GeofenceRules, Track, Transition, classify, is_inside, step
+from geo.geofence_state import (
+    GeofenceRules,
+    Track,
+    Transition,
+    classify,
+    far_distance_m,
+    is_inside,
+    step,
+)
 from geo.geofence_state import State as TrackState
 from geo.route_progress import (
     SpeedEstimate,
@@ -201,12 +209,6 @@ class MovementTracker:
         self.plans = plans
         self.tracks = TrackStore()
         self.runtime: dict[str, Runtime] = {}
-        self._exit_margin_m = g.exit_margin_m
-
-    def _far_m(self, accuracy: float | None) -> float:
-        """Beyond this distance from a geofence a fix is "far" from it (see ``classify``)."""
-        acc = min(accuracy or 0.0, self.rules.max_accuracy_m)
-        return self._exit_margin_m + self.rules.far_accuracy_factor * acc
 
     def forget(self, driver_ids: set[str]) -> None:
         """After a failed transaction: reload these drivers' states from the database."""
@@ -242,7 +244,7 @@ class MovementTracker:
                         f.lon,
                         f.lat,
                         prev if newer else None,
-                        self._far_m(f.accuracy),
+                        far_distance_m(f.accuracy, self.rules),
                     )
                 )
                 if newer:

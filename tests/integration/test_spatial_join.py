@@ -15,12 +15,13 @@ import asyncpg
 import pytest
 
 from geo.distance import metres_per_degree
+from geo.geofence_state import DEFAULT_RULES, far_distance_m
 from ingest.geofencing import Probe, spatial_join
 
 pytestmark = pytest.mark.integration
 
 TENANT = "tenant-join"
-FAR_M = 40.0  # what a fix with 5 m accuracy gets with the default rules (30 + 2 * 5)
+FAR_M = far_distance_m(5.0, DEFAULT_RULES)  # a fix with 5 m accuracy: 30 + 2 * 5 m
 # The local plane's error grows with the square of the distance (r² tan φ / 2R, about a
 # centimetre at 300 m and 60°); the fixes are within 300 m of the shapes.
 TOLERANCE_M = 0.05
