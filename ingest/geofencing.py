@@ -46,16 +46,20 @@ WITH q AS MATERIALIZED (
                 ELSE ST_Distance(ST_Scale(g.geom, q.kx, q.ky), ST_Scale(q.pt, q.kx, q.ky))
            END AS distance_m
     FROM q JOIN geofences g ON g.geom && q.box AND g.tenant_id = q.tenant_id
+-- a crossing only matters (a pass) when the fix itself is far from the polygon; CASE keeps
+-- the intersection from being computed for the other hits (a LATERAL join computed it for all)
+), crossed AS MATERIALIZED (
+    SELECT idx, geofence_id, distance_m, seg,
+           CASE WHEN seg IS NOT NULL AND distance_m > far_m AND ST_Intersects(geom, seg)
+                THEN ST_Intersection(geom, seg) END AS x
+    FROM hits
 )
-SELECT idx, geofence_id, distance_m, crossing.f_in, crossing.f_out
-FROM hits
-LEFT JOIN LATERAL (
-    SELECT ST_LineLocatePoint(seg, ST_ClosestPoint(x, ST_StartPoint(seg))) AS f_in,
-           ST_LineLocatePoint(seg, ST_ClosestPoint(x, ST_EndPoint(seg))) AS f_out
-    FROM (SELECT ST_Intersection(geom, seg) AS x) i
-    WHERE NOT ST_IsEmpty(x)
--- a crossing only matters (a pass) when the fix itself is far from the polygon
-) crossing ON seg IS NOT NULL AND distance_m > far_m AND ST_Intersects(geom, seg)
+SELECT idx, geofence_id, distance_m,
+       CASE WHEN NOT ST_IsEmpty(x)
+            THEN ST_LineLocatePoint(seg, ST_ClosestPoint(x, ST_StartPoint(seg))) END AS f_in,
+       CASE WHEN NOT ST_IsEmpty(x)
+            THEN ST_LineLocatePoint(seg, ST_ClosestPoint(x, ST_EndPoint(seg))) END AS f_out
+FROM crossed
 """
 
 
