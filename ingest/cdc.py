@@ -110,7 +110,10 @@ async def record_sync_state(conn: Conn, tables: dict[str, TableCounters]) -> Non
     now = datetime.now(UTC)
     for table, c in tables.items():
         last = c.last
-        lag_ms = (now - last.source_ts).total_seconds() * 1000 if last is not None else None
+        # Snapshot reads carry the snapshot's start as their source time: not replication lag.
+        lag_ms = None
+        if last is not None and not last.snapshot:
+            lag_ms = (now - last.source_ts).total_seconds() * 1000
         await conn.execute(
             """INSERT INTO sync_state (table_name, last_event_at, last_source_ts,
                                        last_source_pos, events_processed, events_skipped,
