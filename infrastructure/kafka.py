@@ -104,7 +104,13 @@ def create_producer(settings: KafkaSettings) -> AIOKafkaProducer:
     )
 
 
-def create_consumer(settings: KafkaSettings, *topics: str, group_id: str) -> AIOKafkaConsumer:
+def create_consumer(
+    settings: KafkaSettings,
+    *topics: str,
+    group_id: str,
+    fetch_min_bytes: int = 1,
+    fetch_max_wait_ms: int = 500,
+) -> AIOKafkaConsumer:
     """A consumer-group member that commits only what the caller says was written."""
     return AIOKafkaConsumer(
         *(settings.topic(t) for t in topics),
@@ -114,6 +120,8 @@ def create_consumer(settings: KafkaSettings, *topics: str, group_id: str) -> AIO
         auto_offset_reset="earliest",
         max_poll_records=2000,
         fetch_max_bytes=16 * 1024 * 1024,
+        fetch_min_bytes=fetch_min_bytes,
+        fetch_max_wait_ms=fetch_max_wait_ms,
         session_timeout_ms=10_000,
         heartbeat_interval_ms=3_000,
     )

@@ -336,7 +336,11 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> WorkerStats:
     redis: Redis = create_redis(settings.redis)
     producer = create_producer(settings.kafka)
     consumer = create_consumer(
-        settings.kafka, GPS_POSITIONS, group_id=settings.kafka.enrichment_group
+        settings.kafka,
+        GPS_POSITIONS,
+        group_id=settings.kafka.enrichment_group,
+        fetch_min_bytes=settings.enrichment.fetch_min_bytes,
+        fetch_max_wait_ms=settings.enrichment.fetch_max_wait_ms,
     )
     plans = PlanCache(pool, ttl_s=settings.enrichment.plan_cache_ttl_s)
     enricher = Enricher(
