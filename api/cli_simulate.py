@@ -188,6 +188,7 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
                     "accepted": s.accepted,
                     "rejected": s.rejected,
                     "retries": s.retries,
+                    "unsent": s.unsent,
                     "dropped_by_gps": result.stats.dropped,
                     "sender_lag_s": result.stats.lag_summary(),
                     "truth": args.truth,

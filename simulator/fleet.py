@@ -12,7 +12,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -53,6 +53,9 @@ class FleetConfig:
         return f"{self.device_prefix}{i + 1:05d}"
 
 
+STOP_RETRY_S = 10.0  # after a stop, how long a failing post is still retried
+
+
 class SimClock:
     """Simulated epoch milliseconds as a function of the monotonic wall clock."""
 
@@ -89,10 +92,27 @@ class Fleet:
     plans: list[RoutePlan]
     drivers: list[Driver]
     start_ms: int
+    driver_seeds: list[int]
 
     @property
     def day(self) -> date:
         return datetime.fromtimestamp(self.start_ms / 1000, tz=UTC).date()
+
+    def starting_at(self, start_ms: int) -> Fleet:
+        """The same plans and drivers (same seeds), with the day starting at ``start_ms``."""
+        drivers = [
+            _driver(self.cfg, i, plan, self.net, seed, start_ms)
+            for i, (plan, seed) in enumerate(zip(self.plans, self.driver_seeds, strict=True))
+        ]
+        return replace(self, drivers=drivers, start_ms=start_ms)
+
+
+def _driver(
+    cfg: FleetConfig, i: int, plan: RoutePlan, net: RoadNetwork, seed: int, start_ms: int
+) -> Driver:
+    # drivers leave the depot spread over start_spread_s, so the load is not one wave
+    offset = int(random.Random(seed + 1).uniform(0, cfg.start_spread_s) * 1000)
+    return Driver(cfg.device_id(i), plan, net, cfg.driving, seed, start_ms + offset)
 
 
 def build_fleet(cfg: FleetConfig, start_ms: int, net: RoadNetwork | None = None) -> Fleet:
@@ -104,7 +124,7 @@ def build_fleet(cfg: FleetConfig, start_ms: int, net: RoadNetwork | None = None)
     )
     depots = pick_depots(net, cfg.depots, random.Random(rng.random()))
     times = TravelTimes(net)
-    plans, drivers = [], []
+    plans, drivers, seeds = [], [], []
     for i in range(cfg.drivers):
         seed = rng.randrange(2**31)
         plan = plan_route(
@@ -116,10 +136,10 @@ def build_fleet(cfg: FleetConfig, start_ms: int, net: RoadNetwork | None = None)
             min_stops=cfg.min_stops,
             max_stops=cfg.max_stops,
         )
-        offset = int(random.Random(seed + 1).uniform(0, cfg.start_spread_s) * 1000)
         plans.append(plan)
-        drivers.append(Driver(cfg.device_id(i), plan, net, cfg.driving, seed, start_ms + offset))
-    return Fleet(cfg, net, customers, plans, drivers, start_ms)
+        seeds.append(seed)
+        drivers.append(_driver(cfg, i, plan, net, seed, start_ms))
+    return Fleet(cfg, net, customers, plans, drivers, start_ms, seeds)
 
 
 @dataclass
@@ -184,8 +204,17 @@ async def drive_fleet(
             await sender.send(rest)
         stats.dropped += d.dropped
 
-    await asyncio.gather(*(run_one(d) for d in fleet.drivers))
-    await sender.close()
+    def give_up_soon(task: asyncio.Task[bool]) -> None:
+        if not task.cancelled():
+            sender.retry_until = time.monotonic() + STOP_RETRY_S
+
+    stopping = asyncio.create_task(stop.wait())
+    stopping.add_done_callback(give_up_soon)
+    try:
+        await asyncio.gather(*(run_one(d) for d in fleet.drivers))
+        await sender.close()
+    finally:
+        stopping.cancel()
     stats.end_ms = min(end_ms, clock.now_ms())
     return stats
 

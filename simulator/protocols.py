@@ -139,6 +139,7 @@ class SendStats:
     accepted: int = 0
     rejected: int = 0
     retries: int = 0
+    unsent: int = 0  # given up on after the run was stopped (the api was gone)
     requests: int = 0
     ack_ms: list[float] = field(default_factory=list)
     accepted_at: dict[tuple[str, int], float] = field(default_factory=dict)
@@ -171,6 +172,9 @@ class Sender:
         self._pending: list[tuple[Fix, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._flushes: set[asyncio.Task[None]] = set()
+        # After a stop, a failing post is retried only until then: the demo's Ctrl-C stops
+        # the api too, and a phone retrying for ever kept the simulator from exiting.
+        self.retry_until: float | None = None
 
     async def send(self, fixes: list[Fix]) -> None:
         """Deliver the fixes in order; return once every one was acknowledged."""
@@ -261,6 +265,9 @@ class Sender:
                 return
             if status and status not in RETRY_STATUSES:
                 self.stats.rejected += len(fixes)
+                return
+            if self.retry_until is not None and time.monotonic() >= self.retry_until:
+                self.stats.unsent += len(fixes)
                 return
             self.stats.retries += 1
             await asyncio.sleep(delay)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,6 +110,11 @@ async def simulate(
     start_ms = start_of_run_ms(opts.fleet)
     fleet = await asyncio.to_thread(build_fleet, opts.fleet, start_ms)
     driver_ids, routes = await prepare(api, conn, opts, fleet)
+    if opts.fleet.speedup <= 1.0:
+        # Real time: setting up 1,000 drivers through the API takes about a minute; without
+        # this every fix of the demo was stamped that much in the past.
+        fleet = fleet.starting_at(int(time.time() * 1000))
+        start_ms = fleet.start_ms
     if ready is not None:
         ready.set()
     sender = Sender(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
+import socket
 from dataclasses import replace
 
 import orjson
@@ -13,10 +15,11 @@ from ingest.batch import split_ndjson
 from ingest.osmand import parse_request
 from ingest.traccar import parse_positions_body
 from simulator.driving import Driver, DrivingConfig, Fix
-from simulator.fleet import FleetConfig, build_fleet, start_of_run_ms
+from simulator import fleet as fleet_module
+from simulator.fleet import FleetConfig, SimClock, build_fleet, drive_fleet, start_of_run_ms
 from simulator.network import CLASS_SPEED_KMH, RoadNetwork, load_network, speed_for
 from simulator.planning import TravelTimes, order_stops, place_customers
-from simulator.protocols import batch_line, osmand_form, traccar_forward
+from simulator.protocols import AiohttpPoster, Sender, batch_line, osmand_form, traccar_forward
 from simulator.scoring import Detected, EtaSample, score
 
 T0 = 1_780_000_000_000
@@ -171,6 +174,47 @@ def test_time_compression_starts_in_the_past() -> None:
     assert start + 1_800_000 <= T0 + 30_000
     assert start + 1_800_000 >= T0 + 30_000 - 10_000
     assert start_of_run_ms(replace(cfg, speedup=1.0), now_ms=T0) == T0
+
+
+def test_a_fleet_restarted_later_drives_the_same_day_shifted(net: RoadNetwork) -> None:
+    # what a real-time run does after its (long) set-up through the API
+    fleet = build_fleet(FleetConfig(drivers=3, seed=5), T0, net)
+    shift = 73_000
+    later = fleet.starting_at(T0 + shift)
+    assert later.plans == fleet.plans and later.start_ms == T0 + shift
+    for a, b in zip(fleet.drivers, later.drivers, strict=True):
+        assert b.start_ms == a.start_ms + shift
+        for t in range(a.start_ms, a.start_ms + 1_200_000, 5_000):
+            fa, fb = a.report(t), b.report(t + shift)
+            assert [(f.fix_ms + shift, f.lon, f.lat, f.speed_kmh) for f in fa] == [
+                (f.fix_ms, f.lon, f.lat, f.speed_kmh) for f in fb
+            ]
+        assert [(v.arrive_ms, v.leave_ms) for v in a.visits if v.arrive_ms] == [
+            (v.arrive_ms - shift, v.leave_ms - shift) for v in b.visits if v.arrive_ms
+        ]
+
+
+@pytest.mark.timeout(60)
+async def test_a_stopped_fleet_gives_up_on_an_api_that_is_gone(
+    net: RoadNetwork, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The demo's Ctrl-C stops the api and the simulator together: the phones' retries
+    # against the dead api must end, or the simulator never exits nor writes its truth.
+    monkeypatch.setattr(fleet_module, "STOP_RETRY_S", 0.5)
+    with socket.socket() as s:  # a port nobody listens on: every post is refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    fleet = build_fleet(FleetConfig(drivers=2, seed=1, interval_s=1.0), T0, net)
+    poster = AiohttpPoster(f"http://127.0.0.1:{port}")
+    sender = Sender(poster, "osmand", osmand_url="/")
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(1.0, stop.set)
+    try:
+        stats = await drive_fleet(fleet, sender, SimClock(T0, 60.0), stop=stop)
+    finally:
+        await poster.close()
+    assert sender.stats.accepted == 0 and sender.stats.retries > 0
+    assert sender.stats.unsent >= 1 and stats.ticks >= 1
 
 
 FIX = Fix("SIM00001", T0 + 123, 24.9412345, 60.1701234, 36.0, 90.0, 8.0, 24.94, 60.17)
