@@ -44,15 +44,15 @@ async def _migrate(settings: Settings, *, seed: bool) -> None:
 async def _serve_api(settings: Settings, host: str, port: int | None) -> None:
     """Serve the main app and, on its own port, the OsmAnd receiver, in one event loop.
 
-    The OsmAnd app borrows the main app's state (see api/routers/osmand.py), so it starts
-    once the main server (and its lifespan) has started, and stops first on SIGINT/SIGTERM.
+    The OsmAnd server (api/osmand_server.py) uses the main app's state, so it starts once
+    the main server (and its lifespan) has started, and stops first on SIGINT/SIGTERM.
     ``FLEETPULSE_INGEST__OSMAND_PORT=0`` serves the main app only.
     """
     import uvicorn
 
     from api.http_limits import BoundedHttpToolsProtocol
     from api.main import create_app, with_live_feed
-    from api.routers.osmand import create_osmand_app
+    from api.osmand_server import OsmAndServer
 
     class _Server(uvicorn.Server):
         @contextlib.contextmanager
@@ -74,7 +74,9 @@ async def _serve_api(settings: Settings, host: str, port: int | None) -> None:
     app = create_app(settings)
     main = _Server(config(with_live_feed(app), port or settings.http_port, "on"))
     osmand_port = settings.ingest.osmand_port
-    side = _Server(config(create_osmand_app(settings, app), osmand_port, "off"))
+    side = OsmAndServer(
+        lambda: getattr(app.state, "fleetpulse", None), settings.ingest.max_body_bytes
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -84,14 +86,13 @@ async def _serve_api(settings: Settings, host: str, port: int | None) -> None:
     while not (main.started or main_task.done() or stop.is_set()):  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     tasks: set[asyncio.Task[None]] = {main_task, asyncio.create_task(stop.wait())}  # type: ignore[arg-type]
-    side_task: asyncio.Task[None] | None = None
+    side_started = False
     if main.started and osmand_port > 0:
-        side_task = asyncio.create_task(side.serve())
-        tasks.add(side_task)
+        await side.start(host, osmand_port)
+        side_started = True
     await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    if side_task is not None:
-        side.should_exit = True
-        await side_task
+    if side_started:
+        await side.close()  # before the main app's lifespan closes the producer it uses
     main.should_exit = True
     await main_task
     for task in tasks:

@@ -93,20 +93,18 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return body
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Register the handlers that turn every failure into the JSON error shape."""
+def error_response(exc: BaseException, what: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Status, JSON body and headers for an error raised while serving ``what`` (for logs).
 
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> OrjsonResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    The one map from exception to answer: FastAPI's handlers below and the OsmAnd port's own
+    HTTP server (api/osmand_server.py) both use it.
+    """
+    if isinstance(exc, ApiError):
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
         if isinstance(exc, TooManyRequests):
             headers = {"Retry-After": str(exc.retry_after_s)}
-        return OrjsonResponse(
-            error_body(exc.code, exc.message, exc.details), exc.status, headers=headers
-        )
-
-    @app.exception_handler(IngestError)
-    async def _ingest_error(request: Request, exc: IngestError) -> OrjsonResponse:
+        return exc.status, error_body(exc.code, exc.message, exc.details), headers
+    if isinstance(exc, IngestError):
         status = next((s for t, s in INGEST_STATUS.items() if isinstance(exc, t)), 400)
         details: Any = None
         if isinstance(exc, InvalidPosition):
@@ -114,13 +112,33 @@ def install_error_handlers(app: FastAPI) -> None:
         elif isinstance(exc, UnknownDevice):
             details = {"deviceIds": exc.device_ids}
         if status >= 500:
-            log.warning("%s %s answered %s: %s", request.method, request.url.path, status, exc)
-            return OrjsonResponse(
-                error_body(exc.code, "the position store is unavailable, retry later"),
-                status,
-                headers={"Retry-After": "5"},
-            )
-        return OrjsonResponse(error_body(exc.code, str(exc), details), status)
+            log.warning("%s answered %s: %s", what, status, exc)
+            body = error_body(exc.code, "the position store is unavailable, retry later")
+            return status, body, {"Retry-After": "5"}
+        return status, error_body(exc.code, str(exc), details), {}
+    if isinstance(exc, OUTAGE_ERRORS):
+        log.warning("%s: dependency unavailable: %r", what, exc)
+        body = error_body("service_unavailable", "a dependency is unavailable, retry later")
+        return 503, body, {"Retry-After": "5"}
+    log.error("unhandled error on %s", what, exc_info=exc)
+    return 500, error_body("internal_error", "internal server error"), {}
+
+
+def _answer(request: Request, exc: Exception) -> OrjsonResponse:
+    status, body, headers = error_response(exc, f"{request.method} {request.url.path}")
+    return OrjsonResponse(body, status, headers=headers or None)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that turn every failure into the JSON error shape."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> OrjsonResponse:
+        return _answer(request, exc)
+
+    @app.exception_handler(IngestError)
+    async def _ingest_error(request: Request, exc: IngestError) -> OrjsonResponse:
+        return _answer(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> OrjsonResponse:
@@ -141,12 +159,4 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> OrjsonResponse:
-        if isinstance(exc, OUTAGE_ERRORS):
-            log.warning("%s %s: dependency unavailable: %r", request.method, request.url.path, exc)
-            return OrjsonResponse(
-                error_body("service_unavailable", "a dependency is unavailable, retry later"),
-                503,
-                headers={"Retry-After": "5"},
-            )
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return OrjsonResponse(error_body("internal_error", "internal server error"), 500)
+        return _answer(request, exc)

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
 
 from infrastructure.settings import Settings
 
@@ -127,17 +128,22 @@ async def worker(
 
 
 @pytest.fixture(scope="session")
-async def client(
+async def app(
     settings: Settings, database: str, topics: None, redis_clean: None
-) -> AsyncIterator[httpx.AsyncClient]:
+) -> AsyncIterator[FastAPI]:
     """The app through its lifespan, talking to the real services."""
     from api.main import create_app
 
     app = create_app(settings)
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            yield c
+    async with LifespanManager(app):
+        yield app
+
+
+@pytest.fixture(scope="session")
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c
 
 
 async def login(client: httpx.AsyncClient, email: str, tenant: str) -> str:

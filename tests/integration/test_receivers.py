@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -23,8 +24,10 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
 from redis.asyncio import Redis
 
+from api.osmand_server import OsmAndServer
 from infrastructure.kafka import GPS_POSITIONS, end_offsets
 from infrastructure.redis import RedisKeys, create_redis
 from infrastructure.settings import Settings
@@ -36,7 +39,18 @@ pytestmark = pytest.mark.usefixtures("worker")
 
 LAT, LON = 40.7130, -74.0055
 SPEED_KN = 10.0
-RECEIVERS = ("traccar-json", "traccar-url", "osmand-get", "osmand-form", "osmand-json", "batch")
+# "@port": the same OsmAnd request to the protocol's own port (api/osmand_server.py, "/")
+# instead of /api/osmand on the main app.
+ON_PORT = ("osmand-get@port", "osmand-form@port", "osmand-json@port")
+RECEIVERS = (
+    "traccar-json",
+    "traccar-url",
+    "osmand-get",
+    "osmand-form",
+    "osmand-json",
+    *ON_PORT,
+    "batch",
+)
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -60,6 +74,7 @@ def build(
     ``stamp`` replaces the format's time field with raw text; ``big`` adds a huge attribute.
     The attributes are the same in every format: batteryLevel 87, motion true.
     """
+    receiver = receiver.split("@")[0]
     attrs: dict[str, Any] = {"batteryLevel": 87, "motion": True}
     if big is not None:
         attrs["note"] = big
@@ -162,10 +177,32 @@ def build(
     )
 
 
+@pytest.fixture(scope="module")
+async def port_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """The OsmAnd port's own server on a free port, with the session app's state."""
+    server = OsmAndServer(
+        lambda: app.state.fleetpulse, app.state.fleetpulse.settings.ingest.max_body_bytes
+    )
+    port = await server.start("127.0.0.1", 0)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
+            yield c
+    finally:
+        await server.close()
+
+
+def client_for(
+    receiver: str, client: httpx.AsyncClient, port_client: httpx.AsyncClient
+) -> httpx.AsyncClient:
+    return port_client if receiver.endswith("@port") else client
+
+
 async def send(
     client: httpx.AsyncClient, request: tuple[str, str, dict[str, Any]], headers: dict[str, str]
 ) -> httpx.Response:
     method, url, kwargs = request
+    if not isinstance(client._transport, httpx.ASGITransport):  # the OsmAnd port: any path
+        url = "/" + url.removeprefix("/api/osmand").lstrip("/")
     merged = {**headers, **kwargs.pop("headers", {})}
     if method == "POST" and "Content-Type" not in merged:
         merged["Content-Type"] = "application/json"
@@ -214,13 +251,21 @@ def normalised(p: Position) -> dict[str, Any]:
 
 
 async def test_the_same_fix_in_every_format_becomes_the_same_position(
-    client: httpx.AsyncClient, traccar_headers: dict[str, str], settings: Settings, pg: asyncpg.Pool
+    client: httpx.AsyncClient,
+    port_client: httpx.AsyncClient,
+    traccar_headers: dict[str, str],
+    settings: Settings,
+    pg: asyncpg.Pool,
 ) -> None:
     fix_ms = whole_second_ms(120)
     before = await end_offsets(settings.kafka, GPS_POSITIONS)
     assert len(before) == 6
     for receiver in RECEIVERS:
-        resp = await send(client, build(receiver, device="DEV001", fix_ms=fix_ms), traccar_headers)
+        resp = await send(
+            client_for(receiver, client, port_client),
+            build(receiver, device="DEV001", fix_ms=fix_ms),
+            traccar_headers,
+        )
         assert resp.status_code == 200, (receiver, resp.text)
         if receiver.startswith("osmand"):
             assert resp.content == b""  # Traccar's answer: 200, empty body
@@ -277,6 +322,9 @@ def expected_status(receiver: str, case: str) -> int:
 
 def bad_request(receiver: str, case: str) -> tuple[str, str, dict[str, Any]]:
     fix_ms = whole_second_ms(30)
+    if case == UNKNOWN:
+        return build(receiver, device=f"GHOST-{receiver.replace('@', '-')}", fix_ms=fix_ms)
+    receiver = receiver.split("@")[0]
     if case == "missing-id":
         return strip_device(receiver, build(receiver, device="DEV001", fix_ms=fix_ms))
     if case == "lat-91":
@@ -316,6 +364,7 @@ def bad_request(receiver: str, case: str) -> tuple[str, str, dict[str, Any]]:
 def strip_device(
     receiver: str, req: tuple[str, str, dict[str, Any]]
 ) -> tuple[str, str, dict[str, Any]]:
+    receiver = receiver.split("@")[0]
     method, url, kwargs = req
     if receiver in ("traccar-url", "osmand-get"):
         head, query = url.split("?", 1)
@@ -338,6 +387,7 @@ def strip_device(
 @pytest.mark.parametrize("receiver", RECEIVERS)
 async def test_bad_input_gets_the_protocols_4xx_and_produces_nothing(
     client: httpx.AsyncClient,
+    port_client: httpx.AsyncClient,
     traccar_headers: dict[str, str],
     settings: Settings,
     receiver: str,
@@ -346,7 +396,7 @@ async def test_bad_input_gets_the_protocols_4xx_and_produces_nothing(
     request = bad_request(receiver, case)
     before = await end_offsets(settings.kafka, GPS_POSITIONS)
     assert len(before) == 6  # the comparison below must be over real partitions
-    resp = await send(client, request, traccar_headers)
+    resp = await send(client_for(receiver, client, port_client), request, traccar_headers)
     status = expected_status(receiver, case)
     assert resp.status_code == status, resp.text
     body = resp.json()
@@ -532,13 +582,22 @@ async def test_kafka_unreachable_is_503_on_every_receiver(
     app = create_app(broken)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            for receiver in RECEIVERS:
-                request = build(receiver, device="DEV001", fix_ms=whole_second_ms(15))
-                resp = await send(c, request, traccar_headers)
-                assert resp.status_code == 503, (receiver, resp.text)
-                assert resp.json()["error"] in ("broker_unavailable", "service_unavailable")
-                assert "accepted" not in resp.json()
+        server = OsmAndServer(lambda: app.state.fleetpulse, broken.ingest.max_body_bytes)
+        port = await server.start("127.0.0.1", 0)
+        try:
+            async with (
+                httpx.AsyncClient(transport=transport, base_url="http://test") as c,
+                httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as on_port,
+            ):
+                for receiver in RECEIVERS:
+                    request = build(receiver, device="DEV001", fix_ms=whole_second_ms(15))
+                    resp = await send(client_for(receiver, c, on_port), request, traccar_headers)
+                    assert resp.status_code == 503, (receiver, resp.text)
+                    assert resp.json()["error"] in ("broker_unavailable", "service_unavailable")
+                    assert resp.headers["retry-after"] == "5"
+                    assert "accepted" not in resp.json()
+        finally:
+            await server.close()
 
 
 def free_port() -> int:

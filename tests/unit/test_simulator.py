@@ -14,8 +14,8 @@ from geo.distance import haversine_m
 from ingest.batch import split_ndjson
 from ingest.osmand import parse_request
 from ingest.traccar import parse_positions_body
-from simulator.driving import Driver, DrivingConfig, Fix
 from simulator import fleet as fleet_module
+from simulator.driving import Driver, DrivingConfig, Fix
 from simulator.fleet import FleetConfig, SimClock, build_fleet, drive_fleet, start_of_run_ms
 from simulator.network import CLASS_SPEED_KMH, RoadNetwork, load_network, speed_for
 from simulator.planning import TravelTimes, order_stops, place_customers
