@@ -151,9 +151,9 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        from simulator.protocols import AiohttpPoster
+        from simulator.protocols import HttpPoster
 
-        ingest = AiohttpPoster(base, connections=args.max_in_flight)
+        ingest = HttpPoster(base, connections=args.max_in_flight)
         async with httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(30.0)) as api:
             if args.wait_api:
                 await _wait_for_api(api, args.wait_api)

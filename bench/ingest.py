@@ -56,7 +56,7 @@ from infrastructure.postgres import connect
 from infrastructure.settings import Settings
 from simulator.driving import DrivingConfig
 from simulator.fleet import FleetConfig, SimClock, build_fleet, drive_fleet
-from simulator.protocols import AiohttpPoster, Sender
+from simulator.protocols import HttpPoster, Sender
 from simulator.run import RunOptions, prepare
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -313,7 +313,7 @@ async def run_step(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.5)
 
-    poster = AiohttpPoster(ingest_base, connections=args.concurrency)
+    poster = HttpPoster(ingest_base, connections=args.concurrency)
     sender = Sender(poster, args.protocol, osmand_url="/", max_in_flight=args.concurrency)
     consumer_task = asyncio.create_task(consume())
     stop_poll = asyncio.Event()

@@ -19,7 +19,7 @@ from simulator.driving import Driver, DrivingConfig, Fix
 from simulator.fleet import FleetConfig, SimClock, build_fleet, drive_fleet, start_of_run_ms
 from simulator.network import CLASS_SPEED_KMH, RoadNetwork, load_network, speed_for
 from simulator.planning import TravelTimes, order_stops, place_customers
-from simulator.protocols import AiohttpPoster, Sender, batch_line, osmand_form, traccar_forward
+from simulator.protocols import HttpPoster, Sender, batch_line, osmand_form, traccar_forward
 from simulator.scoring import Detected, EtaSample, score
 
 T0 = 1_780_000_000_000
@@ -205,7 +205,7 @@ async def test_a_stopped_fleet_gives_up_on_an_api_that_is_gone(
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     fleet = build_fleet(FleetConfig(drivers=2, seed=1, interval_s=1.0), T0, net)
-    poster = AiohttpPoster(f"http://127.0.0.1:{port}")
+    poster = HttpPoster(f"http://127.0.0.1:{port}")
     sender = Sender(poster, "osmand", osmand_url="/")
     stop = asyncio.Event()
     asyncio.get_running_loop().call_later(1.0, stop.set)
@@ -215,6 +215,49 @@ async def test_a_stopped_fleet_gives_up_on_an_api_that_is_gone(
         await poster.close()
     assert sender.stats.accepted == 0 and sender.stats.retries > 0
     assert sender.stats.unsent >= 1 and stats.ticks >= 1
+
+
+async def test_http_poster_keeps_connections_alive_and_reads_both_body_framings() -> None:
+    connections = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            body = await reader.readexactly(length)
+            path = head.split(b" ")[1]
+            if path == b"/chunked":
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    + b"%x\r\n%s\r\n" % (3, body[:3])
+                    + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body) - 3, body[3:])
+                )
+            elif path == b"/close":
+                writer.write(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n"
+                             b"Content-Length: 4\r\n\r\nnope")  # fmt: skip
+                await writer.drain()
+                writer.close()
+                return
+            else:
+                writer.write(
+                    b"HTTP/1.1 201 Created\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+                )
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    poster = HttpPoster(f"http://127.0.0.1:{port}", connections=1)
+    try:
+        assert await poster("/echo?x=1", b"hello", {"X-A": "b"}) == (201, b"hello")
+        assert await poster("/chunked", b"hello world", {}) == (200, b"hello world")
+        assert connections == 1  # one kept-alive connection so far
+        assert await poster(f"http://127.0.0.1:{port}/close", b"x", {}) == (400, b"nope")
+        assert await poster("/echo", b"again", {}) == (201, b"again")
+        assert connections == 2  # the server closed the first one: a new one was opened
+    finally:
+        await poster.close()
+        server.close()
+        await server.wait_closed()
 
 
 FIX = Fix("SIM00001", T0 + 123, 24.9412345, 60.1701234, 36.0, 90.0, 8.0, 24.94, 60.17)
