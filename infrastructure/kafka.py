@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from infrastructure.settings import KafkaSettings
 
@@ -90,11 +91,32 @@ async def delete_topics(settings: KafkaSettings, prefix: str) -> None:
         await admin.close()
 
 
+class CachingPartitioner:
+    """aiokafka's default partitioner (murmur2 of the key, as the Java client), with each key's
+    hash remembered: keys are device and driver ids that come back every few seconds, and
+    murmur2 in pure Python cost ~4 µs a message, paid two or three times per position."""
+
+    def __init__(self, max_keys: int = 200_000) -> None:
+        self._hashes: dict[bytes, int] = {}
+        self._max_keys = max_keys
+
+    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+        if key is None:
+            return int(DefaultPartitioner()(key, all_partitions, available))
+        h = self._hashes.get(key)
+        if h is None:
+            if len(self._hashes) >= self._max_keys:
+                self._hashes.clear()
+            h = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
+        return all_partitions[h % len(all_partitions)]
+
+
 def create_producer(settings: KafkaSettings) -> AIOKafkaProducer:
     """A producer that only reports success once every in-sync replica has the record."""
     timeout_ms = int(settings.produce_timeout_s * 1000)
     return AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers,
+        partitioner=CachingPartitioner(),
         acks="all",
         enable_idempotence=True,
         linger_ms=5,
