@@ -42,6 +42,7 @@ from ingest.geofencing import Probe, TrackStore, spatial_join
 from ingest.plans import Plan, PlanCache, Stop
 from ingest.visit_events import EVENT_NAMESPACE, visit_event
 
+NEVER_NEAR = Track()  # the state of a (driver, geofence) pair with no history
 OFF_ROUTE_M = 500.0  # farther than this from the planned path: use the straight-line ETA
 PRIOR_WEIGHT_S = 15.0  # the planning speed counts as this many seconds of driving
 
@@ -268,6 +269,9 @@ class MovementTracker:
         out: Decisions,
     ) -> None:
         tracks = dict(self.tracks.of(plan.driver_id))
+        # geofences whose state machine is not OUTSIDE: kept up to date below, so a fix
+        # looks at these and its join hits, not every geofence the driver ever came near
+        engaged = {g for g, t in tracks.items() if t.state != TrackState.OUTSIDE}
         stops = {s.visit_id: s.status for s in plan.stops}
         if rt.route_id != plan.route_id:
             rt.route_id, rt.progress_m = plan.route_id, None
@@ -284,7 +288,7 @@ class MovementTracker:
                 # parking at the stop before the arrival is confirmed is not driving either
                 or (
                     nxt.geofence_id is not None
-                    and tracks.get(nxt.geofence_id, Track()).state != TrackState.OUTSIDE
+                    and nxt.geofence_id in engaged
                 )
             )
             if rt.last_fix_ms >= 0 and not at_stop:
@@ -299,11 +303,9 @@ class MovementTracker:
             transitions: dict[int, list[Transition]] = {}
             if f.accuracy is None or f.accuracy <= self.rules.max_accuracy_m:
                 near = hits.get(f.idx, {})
-                for gid in set(near) | {
-                    g for g, t in tracks.items() if t.state != TrackState.OUTSIDE
-                }:
+                for gid in engaged.union(near) if near else list(engaged):
                     hit = near.get(gid)
-                    track = tracks.get(gid, Track())
+                    track = tracks.get(gid, NEVER_NEAR)
                     zone = classify(hit.distance_m if hit else float("inf"), f.accuracy, self.rules)
                     crossed = None
                     if hit is not None and hit.crossing is not None and rt.last_fix_ms >= 0:
@@ -316,12 +318,16 @@ class MovementTracker:
                     if new != track:
                         tracks[gid] = new
                         out.tracks.append((plan.driver_id, gid, new))
+                        if new.state == TrackState.OUTSIDE:
+                            engaged.discard(gid)
+                        else:
+                            engaged.add(gid)
                     if tr:
                         transitions[gid] = tr
                         out.geofence_events += [_geofence_event(f, gid, t) for t in tr]
 
             self._visits(plan, stops, tracks, transitions, f, out)
-            out.movements[f.idx] = self._eta(plan, stops, tracks, rt, f, out)
+            out.movements[f.idx] = self._eta(plan, stops, tracks, engaged, rt, f, out)
             rt.last_fix_ms, rt.last_lon, rt.last_lat = f.fix_ms, f.lon, f.lat
 
     def _visits(
@@ -335,7 +341,7 @@ class MovementTracker:
     ) -> None:
         if plan.route_id is None:
             return
-        for stop in plan.stops:
+        for stop in plan.stops if transitions else ():  # a departure is an exit transition
             status = stops[stop.visit_id]
             gid = stop.geofence_id
             if gid is None:
@@ -388,11 +394,12 @@ class MovementTracker:
         plan: Plan,
         stops: dict[str, str],
         tracks: dict[int, Track],
+        engaged: set[int],
         rt: Runtime,
         f: FixInput,
         out: Decisions,
     ) -> Movement:
-        inside = next((g for g, t in tracks.items() if is_inside(t)), None)
+        inside = min((g for g in engaged if is_inside(tracks[g])), default=None)
         nxt = _next_open(plan, stops)
         if plan.route_id is None or nxt is None:
             return Movement(route_id=plan.route_id, geofence_id=inside)
