@@ -286,10 +286,7 @@ class MovementTracker:
             at_stop = nxt is not None and (
                 stops[nxt.visit_id] in ("arrived", "in_progress")
                 # parking at the stop before the arrival is confirmed is not driving either
-                or (
-                    nxt.geofence_id is not None
-                    and nxt.geofence_id in engaged
-                )
+                or (nxt.geofence_id is not None and nxt.geofence_id in engaged)
             )
             if rt.last_fix_ms >= 0 and not at_stop:
                 dt = (f.fix_ms - rt.last_fix_ms) / 1000
