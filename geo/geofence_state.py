@@ -105,7 +105,8 @@ def step(
     if fix_ms <= track.last_fix_ms:
         return track, []
     out: list[Transition] = []
-    t = replace(track, last_fix_ms=fix_ms)
+    # every fix of every engaged geofence passes here: a plain constructor, not replace()
+    t = Track(track.state, track.since_ms, fix_ms, track.fixes, track.doubtful, track.entered_ms)
     if (
         t.state in (State.OUTSIDE, State.ENTERING)
         and crossed_at_ms is not None
