@@ -106,14 +106,11 @@ async def spatial_join(conn: Conn, probes: list[Probe]) -> list[Hit]:
         SEARCH_SLACK_M,
         [p.far_m for p in probes],
     )
+    # records unpacked by position (the SELECT's column order): lookups by name were most
+    # of this loop's time
     return [
-        Hit(
-            r["idx"],
-            r["geofence_id"],
-            float(r["distance_m"]),
-            None if r["f_in"] is None else (float(r["f_in"]), float(r["f_out"])),
-        )
-        for r in rows
+        Hit(idx, gid, distance, None if f_in is None else (f_in, f_out))
+        for idx, gid, distance, f_in, f_out in rows
     ]
 
 
