@@ -65,6 +65,10 @@ class Stop:
     lat: float
 
 
+MAX_CACHED_LINES = 20_000
+LineKey = tuple[str, tuple[tuple[float, float], ...]]  # (route GeoJSON, stops' lon/lat)
+
+
 @dataclass
 class Plan:
     """A driver's active route (None when there is none) with its stops in visiting order."""
@@ -77,7 +81,7 @@ class Plan:
     loaded_at: float = 0.0
 
 
-def _plan_from_row(row: asyncpg.Record) -> Plan:
+def _plan_from_row(row: asyncpg.Record, lines: dict[LineKey, RouteLine]) -> Plan:
     visits: list[dict[str, Any]] = row["visits"]
     if isinstance(visits, str):  # json_agg arrives as json text without a json codec
         visits = orjson.loads(visits)
@@ -95,10 +99,19 @@ def _plan_from_row(row: asyncpg.Record) -> Plan:
         for v in visits
     ]
     line = None
-    if row["geom"]:
-        coords = [(float(x), float(y)) for x, y in orjson.loads(row["geom"])["coordinates"]]
-        if len(coords) >= 2 and stops:
-            line = RouteLine.from_lonlat(coords, [(s.lon, s.lat) for s in stops])
+    if row["geom"] and stops:
+        # Rebuilding a route's line (projection, cumulative lengths, stop positions) was most
+        # of a plan reload, and a reload after the TTL or a visit's status change almost
+        # never changes the geometry or the stops: reuse the line built from the same ones.
+        key = (row["geom"], tuple((s.lon, s.lat) for s in stops))
+        line = lines.get(key)
+        if line is None:
+            coords = [(float(x), float(y)) for x, y in orjson.loads(row["geom"])["coordinates"]]
+            if len(coords) >= 2:
+                line = RouteLine.from_lonlat(coords, [(s.lon, s.lat) for s in stops])
+                if len(lines) >= MAX_CACHED_LINES:
+                    lines.clear()
+                lines[key] = line
     return Plan(row["driver_id"], row["route_id"], row["route_status"], line, stops)
 
 
@@ -109,6 +122,7 @@ class PlanCache:
         self._pool = pool
         self._ttl_s = ttl_s
         self._plans: dict[str, Plan] = {}
+        self._lines: dict[LineKey, RouteLine] = {}  # see _plan_from_row
         self._listener: asyncpg.Connection | None = None
 
     async def load(self, conn: Conn, driver_ids: set[str], day: date) -> dict[str, Plan]:
@@ -121,7 +135,7 @@ class PlanCache:
         ]
         if stale:
             rows = await conn.fetch(_PLANS_SQL, stale, day)
-            fresh = {r["driver_id"]: _plan_from_row(r) for r in rows}
+            fresh = {r["driver_id"]: _plan_from_row(r, self._lines) for r in rows}
             for d in stale:
                 plan = fresh.get(d) or Plan(d)
                 # Spread the expiries, or all of a fleet's plans expire in the same batch.
