@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 KEEP_ALIVE_S = 10.0
 MAX_PIPELINED = 16
+SWEEP_S = 0.25  # how often deadlines are checked
 LINGER_S = 2.0  # after a refusal, how long the rest of the request is read and dropped
 _OK = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
 _OK_CLOSE = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
@@ -85,6 +87,7 @@ class OsmAndServer:
         self.get_state = get_state
         self.max_body_bytes = max_body_bytes
         self._server: asyncio.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self._connections: set[_Connection] = set()
 
     async def start(self, host: str, port: int) -> int:
@@ -93,14 +96,26 @@ class OsmAndServer:
         self._server = await loop.create_server(
             lambda: _Connection(self), host, port, reuse_address=True, backlog=2048
         )
+        self._sweeper = asyncio.create_task(self._sweep())
         sockets = self._server.sockets
         return int(sockets[0].getsockname()[1]) if sockets else port
+
+    async def _sweep(self) -> None:
+        """Hang up connections past their deadline (slow headers, idle keep-alive)."""
+        while True:
+            await asyncio.sleep(SWEEP_S)
+            now = time.monotonic()
+            for conn in [c for c in self._connections if c.deadline is not None]:
+                if conn.deadline is not None and now >= conn.deadline:
+                    conn._expire()
 
     async def close(self, grace_s: float = 10.0) -> None:
         """Stop accepting, let requests in progress finish (up to ``grace_s``), close."""
         if self._server is None:
             return
         self._server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for conn in list(self._connections):
             conn.close_when_idle()
         with contextlib.suppress(TimeoutError):
@@ -140,7 +155,7 @@ class _Connection(asyncio.Protocol):
         self.serving: asyncio.Task[None] | None = None
         self.paused = False
         self.closing = False
-        self.timer: asyncio.TimerHandle | None = None
+        self.deadline: float | None = None  # monotonic time to hang up at (see _arm)
         self.refused = False  # an error was queued: nothing after it is read or answered
         self._reset_message()
 
@@ -187,19 +202,18 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
+    # Deadlines are checked by the server's sweeper (OsmAndServer._sweep) instead of a timer
+    # per connection: re-arming a TimerHandle two or three times a request cost more than
+    # the rest of the connection handling.
     def _arm(self, seconds: float) -> None:
-        self._disarm()
-        loop = asyncio.get_running_loop()
-        self.timer = loop.call_later(seconds, self._expire)
+        self.deadline = time.monotonic() + seconds
 
     def _disarm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.deadline = None
 
     def _expire(self) -> None:
         # headers too slow, or kept alive with nothing to do: hang up without an answer
-        self.timer = None
+        self.deadline = None
         if self.serving is None and self.transport is not None:
             self.transport.close()
 
