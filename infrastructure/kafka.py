@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -111,12 +113,46 @@ class CachingPartitioner:
         return all_partitions[h % len(all_partitions)]
 
 
+PARTITIONER = CachingPartitioner()  # every producer's, and produce_batches'
+
+
+async def produce_batches(
+    producer: AIOKafkaProducer, topic: str, records: Sequence[tuple[bytes, bytes]]
+) -> None:
+    """Send keyed records, partitioned as ``send`` would, as one batch per partition; return
+    once every one is acknowledged (or raise like ``send``'s futures).
+
+    ``send`` costs ~7.5 µs of CPU a record, a record appended to a batch ~2.4 µs (measured
+    against the local broker). For many records at once (a worker's batch, a gateway's
+    NDJSON); one record at a time goes through ``send``, whose batches collect records of
+    concurrent requests — a batch per request would be a produce request per record.
+    """
+    if not records:
+        return
+    partitions = sorted(await producer.partitions_for(topic))
+    open_batches: dict[int, Any] = {}
+    futures = []
+    for key, value in records:
+        partition = PARTITIONER(key, partitions, partitions)
+        batch = open_batches.get(partition)
+        if batch is None:
+            batch = open_batches[partition] = producer.create_batch()
+        if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+            batch = open_batches[partition] = producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                raise ValueError(f"a record of {len(value)} bytes does not fit in a batch")
+    for partition, batch in open_batches.items():
+        futures.append(await producer.send_batch(batch, topic, partition=partition))
+    await asyncio.gather(*futures)
+
+
 def create_producer(settings: KafkaSettings) -> AIOKafkaProducer:
     """A producer that only reports success once every in-sync replica has the record."""
     timeout_ms = int(settings.produce_timeout_s * 1000)
     return AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers,
-        partitioner=CachingPartitioner(),
+        partitioner=PARTITIONER,
         acks="all",
         enable_idempotence=True,
         linger_ms=5,

@@ -9,7 +9,7 @@ import logging
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, OutOfOrderSequenceNumber, ProducerFenced
 
-from infrastructure.kafka import create_producer
+from infrastructure.kafka import create_producer, produce_batches
 from infrastructure.settings import KafkaSettings
 from ingest.errors import BrokerUnavailable
 
@@ -68,10 +68,11 @@ class Publisher:
         physical = self._settings.topic(topic)
         try:
             async with asyncio.timeout(self._settings.produce_timeout_s):
-                futures = [
-                    await producer.send(physical, value=value, key=key) for key, value in records
-                ]
-                await asyncio.gather(*futures)
+                if len(records) == 1:  # joins the open batch of concurrent requests
+                    key, value = records[0]
+                    await (await producer.send(physical, value=value, key=key))
+                else:
+                    await produce_batches(producer, physical, records)
         except (TimeoutError, KafkaError) as exc:
             if isinstance(exc, OutOfOrderSequenceNumber | ProducerFenced):
                 self._replace(producer)

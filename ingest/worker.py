@@ -34,6 +34,7 @@ from infrastructure.kafka import (
     create_consumer,
     create_producer,
     ensure_topics,
+    produce_batches,
 )
 from infrastructure.outages import OUTAGE_ERRORS
 from infrastructure.postgres import Conn, create_pool
@@ -139,12 +140,11 @@ class Enricher:
             await self.publish_outbox(conn, decisions.published)
         messages = [orjson.dumps(e.to_message()) for e in enriched]  # encoded once, used twice
         await self.live.move(enriched, messages)
-        topic = self.settings.kafka.topic(GPS_POSITIONS_ENRICHED)
-        futures = [
-            await self.producer.send(topic, key=e.device.driver_id.encode(), value=message)
-            for e, message in zip(enriched, messages, strict=True)
-        ]
-        await asyncio.gather(*futures)
+        await produce_batches(
+            self.producer,
+            self.settings.kafka.topic(GPS_POSITIONS_ENRICHED),
+            [(e.device.driver_id.encode(), m) for e, m in zip(enriched, messages, strict=True)],
+        )
         return stored
 
     async def publish_outbox(
