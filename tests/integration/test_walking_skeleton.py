@@ -6,6 +6,7 @@ Redis latest + GEO -> /api/drivers/{id}/history and /api/drivers/near.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any
@@ -80,8 +81,12 @@ async def test_a_posted_position_reaches_history_redis_and_near(
     assert stored[0]["time"] == iso(fix)
 
     keys = RedisKeys(settings.redis.key_prefix)
+    # Redis moves after the history transaction commits (and after its events are published):
+    # an earlier test's fix of DEV001 may still be the latest for a moment.
     latest = await eventually(
-        lambda: redis.get(keys.latest(JOHN)), lambda v: v is not None, what="redis latest"
+        lambda: redis.get(keys.latest(JOHN)),
+        lambda v: v is not None and orjson.loads(v)["fixTimeMs"] >= fix,
+        what="redis latest",
     )
     assert orjson.loads(latest)["fixTimeMs"] == fix
 
@@ -177,8 +182,18 @@ async def test_a_duplicate_is_stored_once_and_a_late_fix_never_moves_live_state_
         uuid.UUID(driver),
     )
     assert snapshot == t2
-    latest = orjson.loads(await redis.get(keys.latest(driver)))
+    # Redis moves after the commit: wait for the batch's move; a late fix that moved it back
+    # would leave it at `late` for good, and this would time out.
+    raw = await eventually(
+        lambda: redis.get(keys.latest(driver)),
+        lambda v: v is not None and orjson.loads(v)["fixTimeMs"] == t2,
+        what="redis latest at the newest fix",
+    )
+    latest = orjson.loads(raw)
     assert latest["fixTimeMs"] == t2 and latest["lat"] == 40.7140
+    for _ in range(10):  # and it stays there once the late fix's batch has moved Redis too
+        await asyncio.sleep(0.1)
+        assert orjson.loads(await redis.get(keys.latest(driver)))["fixTimeMs"] == t2
 
 
 BAD_BODIES: list[tuple[str, bytes, int, str]] = [
