@@ -87,9 +87,14 @@ async def _serve_api(settings: Settings, host: str, port: int | None) -> None:
         await asyncio.sleep(0.05)
     tasks: set[asyncio.Task[None]] = {main_task, asyncio.create_task(stop.wait())}  # type: ignore[arg-type]
     side_started = False
+    side_error: OSError | None = None
     if main.started and osmand_port > 0:
-        await side.start(host, osmand_port)
-        side_started = True
+        try:
+            await side.start(host, osmand_port)
+            side_started = True
+        except OSError as exc:  # e.g. the port is taken: stop the whole api, as uvicorn does
+            side_error = exc
+            stop.set()
     await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     if side_started:
         await side.close()  # before the main app's lifespan closes the producer it uses
@@ -97,6 +102,8 @@ async def _serve_api(settings: Settings, host: str, port: int | None) -> None:
     await main_task
     for task in tasks:
         task.cancel()
+    if side_error is not None:
+        raise SystemExit(f"cannot serve the OsmAnd protocol on port {osmand_port}: {side_error}")
 
 
 def _run_until_signal(coro_factory: object) -> None:
