@@ -166,6 +166,7 @@ class _Connection(asyncio.Protocol):
         self.body_size = 0
         self.head_size = 0
         self.declared = 0
+        self.expects_continue = False
 
     # ---- connection ------------------------------------------------------------------
 
@@ -234,11 +235,18 @@ class _Connection(asyncio.Protocol):
             self.content_type = value.decode("latin-1")
         elif lowered == b"content-length" and value.strip().isdigit():
             self.declared = int(value)  # httptools itself refuses a malformed one
+        elif lowered == b"expect" and value.strip().lower() == b"100-continue":
+            self.expects_continue = True
 
     def on_headers_complete(self) -> None:
         self._disarm()
         if self.declared > self.server.max_body_bytes:
             self._too_large()  # at once, before the body arrives
+        elif self.expects_continue and self.serving is None and not self.queue:
+            # curl asks before sending a body over 1 KiB (and otherwise waits a second);
+            # only when no earlier answer is pending, so the interim one cannot overtake it
+            assert self.transport is not None
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
         if self.refused:

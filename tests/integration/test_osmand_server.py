@@ -147,6 +147,24 @@ async def test_bad_http_gets_a_json_4xx_and_produces_nothing(
     assert statuses(ok) == [200]
 
 
+async def test_a_client_that_expects_100_continue_gets_it_then_its_answer(port: int) -> None:
+    form = fix_query("DEV001", 600).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nConnection: close\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(form)
+        )
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(form)
+        raw = await asyncio.wait_for(reader.read(65536), 10)
+    finally:
+        writer.close()
+    assert statuses(raw) == [200]
+
+
 async def test_a_refused_body_sent_whole_before_reading_still_gets_its_answer(port: int) -> None:
     # What a naive client on a slow uplink does: write everything (far over the limit, in
     # pieces), then read. The server refuses at the headers; without reading and dropping
