@@ -68,11 +68,7 @@ class Publisher:
         physical = self._settings.topic(topic)
         try:
             async with asyncio.timeout(self._settings.produce_timeout_s):
-                if len(records) == 1:  # joins the open batch of concurrent requests
-                    key, value = records[0]
-                    await (await producer.send(physical, value=value, key=key))
-                else:
-                    await produce_batches(producer, physical, records)
+                await produce_batches(producer, physical, records)
         except (TimeoutError, KafkaError) as exc:
             if isinstance(exc, OutOfOrderSequenceNumber | ProducerFenced):
                 self._replace(producer)
