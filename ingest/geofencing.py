@@ -10,7 +10,7 @@ persisted in ``geofence_states`` within the worker's transaction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from geo.distance import metres_per_degree
@@ -114,6 +114,17 @@ async def spatial_join(conn: Conn, probes: list[Probe]) -> list[Hit]:
     ]
 
 
+def _same_but_last_fix(a: Track, b: Track) -> bool:
+    # field by field: dataclasses.replace() here, once per changed track per fix, was slow
+    return (
+        a.state == b.state
+        and a.since_ms == b.since_ms
+        and a.fixes == b.fixes
+        and a.doubtful == b.doubtful
+        and a.entered_ms == b.entered_ms
+    )
+
+
 def _is_blank(track: Track) -> bool:
     return track.state == TrackState.OUTSIDE and track.fixes == 0 and track.doubtful == 0
 
@@ -182,7 +193,7 @@ class TrackStore:
         tracks[geofence_id] = track
         if (
             current is not None
-            and replace(current, last_fix_ms=track.last_fix_ms) == track
+            and _same_but_last_fix(current, track)
             and track.last_fix_ms - self._saved_fix_ms.get(key, -1) < LAST_FIX_WRITE_EVERY_MS
         ):
             return

@@ -155,3 +155,40 @@ async def test_a_crossing_is_reported_only_for_a_fix_far_from_the_geofence(
     assert f_out == pytest.approx(210 / 400, abs=0.005)
     assert hits[1].distance_m == pytest.approx(20.0, abs=0.5) and hits[1].crossing is None
     assert 2 not in hits  # 100 m beside the geofence all the way: not near, not crossed
+
+
+async def test_track_store_writes_a_last_fix_only_change_at_most_once_a_minute(
+    pg: asyncpg.Pool,
+) -> None:
+    from geo.geofence_state import State, Track
+    from ingest.geofencing import LAST_FIX_WRITE_EVERY_MS, TrackStore
+
+    async with pg.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        try:  # rolled back at the end: the shared database stays as it was
+            driver = str(await conn.fetchval("SELECT id FROM drivers ORDER BY id LIMIT 1"))
+            geofence = int(await conn.fetchval("SELECT id FROM geofences ORDER BY id LIMIT 1"))
+            store = TrackStore()
+            await store.load(conn, {driver})
+            t0 = 1_790_000_000_000
+            store.put(driver, geofence, Track(State.INSIDE, t0, t0, 0, 0, t0))
+            assert await store.flush(conn) == 1
+            # parked inside: only the last fix time moves, not written again within a minute
+            store.put(driver, geofence, Track(State.INSIDE, t0, t0 + 5_000, 0, 0, t0))
+            assert await store.flush(conn) == 0
+            # ... but any other change is, at once
+            store.put(driver, geofence, Track(State.LEAVING, t0 + 6_000, t0 + 6_000, 1, 0, t0))
+            assert await store.flush(conn) == 1
+            late = t0 + 6_000 + LAST_FIX_WRITE_EVERY_MS  # a minute after the last write
+            store.put(driver, geofence, Track(State.LEAVING, t0 + 6_000, late, 1, 0, t0))
+            assert await store.flush(conn) == 1
+            saved = await conn.fetchval(
+                "SELECT (extract(epoch FROM last_fix_time) * 1000)::bigint FROM geofence_states"
+                " WHERE driver_id = $1::uuid AND geofence_id = $2",
+                driver,
+                geofence,
+            )
+            assert saved == late
+        finally:
+            await tx.rollback()
