@@ -128,27 +128,34 @@ class HttpPoster:
         request = head.encode("latin-1") + body
         async with self._sem:
             idle = self._idle.setdefault((host, port), [])
-            for reused in (True, False):  # a kept-alive connection may have been closed
-                if reused and not idle:
-                    continue
-                conn = idle.pop() if reused else None
-                try:
-                    async with asyncio.timeout(self._timeout_s):
-                        if conn is None:
-                            conn = await _HttpConnection.open(host, port)
-                        status, content, keep = await conn.exchange(request)
-                except (OSError, EOFError, asyncio.IncompleteReadError, TimeoutError, ValueError):
-                    if conn is not None:
-                        conn.close()
-                    if reused:
-                        continue
-                    return 0, b""
-                if keep:
-                    idle.append(conn)
-                else:
-                    conn.close()
-                return status, content
-        return 0, b""
+            # a kept-alive connection first; the server may have closed it meanwhile
+            if idle and (answer := await self._exchange(idle, idle.pop(), host, port, request)):
+                return answer
+            return await self._exchange(idle, None, host, port, request) or (0, b"")
+
+    async def _exchange(
+        self,
+        idle: list[_HttpConnection],
+        conn: _HttpConnection | None,
+        host: str,
+        port: int,
+        request: bytes,
+    ) -> tuple[int, bytes] | None:
+        """One request over ``conn`` (a new connection if None); None if it failed."""
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                if conn is None:
+                    conn = await _HttpConnection.open(host, port)
+                status, content, keep = await conn.exchange(request)
+        except (OSError, EOFError, asyncio.IncompleteReadError, TimeoutError, ValueError):
+            if conn is not None:
+                conn.close()
+            return None
+        if keep:
+            idle.append(conn)
+        else:
+            conn.close()
+        return status, content
 
     async def close(self) -> None:
         for conns in self._idle.values():

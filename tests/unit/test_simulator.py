@@ -233,6 +233,11 @@ async def test_http_poster_keeps_connections_alive_and_reads_both_body_framings(
                     + b"%x\r\n%s\r\n" % (3, body[:3])
                     + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body) - 3, body[3:])
                 )
+            elif path == b"/drop":  # answers as kept alive, then hangs up anyway
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                await writer.drain()
+                writer.close()
+                return
             elif path == b"/close":
                 writer.write(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n"
                              b"Content-Length: 4\r\n\r\nnope")  # fmt: skip
@@ -254,6 +259,11 @@ async def test_http_poster_keeps_connections_alive_and_reads_both_body_framings(
         assert await poster(f"http://127.0.0.1:{port}/close", b"x", {}) == (400, b"nope")
         assert await poster("/echo", b"again", {}) == (201, b"again")
         assert connections == 2  # the server closed the first one: a new one was opened
+        assert await poster("/drop", b"", {}) == (200, b"")
+        await asyncio.sleep(0.05)  # the server's close reaches the pooled connection
+        # the pooled connection is dead: the request goes again over a new one
+        assert await poster("/echo", b"retried", {}) == (201, b"retried")
+        assert connections == 3
     finally:
         await poster.close()
         server.close()
