@@ -46,17 +46,12 @@ async def accept_osmand(state: AppState, query: str, content_type: str | None, b
         raise OsmAndRejected(str(exc), details=exc.details or None) from exc
 
 
-async def receive_osmand(request: Request, state: AppState) -> Response:
-    """The route's side: answer 200 with an empty body once the fix is published."""
-    body = await request.body()
-    await accept_osmand(state, request.url.query, request.headers.get("content-type"), body)
-    return Response(status_code=200)
-
-
 # One route per method: a route with both gets the same operation id twice in the OpenAPI.
 @router.api_route("", methods=["GET"], response_class=Response, operation_id="osmand_get")
 @router.api_route("", methods=["POST"], response_class=Response, operation_id="osmand_post")
 @router.api_route("/", methods=["GET", "POST"], response_class=Response, include_in_schema=False)
 async def osmand(request: Request, state: StateDep) -> Response:
     """OsmAnd protocol: query string, form body, or Traccar Client's JSON body."""
-    return await receive_osmand(request, state)
+    body = await request.body()
+    await accept_osmand(state, request.url.query, request.headers.get("content-type"), body)
+    return Response(status_code=200)
