@@ -185,10 +185,23 @@ async def port_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     )
     port = await server.start("127.0.0.1", 0)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
+        async with osmand_port_client(port) as c:
             yield c
     finally:
         await server.close()
+
+
+def osmand_port_client(port: int) -> httpx.AsyncClient:
+    """A client of the OsmAnd port that posts the /api/osmand requests of ``build`` to "/",
+    where Traccar Client posts them."""
+
+    async def to_root(request: httpx.Request) -> None:
+        path = "/" + request.url.path.removeprefix("/api/osmand").lstrip("/")
+        request.url = request.url.copy_with(path=path)
+
+    return httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}", timeout=30, event_hooks={"request": [to_root]}
+    )
 
 
 def client_for(
@@ -201,8 +214,6 @@ async def send(
     client: httpx.AsyncClient, request: tuple[str, str, dict[str, Any]], headers: dict[str, str]
 ) -> httpx.Response:
     method, url, kwargs = request
-    if not isinstance(client._transport, httpx.ASGITransport):  # the OsmAnd port: any path
-        url = "/" + url.removeprefix("/api/osmand").lstrip("/")
     merged = {**headers, **kwargs.pop("headers", {})}
     if method == "POST" and "Content-Type" not in merged:
         merged["Content-Type"] = "application/json"
@@ -587,7 +598,7 @@ async def test_kafka_unreachable_is_503_on_every_receiver(
         try:
             async with (
                 httpx.AsyncClient(transport=transport, base_url="http://test") as c,
-                httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as on_port,
+                osmand_port_client(port) as on_port,
             ):
                 for receiver in RECEIVERS:
                     request = build(receiver, device="DEV001", fix_ms=whole_second_ms(15))
