@@ -44,6 +44,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -385,9 +386,7 @@ async def run_step(
 
 
 def _iso_to_ms(text: str) -> int:
-    from datetime import datetime
-
-    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+    return int(datetime.fromisoformat(text).timestamp() * 1000)  # 3.11 reads "Z" too
 
 
 async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:

@@ -177,17 +177,29 @@ async def drive_fleet(
     end_ms = fleet.start_ms + int(cfg.duration_s * 1000) if cfg.duration_s is not None else 2**62
     interval_ms = int(cfg.interval_s * 1000)
 
+    sleeping: set[asyncio.Future[None]] = set()
+
+    async def sleep_unless_stopped(delay: float) -> bool:
+        """Sleep; return False if the run was stopped meanwhile. Costs what asyncio.sleep
+        does (a future and a timer): wait_for(stop.wait()) made a task per report."""
+        fut = asyncio.get_running_loop().create_future()
+        timer = fut.get_loop().call_later(delay, _resolve, fut)
+        sleeping.add(fut)
+        try:
+            await fut
+        finally:
+            timer.cancel()
+            sleeping.discard(fut)
+        return not stop.is_set()
+
     async def run_one(d: Driver) -> None:
         # Spread the drivers' reports over the interval so the load is even.
         t = d.start_ms + random.Random(d.device_id).randrange(max(interval_ms, 1))
         while t <= end_ms and not stop.is_set() and not d.done_at(t):
             delay = clock.wall_delay_s(t)
             if delay > 0:
-                try:
-                    await asyncio.wait_for(stop.wait(), delay)
+                if not await sleep_unless_stopped(delay):
                     break
-                except TimeoutError:
-                    pass
             else:
                 stats.lag_s.append(-delay)
             fixes = d.report(t)
@@ -207,6 +219,8 @@ async def drive_fleet(
     def give_up_soon(task: asyncio.Task[bool]) -> None:
         if not task.cancelled():
             sender.retry_until = time.monotonic() + STOP_RETRY_S
+            for fut in sleeping:
+                _resolve(fut)
 
     stopping = asyncio.create_task(stop.wait())
     stopping.add_done_callback(give_up_soon)
@@ -217,6 +231,11 @@ async def drive_fleet(
         stopping.cancel()
     stats.end_ms = min(end_ms, clock.now_ms())
     return stats
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 def truth_document(

@@ -234,7 +234,10 @@ class Sender:
         self._sem = asyncio.Semaphore(max_in_flight)
         self._batch_max = batch_max
         self._linger = batch_linger_s
-        self._pending: list[tuple[Fix, asyncio.Future[None]]] = []
+        # one future per send() call, not per fix: at 10,000 fixes/s the load generator
+        # shares the cores with what it measures
+        self._pending: list[tuple[list[Fix], asyncio.Future[None]]] = []
+        self._pending_fixes = 0
         self._flusher: asyncio.Task[None] | None = None
         self._flushes: set[asyncio.Task[None]] = set()
         # After a stop, a failing post is retried only until then: the demo's Ctrl-C stops
@@ -247,17 +250,14 @@ class Sender:
             return
         self.stats.sent += len(fixes)
         if self.protocol == "batch":
-            loop = asyncio.get_running_loop()
-            futs = []
-            for f in fixes:
-                fut: asyncio.Future[None] = loop.create_future()
-                self._pending.append((f, fut))
-                futs.append(fut)
-            if len(self._pending) >= self._batch_max:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._pending.append((fixes, fut))
+            self._pending_fixes += len(fixes)
+            if self._pending_fixes >= self._batch_max:
                 self._flush_now()
             elif self._flusher is None:
                 self._flusher = asyncio.create_task(self._linger_flush())
-            await asyncio.gather(*futs)
+            await fut
             return
         for f in fixes:
             if self.protocol == "osmand":
@@ -281,7 +281,7 @@ class Sender:
         self._flush_now()
 
     def _flush_now(self) -> None:
-        items, self._pending = self._pending, []
+        items, self._pending, self._pending_fixes = self._pending, [], 0
         if self._flusher is not None:
             self._flusher.cancel()
             self._flusher = None
@@ -290,14 +290,15 @@ class Sender:
             self._flushes.add(task)
             task.add_done_callback(self._flushes.discard)
 
-    async def _send_batch(self, items: list[tuple[Fix, asyncio.Future[None]]]) -> None:
-        body = b"\n".join(batch_line(f) for f, _ in items)
+    async def _send_batch(self, items: list[tuple[list[Fix], asyncio.Future[None]]]) -> None:
+        fixes = [f for group, _ in items for f in group]
+        body = b"\n".join([batch_line(f) for f in fixes])
         try:
             await self._post(
                 "/api/positions/batch",
                 body,
                 {"Content-Type": "application/x-ndjson", "X-API-Key": self.api_key},
-                [f for f, _ in items],
+                fixes,
             )
         except BaseException as exc:
             for _, fut in items:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
+import time
 from dataclasses import replace
 
 import orjson
@@ -215,6 +216,45 @@ async def test_a_stopped_fleet_gives_up_on_an_api_that_is_gone(
         await poster.close()
     assert sender.stats.accepted == 0 and sender.stats.retries > 0
     assert sender.stats.unsent >= 1 and stats.ticks >= 1
+
+
+@pytest.mark.timeout(30)
+async def test_a_stop_wakes_drivers_waiting_for_their_next_report(net: RoadNetwork) -> None:
+    # Real time, a report every 10 minutes: every driver is asleep when the stop comes, and
+    # drive_fleet must return at once rather than when their next report is due.
+    start = int(time.time() * 1000)
+    fleet = build_fleet(FleetConfig(drivers=5, seed=1, interval_s=600.0), start + 60_000, net)
+    sender = Sender(HttpPoster("http://127.0.0.1:9"), "batch")
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.2, stop.set)
+    stats = await drive_fleet(fleet, sender, SimClock(start, 1.0), stop=stop)
+    assert stats.ticks == 0 and sender.stats.sent == 0
+
+
+async def test_batch_sender_posts_concurrent_reports_as_one_ndjson_body() -> None:
+    bodies: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            bodies.append(await reader.readexactly(length))
+            answer = b'{"accepted": 3, "rejected": []}'
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(answer), answer))
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    poster = HttpPoster(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    sender = Sender(poster, "batch", batch_linger_s=0.05)
+    a, b, c = (replace(FIX, device_id=f"SIM0000{i}") for i in (1, 2, 3))
+    try:
+        # three phones report within the linger time: one request, and each call returns
+        # only once that request was acknowledged
+        await asyncio.gather(sender.send([a]), sender.send([b, c]), sender.send([]))
+    finally:
+        await poster.close()
+        server.close()
+        await server.wait_closed()
+    assert bodies == [b"\n".join([batch_line(a), batch_line(b), batch_line(c)])]
+    assert (sender.stats.sent, sender.stats.accepted, sender.stats.requests) == (3, 3, 1)
 
 
 async def test_http_poster_keeps_connections_alive_and_reads_both_body_framings() -> None:
