@@ -110,11 +110,14 @@ async def prepare_database(s: Settings) -> None:
     await ensure_topics(s.kafka)
 
 
-def start_processes(s: Settings, workers: int, logdir: Path) -> dict[str, subprocess.Popen[bytes]]:
+def start_processes(
+    s: Settings, workers: int, logdir: Path, *, api: bool = True
+) -> dict[str, subprocess.Popen[bytes]]:
     logdir.mkdir(parents=True, exist_ok=True)
     env = child_env(s)
     procs: dict[str, subprocess.Popen[bytes]] = {}
-    for name, cmd in [("api", "api")] + [(f"worker{i + 1}", "worker") for i in range(workers)]:
+    names = [("api", "api")] if api else []
+    for name, cmd in names + [(f"worker{i + 1}", "worker") for i in range(workers)]:
         with open(logdir / f"{name}.log", "wb") as log:
             procs[name] = subprocess.Popen(
                 [sys.executable, "-m", "api.cli", cmd],
@@ -385,6 +388,84 @@ async def run_step(
     }
 
 
+async def run_drain(
+    s: Settings,
+    args: argparse.Namespace,
+    fleet_cfg: FleetConfig,
+    ingest_base: str,
+    procs: dict[str, subprocess.Popen[bytes]],
+    logdir: Path,
+) -> dict[str, Any]:
+    """Fill ``gps.positions`` while no worker runs, then start the workers and measure the
+    CPU they spend per fix emptying it: the workers' cost alone, without the api, the load
+    generator and the services competing for the same cores (a noisy figure on 2 cores)."""
+    cfg = dataclasses.replace(
+        fleet_cfg,
+        interval_s=args.drivers / args.rate,
+        duration_s=float(args.duration),
+        speedup=1.0,
+        start_spread_s=0.0,
+    )
+    start_ms = int(time.time() * 1000)
+    fleet = await asyncio.to_thread(build_fleet, cfg, start_ms)
+    poster = HttpPoster(ingest_base, connections=args.concurrency)
+    sender = Sender(poster, args.protocol, osmand_url="/", max_in_flight=args.concurrency)
+    try:
+        await drive_fleet(fleet, sender, SimClock(start_ms, 1.0))
+    finally:
+        await poster.close()
+    accepted = sender.stats.accepted
+    consumer = AIOKafkaConsumer(
+        s.kafka.topic(GPS_POSITIONS_ENRICHED),
+        bootstrap_servers=s.kafka.bootstrap_servers,
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    while not consumer.assignment():
+        await consumer.getmany(timeout_ms=200)
+    await consumer.seek_to_end()
+    for tp in consumer.assignment():
+        await consumer.position(tp)
+    workers = start_processes(s, args.workers, logdir, api=False)
+    procs.update(workers)
+    ps = [psutil.Process(p.pid) for p in workers.values()]
+
+    def cpu() -> float:
+        return sum(sum(p.cpu_times()[:2]) for p in ps)
+
+    seen = 0
+    first: tuple[float, float, int] | None = None  # (wall, cpu, seen) at the first record
+    deadline = time.monotonic() + 600
+    try:
+        while seen < accepted and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            for records in batch.values():
+                for r in records:
+                    if orjson.loads(r.value).get("fixTimeMs", 0) >= start_ms:
+                        seen += 1
+            if first is None and seen:
+                # from here on: the workers' start-up (imports, connections) is behind them
+                first = (time.monotonic(), cpu(), seen)
+        end = (time.monotonic(), cpu(), seen)
+    finally:
+        await consumer.stop()
+    assert first is not None, "the workers published nothing; see their logs"
+    fixes = end[2] - first[2]
+    return {
+        "mode": "drain",
+        "protocol": args.protocol,
+        "workers": args.workers,
+        "accepted": accepted,
+        "enriched_seen": seen,
+        "lost": accepted - seen,
+        "measured_fixes": fixes,
+        "worker_cpu_us_per_fix": round((end[1] - first[1]) / max(fixes, 1) * 1e6, 1),
+        "drain_fixes_per_s": round(fixes / max(end[0] - first[0], 1e-9)),
+    }
+
+
 def _iso_to_ms(text: str) -> int:
     return int(datetime.fromisoformat(text).timestamp() * 1000)  # 3.11 reads "Z" too
 
@@ -393,7 +474,7 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
     s = bench_settings(args)
     await prepare_database(s)
     logdir = ROOT / ".stack" / "bench-ingest"
-    procs = start_processes(s, args.workers, logdir)
+    procs = start_processes(s, 0 if args.drain else args.workers, logdir)
     results: list[dict[str, Any]] = []
     try:
         base = f"http://127.0.0.1:{s.http_port}"
@@ -417,6 +498,9 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
             finally:
                 await conn.close()
             sys.stderr.write(f"set-up through the API: {setup_s:.1f} s\n")
+            if args.drain:
+                results.append(await run_drain(s, args, fleet_cfg, ingest_base, procs, logdir))
+                return results
             meter = ProcessMeter(procs)
             rate = args.rate
             best: dict[str, Any] | None = None
@@ -460,6 +544,11 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2, help="enrichment worker processes")
     p.add_argument("--concurrency", type=int, default=64, help="HTTP requests in flight")
     p.add_argument("--find-max", action="store_true")
+    p.add_argument(
+        "--drain",
+        action="store_true",
+        help="send with no worker running, then measure the workers' CPU per fix emptying it",
+    )
     p.add_argument("--step", type=float, default=1.5, help="--find-max: rate factor per step")
     p.add_argument(
         "--warmup", type=float, default=20.0, help="seconds of fixes left out of the latency"

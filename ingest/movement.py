@@ -23,6 +23,7 @@ from geo.geofence_state import (
     GeofenceRules,
     Track,
     Transition,
+    Zone,
     classify,
     far_distance_m,
     is_inside,
@@ -43,6 +44,7 @@ from ingest.plans import Plan, PlanCache, Stop
 from ingest.visit_events import EVENT_NAMESPACE, visit_event
 
 NEVER_NEAR = Track()  # the state of a (driver, geofence) pair with no history
+OUTSIDE = TrackState.OUTSIDE
 OFF_ROUTE_M = 500.0  # farther than this from the planned path: use the straight-line ETA
 PRIOR_WEIGHT_S = 15.0  # the planning speed counts as this many seconds of driving
 
@@ -271,7 +273,7 @@ class MovementTracker:
         tracks = dict(self.tracks.of(plan.driver_id))
         # geofences whose state machine is not OUTSIDE: kept up to date below, so a fix
         # looks at these and its join hits, not every geofence the driver ever came near
-        engaged = {g for g, t in tracks.items() if t.state != TrackState.OUTSIDE}
+        engaged = {g for g, t in tracks.items() if t.state is not OUTSIDE}
         stops = {s.visit_id: s.status for s in plan.stops}
         if rt.route_id != plan.route_id:
             rt.route_id, rt.progress_m = plan.route_id, None
@@ -311,11 +313,15 @@ class MovementTracker:
                             rt.last_fix_ms + int(hit.crossing[0] * span),
                             rt.last_fix_ms + int(hit.crossing[1] * span),
                         )
+                    if crossed is None and zone is not Zone.INSIDE and track.state is OUTSIDE:
+                        # stays outside with nothing pending: a blank track, which
+                        # TrackStore.put drops; most of a fix's near geofences are these
+                        continue
                     new, tr = step(track, f.fix_ms, zone, self.rules, crossed_at_ms=crossed)
-                    if new != track:
+                    if new is not track:  # the same object back: a late fix
                         tracks[gid] = new
                         out.tracks.append((plan.driver_id, gid, new))
-                        if new.state == TrackState.OUTSIDE:
+                        if new.state is OUTSIDE:
                             engaged.discard(gid)
                         else:
                             engaged.add(gid)
