@@ -8,10 +8,9 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from redis.asyncio import Redis
@@ -23,6 +22,9 @@ from ingest.devices import Device
 from ingest.model import Position
 from ingest.movement import Movement
 from ingest.validation import iso_ms
+
+DAY_MS = 86_400_000
+EPOCH_DAY = date(1970, 1, 1)
 
 HISTORY_COLUMNS = (
     "tenant_id",
@@ -124,8 +126,8 @@ class EnrichedPosition:
             p.protocol,
             self.h3_cell,
             p.attributes,
-            _uuid(m.route_id),
-            _uuid(m.next_visit_id),
+            m.route_id,  # asyncpg encodes a uuid from its text, as it does driver_id
+            m.next_visit_id,
             m.distance_to_next_m,
             m.eta_s,
             m.geofence_id,
@@ -165,10 +167,6 @@ class EnrichedPosition:
         }
 
 
-def _uuid(value: str | None) -> uuid.UUID | None:
-    return None if value is None else uuid.UUID(value)
-
-
 class PartitionKeeper:
     """Makes sure a daily history partition exists before rows for that day arrive."""
 
@@ -189,7 +187,8 @@ async def write_history_and_snapshot(
     conn: Conn, batch: Sequence[EnrichedPosition], partitions: PartitionKeeper
 ) -> int:
     """Store the batch in history and move snapshots forward; return rows newly stored."""
-    await partitions.ensure(conn, {e.position.fix_time.date() for e in batch})
+    days = {e.position.fix_time_ms // DAY_MS for e in batch}
+    await partitions.ensure(conn, {EPOCH_DAY + timedelta(days=d) for d in days})
     async with conn.transaction():
         await conn.execute(_STAGE_DDL)
         await conn.copy_records_to_table(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import h3
 import pytest
 from hypothesis import given
@@ -10,7 +12,7 @@ from hypothesis import strategies as st
 from geo.cells import cell_to_parent, cell_to_string, point_to_cell
 from ingest.errors import UndecodableMessage
 from ingest.model import Fix, Position
-from ingest.validation import check_fix_time
+from ingest.validation import check_fix_time, iso_ms
 
 
 def test_position_round_trips_through_bytes() -> None:
@@ -55,3 +57,9 @@ def test_fix_time_window() -> None:
         check_fix_time(now + 120_000, now, max_future_s=60, max_age_s=86400)
     with pytest.raises(ValueError, match="retention"):
         check_fix_time(now - 2 * 86400_000, now, max_future_s=60, max_age_s=86400)
+
+
+@given(st.integers(min_value=0, max_value=253_402_300_799_999))  # to 9999-12-31
+def test_iso_ms_is_the_datetime_iso_format_to_the_millisecond(ms: int) -> None:
+    exact = datetime.fromtimestamp(ms // 1000, tz=UTC).replace(microsecond=ms % 1000 * 1000)
+    assert iso_ms(ms) == exact.isoformat(timespec="milliseconds")
