@@ -24,6 +24,15 @@ Measured, printed as JSON:
 * request latency (send → 2xx) and how far the senders fell behind schedule;
 * CPU (cores used) and peak RSS per process (psutil).
 
+The fleet's whole run is simulated before the clock starts (``record_reports``: the same
+fixes at the same times), so that while it is measured the load generator, which shares the
+two cores with the system, only sends; ``--simulate-live`` simulates while sending instead.
+The simulated clock starts when sending does, so fix times trail the wall clock by the
+seconds that took (like a phone's buffered fixes); latency is measured from ``receivedAt``.
+
+``--drain`` sends with no worker running, then starts the workers and measures their CPU per
+fix emptying the backlog (the workers' cost alone; batches are full, 2,000 records).
+
 ``--find-max`` raises the rate step by step (× ``--step``, 1.5) until p99 passes 1 s, anything
 is lost, fewer than 95 % of the fixes are accepted or the senders fall more than 1 s behind
 schedule (p99), and reports the highest rate held for ``--duration`` seconds.
@@ -57,7 +66,7 @@ from infrastructure.kafka import GPS_POSITIONS_ENRICHED, ensure_topics
 from infrastructure.postgres import connect
 from infrastructure.settings import Settings
 from simulator.driving import DrivingConfig
-from simulator.fleet import FleetConfig, SimClock, build_fleet, drive_fleet
+from simulator.fleet import FleetConfig, SimClock, build_fleet, drive_fleet, record_reports
 from simulator.protocols import HttpPoster, Sender
 from simulator.run import RunOptions, prepare
 
@@ -254,6 +263,7 @@ async def run_step(
     )
     start_ms = int(time.time() * 1000)
     fleet = await asyncio.to_thread(build_fleet, cfg, start_ms)
+    drivers = await asyncio.to_thread(record_reports, fleet) if not args.simulate_live else None
     consumer = AIOKafkaConsumer(
         s.kafka.topic(GPS_POSITIONS_ENRICHED),
         bootstrap_servers=s.kafka.bootstrap_servers,
@@ -326,7 +336,7 @@ async def run_step(
     meter.start()
     t0 = time.monotonic()
     try:
-        stats = await drive_fleet(fleet, sender, SimClock(start_ms, 1.0))
+        stats = await drive_fleet(fleet, sender, SimClock(start_ms, 1.0), drivers=drivers)
     finally:
         await poster.close()
     send_wall = time.monotonic() - t0
@@ -408,10 +418,11 @@ async def run_drain(
     )
     start_ms = int(time.time() * 1000)
     fleet = await asyncio.to_thread(build_fleet, cfg, start_ms)
+    drivers = await asyncio.to_thread(record_reports, fleet) if not args.simulate_live else None
     poster = HttpPoster(ingest_base, connections=args.concurrency)
     sender = Sender(poster, args.protocol, osmand_url="/", max_in_flight=args.concurrency)
     try:
-        await drive_fleet(fleet, sender, SimClock(start_ms, 1.0))
+        await drive_fleet(fleet, sender, SimClock(start_ms, 1.0), drivers=drivers)
     finally:
         await poster.close()
     accepted = sender.stats.accepted
@@ -544,6 +555,11 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2, help="enrichment worker processes")
     p.add_argument("--concurrency", type=int, default=64, help="HTTP requests in flight")
     p.add_argument("--find-max", action="store_true")
+    p.add_argument(
+        "--simulate-live",
+        action="store_true",
+        help="simulate while sending (default: drive the run in advance, then only send)",
+    )
     p.add_argument(
         "--drain",
         action="store_true",

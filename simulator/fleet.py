@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -142,6 +142,68 @@ def build_fleet(cfg: FleetConfig, start_ms: int, net: RoadNetwork | None = None)
     return Fleet(cfg, net, customers, plans, drivers, start_ms, seeds)
 
 
+class Reporter(Protocol):
+    """What drive_fleet needs of a driver: a simulated one, or one replaying its reports."""
+
+    device_id: str
+    start_ms: int
+    dropped: int
+
+    def done_at(self, t_ms: int) -> bool: ...
+    def report(self, t_ms: int) -> list[Fix]: ...
+    def flush(self) -> list[Fix]: ...
+
+
+def report_times(d: Reporter, interval_ms: int, end_ms: int) -> Iterator[int]:
+    """When a driver reports: every interval from a start spread over the first interval (so
+    the load is even), until the end or the driver's day is done."""
+    t = d.start_ms + random.Random(d.device_id).randrange(max(interval_ms, 1))
+    while t <= end_ms and not d.done_at(t):
+        yield t
+        t += interval_ms
+
+
+@dataclass
+class RecordedDriver:
+    """A driver whose reports were all computed in advance (``record_reports``)."""
+
+    device_id: str
+    start_ms: int
+    dropped: int
+    reports: dict[int, list[Fix]]
+    rest: list[Fix]
+
+    def done_at(self, t_ms: int) -> bool:
+        return t_ms not in self.reports
+
+    def report(self, t_ms: int) -> list[Fix]:
+        return self.reports.pop(t_ms)
+
+    def flush(self) -> list[Fix]:
+        rest, self.rest = self.rest, []
+        return rest
+
+
+def record_reports(fleet: Fleet) -> list[RecordedDriver]:
+    """Drive the whole run in advance, for benchmarks: the load generator shares the cores
+    with what it measures, and replaying costs it a dictionary lookup a report instead of
+    the simulation. The reports are the ones drive_fleet would make, at the same times."""
+    cfg = fleet.cfg
+    end_ms = _end_ms(fleet)
+    interval_ms = int(cfg.interval_s * 1000)
+    out = []
+    for d in fleet.drivers:
+        reports = {t: d.report(t) for t in report_times(d, interval_ms, end_ms)}
+        rest = d.flush()
+        out.append(RecordedDriver(d.device_id, d.start_ms, d.dropped, reports, rest))
+    return out
+
+
+def _end_ms(fleet: Fleet) -> int:
+    duration_s = fleet.cfg.duration_s
+    return fleet.start_ms + int(duration_s * 1000) if duration_s is not None else 2**62
+
+
 @dataclass
 class RunStats:
     """How the run went: fixes produced, dropped, sent; how far the senders lagged behind."""
@@ -169,12 +231,15 @@ async def drive_fleet(
     *,
     stop: asyncio.Event | None = None,
     on_fixes: Callable[[list[Fix]], None] | None = None,
+    drivers: Sequence[Reporter] | None = None,
 ) -> RunStats:
-    """Every driver reports every ``interval_s`` (simulated) until done, the end, or ``stop``."""
+    """Every driver reports every ``interval_s`` (simulated) until done, the end, or ``stop``.
+
+    ``drivers`` replaces the fleet's own (``record_reports``' replaying drivers)."""
     cfg = fleet.cfg
     stop = stop or asyncio.Event()
     stats = RunStats()
-    end_ms = fleet.start_ms + int(cfg.duration_s * 1000) if cfg.duration_s is not None else 2**62
+    end_ms = _end_ms(fleet)
     interval_ms = int(cfg.interval_s * 1000)
 
     sleeping: set[asyncio.Future[None]] = set()
@@ -192,10 +257,10 @@ async def drive_fleet(
             sleeping.discard(fut)
         return not stop.is_set()
 
-    async def run_one(d: Driver) -> None:
-        # Spread the drivers' reports over the interval so the load is even.
-        t = d.start_ms + random.Random(d.device_id).randrange(max(interval_ms, 1))
-        while t <= end_ms and not stop.is_set() and not d.done_at(t):
+    async def run_one(d: Reporter) -> None:
+        for t in report_times(d, interval_ms, end_ms):
+            if stop.is_set():
+                break
             delay = clock.wall_delay_s(t)
             if delay > 0:
                 if not await sleep_unless_stopped(delay):
@@ -208,7 +273,6 @@ async def drive_fleet(
                 if on_fixes is not None:
                     on_fixes(fixes)
                 await sender.send(fixes)
-            t += interval_ms
         rest = d.flush()
         if rest:
             if on_fixes is not None:
@@ -225,7 +289,7 @@ async def drive_fleet(
     stopping = asyncio.create_task(stop.wait())
     stopping.add_done_callback(give_up_soon)
     try:
-        await asyncio.gather(*(run_one(d) for d in fleet.drivers))
+        await asyncio.gather(*(run_one(d) for d in (fleet.drivers if drivers is None else drivers)))
         await sender.close()
     finally:
         stopping.cancel()

@@ -17,7 +17,15 @@ from ingest.osmand import parse_request
 from ingest.traccar import parse_positions_body
 from simulator import fleet as fleet_module
 from simulator.driving import Driver, DrivingConfig, Fix
-from simulator.fleet import FleetConfig, SimClock, build_fleet, drive_fleet, start_of_run_ms
+from simulator.fleet import (
+    FleetConfig,
+    RecordedDriver,
+    SimClock,
+    build_fleet,
+    drive_fleet,
+    record_reports,
+    start_of_run_ms,
+)
 from simulator.network import CLASS_SPEED_KMH, RoadNetwork, load_network, speed_for
 from simulator.planning import TravelTimes, order_stops, place_customers
 from simulator.protocols import HttpPoster, Sender, batch_line, osmand_form, traccar_forward
@@ -231,17 +239,22 @@ async def test_a_stop_wakes_drivers_waiting_for_their_next_report(net: RoadNetwo
     assert stats.ticks == 0 and sender.stats.sent == 0
 
 
-async def test_batch_sender_posts_concurrent_reports_as_one_ndjson_body() -> None:
-    bodies: list[bytes] = []
+async def batch_receiver(bodies: list[bytes]) -> asyncio.Server:
+    """A local HTTP server that accepts every NDJSON batch and keeps the bodies."""
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while head := await reader.readuntil(b"\r\n\r\n"):
             length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
             bodies.append(await reader.readexactly(length))
-            answer = b'{"accepted": 3, "rejected": []}'
+            answer = b'{"rejected": []}'
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(answer), answer))
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return await asyncio.start_server(serve, "127.0.0.1", 0)
+
+
+async def test_batch_sender_posts_concurrent_reports_as_one_ndjson_body() -> None:
+    bodies: list[bytes] = []
+    server = await batch_receiver(bodies)
     poster = HttpPoster(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
     sender = Sender(poster, "batch", batch_linger_s=0.05)
     a, b, c = (replace(FIX, device_id=f"SIM0000{i}") for i in (1, 2, 3))
@@ -361,3 +374,31 @@ def test_scoring_counts_hits_misses_spurious_and_undecided() -> None:
     eta = r["eta"]
     assert eta["1-2min"]["n"] == 1 and eta["1-2min"]["mae_s"] == pytest.approx(15.0)
     assert eta["all"]["n"] == 1  # the sample inside the circle is not an ETA to score
+
+
+@pytest.mark.timeout(60)
+async def test_recorded_reports_are_the_ones_a_live_run_sends(net: RoadNetwork) -> None:
+    cfg = FleetConfig(drivers=3, seed=5, interval_s=5.0, duration_s=900.0, start_spread_s=0.0)
+    server = await batch_receiver([])
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+    async def run(drivers: list[RecordedDriver] | None) -> list[Fix]:
+        fleet = build_fleet(cfg, T0, net)  # the same seed: the same fleet
+        poster = HttpPoster(url)
+        sent: list[Fix] = []
+        sender = Sender(poster, "batch", batch_linger_s=0.001)
+        try:
+            await drive_fleet(
+                fleet, sender, SimClock(T0, 9000.0), on_fixes=sent.extend, drivers=drivers
+            )
+        finally:
+            await poster.close()
+        return sorted(sent, key=lambda f: (f.device_id, f.fix_ms))
+
+    try:
+        live = await run(None)
+        replayed = await run(record_reports(build_fleet(cfg, T0, net)))
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert len(live) > 3 * 100 and replayed == live
