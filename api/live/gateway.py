@@ -393,8 +393,12 @@ class LiveGateway:
             self.counters.invalid_in += 1
             return
         self.counters.positions_in += 1
-        rooms = pos.rooms()
-        self.batcher.add(pos, rooms)
+        rooms = pos.rooms()  # the tenant's, the driver's, the route's
+        # batched only for rooms someone is in: most driver and route rooms have no viewer
+        watched = tuple(room for room in rooms if room in self.rooms)
+        if not watched:
+            return
+        self.batcher.add(pos, watched)
         # Seed compatibility: every position, unbatched, to its driver's and route's rooms.
         targets = self._members(rooms[1:])
         if targets:
