@@ -105,7 +105,8 @@ def step(
     if fix_ms <= track.last_fix_ms:
         return track, []
     out: list[Transition] = []
-    # every fix of every engaged geofence passes here: a plain constructor, not replace()
+    # Every fix of every engaged geofence passes here: plain constructors (fields in order:
+    # state, since_ms, last_fix_ms, fixes, doubtful, entered_ms), not replace(), at 3x the cost.
     t = Track(track.state, track.since_ms, fix_ms, track.fixes, track.doubtful, track.entered_ms)
     if (
         t.state in (State.OUTSIDE, State.ENTERING)
@@ -116,33 +117,33 @@ def step(
             Transition("enter", crossed_at_ms[0], True),
             Transition("exit", crossed_at_ms[1], True),
         ]
-        return replace(t, state=State.OUTSIDE, since_ms=fix_ms, fixes=0, entered_ms=None), out
+        return Track(State.OUTSIDE, fix_ms, fix_ms, 0, t.doubtful, None), out
 
     if t.state == State.OUTSIDE:
         if zone == Zone.INSIDE:
-            t = replace(t, state=State.ENTERING, since_ms=fix_ms, fixes=1, doubtful=0)
+            t = Track(State.ENTERING, fix_ms, fix_ms, 1, 0, t.entered_ms)
             t, out = _maybe_confirm_enter(t, fix_ms, rules)
     elif t.state == State.ENTERING:
         if zone == Zone.INSIDE:
-            t = replace(t, fixes=t.fixes + 1)
+            t = Track(t.state, t.since_ms, fix_ms, t.fixes + 1, t.doubtful, t.entered_ms)
             t, out = _maybe_confirm_enter(t, fix_ms, rules)
         elif zone == Zone.FAR or t.doubtful + 1 > t.fixes:
-            t = replace(t, state=State.OUTSIDE, since_ms=fix_ms, fixes=0, doubtful=0)
+            t = Track(State.OUTSIDE, fix_ms, fix_ms, 0, 0, t.entered_ms)
         else:
-            t = replace(t, doubtful=t.doubtful + 1)
+            t = Track(t.state, t.since_ms, fix_ms, t.fixes, t.doubtful + 1, t.entered_ms)
     elif t.state == State.INSIDE:
         if zone == Zone.FAR:
-            t = replace(t, state=State.LEAVING, since_ms=fix_ms, fixes=1, doubtful=0)
+            t = Track(State.LEAVING, fix_ms, fix_ms, 1, 0, t.entered_ms)
             t, out = _maybe_confirm_exit(t, fix_ms, rules)
     elif t.state == State.LEAVING:
         if zone == Zone.FAR:
-            t = replace(t, fixes=t.fixes + 1)
+            t = Track(t.state, t.since_ms, fix_ms, t.fixes + 1, t.doubtful, t.entered_ms)
             t, out = _maybe_confirm_exit(t, fix_ms, rules)
         elif zone == Zone.INSIDE or t.doubtful + 1 > t.fixes:
             # Back inside, or as many doubtful fixes as far ones: a parked driver's noise.
-            t = replace(t, state=State.INSIDE, fixes=0, doubtful=0)
+            t = Track(State.INSIDE, t.since_ms, fix_ms, 0, 0, t.entered_ms)
         else:
-            t = replace(t, doubtful=t.doubtful + 1)
+            t = Track(t.state, t.since_ms, fix_ms, t.fixes, t.doubtful + 1, t.entered_ms)
     return t, out
 
 

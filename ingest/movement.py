@@ -80,7 +80,7 @@ class FixInput:
     accuracy: float | None
 
 
-@dataclass
+@dataclass(slots=True)
 class Runtime:
     """Per driver, in memory: the last fix, recent speed and progress along the route."""
 
@@ -448,7 +448,10 @@ def _next_open(plan: Plan, stops: dict[str, str]) -> Stop | None:
 
 
 def _copy(rt: Runtime | None) -> Runtime:
-    return Runtime() if rt is None else Runtime(**rt.__dict__)
+    if rt is None:
+        return Runtime()
+    # every field, positionally: Runtime(**rt.__dict__) built a dict per driver per batch
+    return Runtime(rt.last_fix_ms, rt.last_lon, rt.last_lat, rt.speed, rt.route_id, rt.progress_m)
 
 
 def _geofence_event(f: FixInput, geofence_id: int, t: Transition) -> dict[str, Any]:

@@ -1,0 +1,28 @@
+"""The enrichment tracker's in-memory per-driver state (ingest/movement.py), without services."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from geo.route_progress import SpeedEstimate
+from ingest.movement import Runtime, _copy
+
+
+def test_a_runtime_copy_keeps_every_field_and_is_independent() -> None:
+    # _copy lists the fields by hand (it runs per driver per batch): a new field must be added
+    # there too, and this fails until it is
+    values = {
+        "last_fix_ms": 1_000,
+        "last_lon": 24.9,
+        "last_lat": 60.1,
+        "speed": SpeedEstimate(50.0, 5.0),
+        "route_id": "r-1",
+        "progress_m": 12.5,
+    }
+    assert {f.name for f in dataclasses.fields(Runtime)} == set(values)
+    rt = Runtime(**values)
+    copy = _copy(rt)
+    assert copy == rt and copy is not rt
+    copy.progress_m = 99.0
+    assert rt.progress_m == 12.5
+    assert _copy(None) == Runtime()
