@@ -45,6 +45,13 @@ from ingest.visit_events import EVENT_NAMESPACE, visit_event
 
 NEVER_NEAR = Track()  # the state of a (driver, geofence) pair with no history
 OUTSIDE = TrackState.OUTSIDE
+# planned_visits.eta_at (what REST shows) is rewritten when the next stop's ETA moved this
+# much, or this long after it was stored (another worker may have written it meanwhile):
+# once per batch per driver, it was a sixth of PostgreSQL's time at 6,500 fixes/s, and the
+# live feed carries every fix's ETA anyway
+ETA_STORE_CHANGE_MS = 15_000
+ETA_STORE_EVERY_MS = 300_000
+STORED_ETA_MAX = 200_000
 OFF_ROUTE_M = 500.0  # farther than this from the planned path: use the straight-line ETA
 PRIOR_WEIGHT_S = 15.0  # the planning speed counts as this many seconds of driving
 
@@ -112,7 +119,8 @@ class Decisions:
     movements: dict[int, Movement] = field(default_factory=dict)
     geofence_events: list[dict[str, Any]] = field(default_factory=list)
     visit_changes: list[VisitChange] = field(default_factory=list)
-    next_eta: dict[str, tuple[str, int]] = field(default_factory=dict)  # visit -> (driver, ms)
+    # visit -> (ETA, fix time), epoch ms: what to store in planned_visits.eta_at
+    next_eta: dict[str, tuple[int, int]] = field(default_factory=dict)
     runtime: dict[str, Runtime] = field(default_factory=dict)
     tracks: list[tuple[str, int, Track]] = field(default_factory=list)
     published: list[tuple[str, str, str, bytes]] = field(default_factory=list)
@@ -137,7 +145,7 @@ class Decisions:
                    FROM unnest($1::uuid[], $2::bigint[]) AS u(id, ms)
                    WHERE v.id = u.id AND v.status = 'pending'""",
                 list(self.next_eta),
-                [ms for _, ms in self.next_eta.values()],
+                [eta for eta, _ in self.next_eta.values()],
             )
         if outbox:
             await conn.executemany(
@@ -147,8 +155,15 @@ class Decisions:
             )
         self.published = outbox
 
-    def commit(self, runtimes: dict[str, Runtime], plans: PlanCache) -> None:
+    def commit(
+        self, runtimes: dict[str, Runtime], plans: PlanCache, stored_eta: dict[str, tuple[int, int]]
+    ) -> None:
         runtimes.update(self.runtime)
+        if len(stored_eta) > STORED_ETA_MAX:  # visits never reached are never popped
+            stored_eta.clear()
+        stored_eta.update(self.next_eta)
+        for change in self.visit_changes:
+            stored_eta.pop(change.visit_id, None)
         for change in self.visit_changes:
             plans.invalidate(change.driver_id)
 
@@ -212,6 +227,8 @@ class MovementTracker:
         self.plans = plans
         self.tracks = TrackStore()
         self.runtime: dict[str, Runtime] = {}
+        # planned_visits.eta_at as last stored, by visit: (ETA, fix time), epoch ms
+        self.stored_eta: dict[str, tuple[int, int]] = {}
 
     def forget(self, driver_ids: set[str]) -> None:
         """After a failed transaction: reload these drivers' states from the database."""
@@ -435,7 +452,13 @@ class MovementTracker:
         )
         at = movement.eta_at_ms(f.fix_ms)
         if stops[nxt.visit_id] == "pending" and at is not None:
-            out.next_eta[nxt.visit_id] = (plan.driver_id, at)  # fixes come in time order
+            stored = self.stored_eta.get(nxt.visit_id)
+            if (
+                stored is None
+                or abs(at - stored[0]) >= ETA_STORE_CHANGE_MS
+                or f.fix_ms - stored[1] >= ETA_STORE_EVERY_MS
+            ):
+                out.next_eta[nxt.visit_id] = (at, f.fix_ms)  # fixes come in time order
         return movement
 
 

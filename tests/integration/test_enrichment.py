@@ -344,6 +344,45 @@ async def test_eta_along_the_route_at_constant_speed_is_within_5_percent(
     assert checked > 10
 
 
+async def test_the_visit_eta_follows_the_driving_within_its_write_threshold(
+    client: httpx.AsyncClient,
+    traccar_headers: dict[str, str],
+    pg: asyncpg.Pool,
+) -> None:
+    # planned_visits.eta_at (REST's etaAt) is rewritten only when the ETA moved by 15 s or
+    # more: after each phase it must be within that of the last fix's own ETA
+    driver, device = await make_driver(pg, "ENR-ETA-AT")
+    cust, _ = await make_customer(pg, 3000, 0, 50)
+    t0 = drive_start_ms(3600)
+    _, (visit,) = await make_route(pg, driver, [(0.0, 0.0), (3000.0, 0.0)], [cust], day=utc_day(t0))
+    speed = 10.0
+    drive = [(t0 + i * 5000, i * 5 * speed, 0.0, speed) for i in range(30)]  # 1,500 m
+    park = [(t0 + 150_000 + i * 5000, 1500.0, 0.0, 0.0) for i in range(36)]  # 3 minutes
+    again = [(t0 + 330_000 + i * 5000, 1500.0 + i * 5 * speed, 0.0, speed) for i in range(10)]
+    stored: list[int] = []
+    etas: list[float] = []
+    for phase in (drive, park, again):
+        await post_fixes(client, traccar_headers, device, phase)
+        stored.append(len(phase) + (stored[-1] if stored else 0))
+        last = await eventually(
+            lambda: pg.fetch(
+                """SELECT fix_time, eta_s FROM positions WHERE driver_id = $1::uuid
+                   ORDER BY fix_time DESC""",
+                driver,
+            ),
+            lambda rows, n=stored[-1]: len(rows) == n,
+            within=30,
+            what="the phase's positions stored",
+        )
+        eta_at = await pg.fetchval("SELECT eta_at FROM planned_visits WHERE id = $1::uuid", visit)
+        own = last[0]["fix_time"].timestamp() + last[0]["eta_s"]
+        assert eta_at is not None
+        assert abs(eta_at.timestamp() - own) < 15.0, (phase is park, eta_at, own)
+        etas.append(eta_at.timestamp())
+    # parking moved the ETA by minutes: the stored value followed it
+    assert etas[1] - etas[0] > 60
+
+
 async def test_a_poison_message_is_dead_lettered_and_a_fixed_one_replays_once(
     client: httpx.AsyncClient,
     pg: asyncpg.Pool,
