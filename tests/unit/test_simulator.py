@@ -7,6 +7,7 @@ import random
 import socket
 import time
 from dataclasses import replace
+from urllib.parse import urlencode
 
 import orjson
 import pytest
@@ -28,7 +29,14 @@ from simulator.fleet import (
 )
 from simulator.network import CLASS_SPEED_KMH, RoadNetwork, load_network, speed_for
 from simulator.planning import TravelTimes, order_stops, place_customers
-from simulator.protocols import HttpPoster, Sender, batch_line, osmand_form, traccar_forward
+from simulator.protocols import (
+    KNOTS_PER_KMH,
+    HttpPoster,
+    Sender,
+    batch_line,
+    osmand_form,
+    traccar_forward,
+)
 from simulator.scoring import Detected, EtaSample, score
 
 T0 = 1_780_000_000_000
@@ -324,6 +332,23 @@ async def test_http_poster_keeps_connections_alive_and_reads_both_body_framings(
 
 
 FIX = Fix("SIM00001", T0 + 123, 24.9412345, 60.1701234, 36.0, 90.0, 8.0, 24.94, 60.17)
+
+
+def test_the_osmand_form_is_what_urlencode_gives() -> None:
+    odd = replace(FIX, device_id="dev id/ä&x=1", lat=-33.8688197, lon=-151.2092955)
+    for fix in (FIX, odd):
+        expected = urlencode(
+            {
+                "id": fix.device_id,
+                "timestamp": str(fix.fix_ms),
+                "lat": f"{fix.lat:.7f}",
+                "lon": f"{fix.lon:.7f}",
+                "speed": f"{fix.speed_kmh * KNOTS_PER_KMH:.3f}",
+                "bearing": f"{fix.course:.1f}",
+                "accuracy": f"{fix.accuracy:.1f}",
+            }
+        ).encode()
+        assert osmand_form(fix) == expected
 
 
 def test_protocol_bodies_parse_with_the_receivers_parsers() -> None:
