@@ -14,6 +14,7 @@ retried with back-off; other 4xx are counted as rejected (a bug, never expected 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -113,6 +114,10 @@ class HttpPoster:
         self._sem = asyncio.Semaphore(connections)
         self._idle: dict[tuple[str, int], list[_HttpConnection]] = {}
         self._timeout_s = timeout_s
+        # Exchanges in progress and when each must end: one sweeper aborts the late ones, as
+        # a timer per request (asyncio.timeout) cost the load generator ~9 % of its CPU.
+        self._deadlines: dict[_HttpConnection, float] = {}
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def __call__(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         parts = urlsplit(url if url.startswith("http") else self.base_url + url)
@@ -138,10 +143,17 @@ class HttpPoster:
     ) -> tuple[int, bytes] | None:
         """One request over ``conn`` (a new connection if None); None if it failed."""
         try:
-            async with asyncio.timeout(self._timeout_s):
-                if conn is None:
+            if conn is None:
+                async with asyncio.timeout(self._timeout_s):
                     conn = await _HttpConnection.open(host, port)
+            loop = asyncio.get_running_loop()
+            self._deadlines[conn] = loop.time() + self._timeout_s
+            if self._sweeper is None:
+                self._sweeper = loop.create_task(self._sweep())
+            try:
                 status, content, keep = await conn.exchange(request)
+            finally:
+                del self._deadlines[conn]
         except (OSError, EOFError, asyncio.IncompleteReadError, TimeoutError, ValueError):
             if conn is not None:
                 conn.close()
@@ -152,7 +164,21 @@ class HttpPoster:
             conn.close()
         return status, content
 
+    async def _sweep(self) -> None:
+        """Abort the exchanges past their deadline: the reader then fails like a reset."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(1.0, self._timeout_s / 4))
+            now = loop.time()
+            for conn in [c for c, deadline in self._deadlines.items() if deadline < now]:
+                conn.abort()
+
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         for conns in self._idle.values():
             for conn in conns:
                 conn.close()
@@ -189,6 +215,9 @@ class _HttpConnection:
 
     def close(self) -> None:
         self.writer.close()
+
+    def abort(self) -> None:
+        self.writer.transport.abort()
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import socket
 import time
@@ -251,11 +252,14 @@ async def batch_receiver(bodies: list[bytes]) -> asyncio.Server:
     """A local HTTP server that accepts every NDJSON batch and keeps the bodies."""
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while head := await reader.readuntil(b"\r\n\r\n"):
-            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-            bodies.append(await reader.readexactly(length))
-            answer = b'{"rejected": []}'
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(answer), answer))
+        with contextlib.closing(writer), contextlib.suppress(asyncio.IncompleteReadError):
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                bodies.append(await reader.readexactly(length))
+                answer = b'{"rejected": []}'
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(answer), answer)
+                )
 
     return await asyncio.start_server(serve, "127.0.0.1", 0)
 
@@ -325,6 +329,24 @@ async def test_http_poster_keeps_connections_alive_and_reads_both_body_framings(
         # the pooled connection is dead: the request goes again over a new one
         assert await poster("/echo", b"retried", {}) == (201, b"retried")
         assert connections == 3
+    finally:
+        await poster.close()
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.timeout(30)
+async def test_http_poster_gives_up_on_a_server_that_never_answers() -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.closing(writer):
+            await reader.readuntil(b"\r\n\r\n")  # reads the request, never answers
+            await reader.read()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    poster = HttpPoster(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", timeout_s=0.4)
+    try:
+        # no status: the caller (Sender) retries it like a refused connection
+        assert await poster("/", b"x", {}) == (0, b"")
     finally:
         await poster.close()
         server.close()
