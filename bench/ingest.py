@@ -66,7 +66,15 @@ from infrastructure.kafka import GPS_POSITIONS_ENRICHED, ensure_topics
 from infrastructure.postgres import connect
 from infrastructure.settings import Settings
 from simulator.driving import DrivingConfig
-from simulator.fleet import FleetConfig, SimClock, build_fleet, drive_fleet, record_reports
+from simulator.fleet import (
+    Fleet,
+    FleetConfig,
+    RecordedDriver,
+    SimClock,
+    build_fleet,
+    drive_fleet,
+    record_reports,
+)
 from simulator.protocols import HttpPoster, Sender
 from simulator.run import RunOptions, prepare
 
@@ -242,6 +250,42 @@ def pct(values: list[float], q: float) -> float | None:
     return round(s[min(len(s) - 1, int(len(s) * q))], 1)
 
 
+async def step_fleet(
+    args: argparse.Namespace, fleet_cfg: FleetConfig, rate: float
+) -> tuple[int, Fleet, list[RecordedDriver] | None]:
+    """The fleet of one step at ``rate``, its start, and its reports made in advance (unless
+    ``--simulate-live``)."""
+    cfg = dataclasses.replace(
+        fleet_cfg,
+        interval_s=args.drivers / rate,
+        duration_s=float(args.duration),
+        speedup=1.0,
+        start_spread_s=0.0,
+    )
+    start_ms = int(time.time() * 1000)
+    fleet = await asyncio.to_thread(build_fleet, cfg, start_ms)
+    drivers = await asyncio.to_thread(record_reports, fleet) if not args.simulate_live else None
+    return start_ms, fleet, drivers
+
+
+async def enriched_consumer_at_end(s: Settings) -> AIOKafkaConsumer:
+    """A consumer of ``gps.positions.enriched`` positioned at its end: it sees what follows."""
+    consumer = AIOKafkaConsumer(
+        s.kafka.topic(GPS_POSITIONS_ENRICHED),
+        bootstrap_servers=s.kafka.bootstrap_servers,
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    while not consumer.assignment():
+        await consumer.getmany(timeout_ms=200)
+    await consumer.seek_to_end()
+    for tp in consumer.assignment():
+        await consumer.position(tp)
+    return consumer
+
+
 async def run_step(
     s: Settings,
     args: argparse.Namespace,
@@ -254,30 +298,8 @@ async def run_step(
 ) -> dict[str, Any]:
     """Drive the fleet at ``rate`` positions/s for the duration and measure."""
     interval = args.drivers / rate
-    cfg = dataclasses.replace(
-        fleet_cfg,
-        interval_s=interval,
-        duration_s=float(args.duration),
-        speedup=1.0,
-        start_spread_s=0.0,
-    )
-    start_ms = int(time.time() * 1000)
-    fleet = await asyncio.to_thread(build_fleet, cfg, start_ms)
-    drivers = await asyncio.to_thread(record_reports, fleet) if not args.simulate_live else None
-    consumer = AIOKafkaConsumer(
-        s.kafka.topic(GPS_POSITIONS_ENRICHED),
-        bootstrap_servers=s.kafka.bootstrap_servers,
-        auto_offset_reset="latest",
-        enable_auto_commit=False,
-        group_id=None,
-    )
-    await consumer.start()
-    # position the consumer at the end before sending
-    while not consumer.assignment():
-        await consumer.getmany(timeout_ms=200)
-    await consumer.seek_to_end()
-    for tp in consumer.assignment():
-        await consumer.position(tp)
+    start_ms, fleet, drivers = await step_fleet(args, fleet_cfg, rate)
+    consumer = await enriched_consumer_at_end(s)
     latencies: list[float] = []  # after the warm-up (plan caches are cold before)
     all_latencies: list[float] = []
     seen: dict[tuple[str, int], int] = {}
@@ -409,16 +431,7 @@ async def run_drain(
     """Fill ``gps.positions`` while no worker runs, then start the workers and measure the
     CPU they spend per fix emptying it: the workers' cost alone, without the api, the load
     generator and the services competing for the same cores (a noisy figure on 2 cores)."""
-    cfg = dataclasses.replace(
-        fleet_cfg,
-        interval_s=args.drivers / args.rate,
-        duration_s=float(args.duration),
-        speedup=1.0,
-        start_spread_s=0.0,
-    )
-    start_ms = int(time.time() * 1000)
-    fleet = await asyncio.to_thread(build_fleet, cfg, start_ms)
-    drivers = await asyncio.to_thread(record_reports, fleet) if not args.simulate_live else None
+    start_ms, fleet, drivers = await step_fleet(args, fleet_cfg, args.rate)
     poster = HttpPoster(ingest_base, connections=args.concurrency)
     sender = Sender(poster, args.protocol, osmand_url="/", max_in_flight=args.concurrency)
     try:
@@ -426,19 +439,7 @@ async def run_drain(
     finally:
         await poster.close()
     accepted = sender.stats.accepted
-    consumer = AIOKafkaConsumer(
-        s.kafka.topic(GPS_POSITIONS_ENRICHED),
-        bootstrap_servers=s.kafka.bootstrap_servers,
-        auto_offset_reset="latest",
-        enable_auto_commit=False,
-        group_id=None,
-    )
-    await consumer.start()
-    while not consumer.assignment():
-        await consumer.getmany(timeout_ms=200)
-    await consumer.seek_to_end()
-    for tp in consumer.assignment():
-        await consumer.position(tp)
+    consumer = await enriched_consumer_at_end(s)
     workers = start_processes(s, args.workers, logdir, api=False)
     procs.update(workers)
     ps = [psutil.Process(p.pid) for p in workers.values()]
