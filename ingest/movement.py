@@ -164,7 +164,6 @@ class Decisions:
         stored_eta.update(self.next_eta)
         for change in self.visit_changes:
             stored_eta.pop(change.visit_id, None)
-        for change in self.visit_changes:
             plans.invalidate(change.driver_id)
 
 
