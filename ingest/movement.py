@@ -155,17 +155,6 @@ class Decisions:
             )
         self.published = outbox
 
-    def commit(
-        self, runtimes: dict[str, Runtime], plans: PlanCache, stored_eta: dict[str, tuple[int, int]]
-    ) -> None:
-        runtimes.update(self.runtime)
-        if len(stored_eta) > STORED_ETA_MAX:  # visits never reached are never popped
-            stored_eta.clear()
-        stored_eta.update(self.next_eta)
-        for change in self.visit_changes:
-            stored_eta.pop(change.visit_id, None)
-            plans.invalidate(change.driver_id)
-
 
 async def _apply_visit_change(conn: Conn, c: VisitChange) -> dict[str, Any] | None:
     """Move a visit if it is still in an expected state; return the event, None if not."""
@@ -228,6 +217,16 @@ class MovementTracker:
         self.runtime: dict[str, Runtime] = {}
         # planned_visits.eta_at as last stored, by visit: (ETA, fix time), epoch ms
         self.stored_eta: dict[str, tuple[int, int]] = {}
+
+    def commit(self, decisions: Decisions) -> None:
+        """After the batch's transaction committed: take its outcome into memory."""
+        self.runtime.update(decisions.runtime)
+        if len(self.stored_eta) > STORED_ETA_MAX:  # visits never reached are never popped
+            self.stored_eta.clear()
+        self.stored_eta.update(decisions.next_eta)
+        for change in decisions.visit_changes:
+            self.stored_eta.pop(change.visit_id, None)
+            self.plans.invalidate(change.driver_id)
 
     def forget(self, driver_ids: set[str]) -> None:
         """After a failed transaction: reload these drivers' states from the database."""

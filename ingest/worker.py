@@ -136,7 +136,7 @@ class Enricher:
             except BaseException:
                 self.movement.forget(drivers)
                 raise
-            decisions.commit(self.movement.runtime, self.movement.plans, self.movement.stored_eta)
+            self.movement.commit(decisions)
             await self.publish_outbox(conn, decisions.published)
         messages = [orjson.dumps(e.to_message()) for e in enriched]  # encoded once, used twice
         await self.live.move(enriched, messages)
