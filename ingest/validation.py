@@ -47,17 +47,12 @@ def json_number(obj: dict[str, Any], key: str) -> float | None:
     if value is None:
         return None
     # exact types first: six of these per position in a batch, and isinstance against a
-    # union cost more than the rest of the check (bool is an int subclass: refused below)
+    # union cost more than the rest of the check (bool is an int subclass: refused here)
     kind = type(value)
-    number: float
-    if kind is float:
-        number = value
-    elif kind is int:
-        number = float(value)
-    elif isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidPosition(f"{key} must be a number")
-    else:
-        number = float(value)
+    if kind is not float and kind is not int:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidPosition(f"{key} must be a number")
+    number = float(value)
     if not math.isfinite(number):
         raise InvalidPosition(f"{key} is out of range")
     return number
