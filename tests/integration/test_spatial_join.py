@@ -72,13 +72,21 @@ async def make_shapes(pg: asyncpg.Pool) -> list[int]:
 async def reference(pg: asyncpg.Pool, probes: list[Probe]) -> dict[tuple[int, int], float]:
     """Every (probe, geofence) spheroid distance, by brute force.
 
-    A polygon's edges are straight lines in lon/lat (PostGIS geometry, as the join's inside
-    test reads them), not geodesics: densified to 5e-5° (a few metres) before measuring
-    on the spheroid, they are the same edges.
+    A circle is its centre and radius: geodesic distance to the centre minus the radius (its
+    stored polygon is a 64-gon inside the circle, there for the index and the map). A
+    polygon's edges are straight lines in lon/lat (PostGIS geometry, as the join's inside
+    test reads them), not geodesics: densified to 5e-5° (a few metres) before measuring on
+    the spheroid, they are the same edges.
     """
     rows = await pg.fetch(
-        """SELECT p.idx, g.id, ST_Distance(ST_Segmentize(g.geom, 5e-5)::geography,
-                   ST_SetSRID(ST_MakePoint(p.lon, p.lat), 4326)::geography, true) AS d
+        """SELECT p.idx, g.id,
+                  CASE WHEN g.kind = 'circle'
+                       THEN greatest(0.0, ST_Distance(g.center::geography,
+                                          ST_SetSRID(ST_MakePoint(p.lon, p.lat), 4326)::geography,
+                                          true) - g.radius_m)
+                       ELSE ST_Distance(ST_Segmentize(g.geom, 5e-5)::geography,
+                                        ST_SetSRID(ST_MakePoint(p.lon, p.lat), 4326)::geography,
+                                        true) END AS d
            FROM unnest($1::int[], $2::float8[], $3::float8[]) AS p(idx, lon, lat)
            CROSS JOIN geofences g WHERE g.tenant_id = $4""",
         [p.idx for p in probes],
