@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
+from infrastructure.event_loop import run as run_on_event_loop
 from infrastructure.settings import Settings
 
 
@@ -115,7 +116,7 @@ def _run_until_signal(coro_factory: object) -> None:
         assert callable(coro_factory)
         await coro_factory(stop)
 
-    asyncio.run(main())
+    run_on_event_loop(main())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,19 +155,19 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(settings)
 
     if args.command == "api":
-        asyncio.run(_serve_api(settings, args.host or settings.http_host, args.port))
+        run_on_event_loop(_serve_api(settings, args.host or settings.http_host, args.port))
     elif args.command == "worker":
         from ingest.worker import run_worker
 
         _run_until_signal(lambda stop: run_worker(settings, stop))
     elif args.command == "migrate":
-        asyncio.run(_migrate(settings, seed=args.seed))
+        run_on_event_loop(_migrate(settings, seed=args.seed))
     elif args.command == "seed":
-        asyncio.run(_migrate(settings, seed=True))
+        run_on_event_loop(_migrate(settings, seed=True))
     elif args.command == "topics":
         from infrastructure.kafka import ensure_topics
 
-        asyncio.run(ensure_topics(settings.kafka))
+        run_on_event_loop(ensure_topics(settings.kafka))
         print("topics present")
     elif args.command == "maintain":
         from analytics.maintenance import maintain
@@ -257,7 +258,7 @@ def _stack(settings: Settings, action: str, services: list[str]) -> int:
             stack.up(settings, names)
             from infrastructure.kafka import ensure_topics
 
-            asyncio.run(ensure_topics(settings.kafka))
+            run_on_event_loop(ensure_topics(settings.kafka))
         elif action == "down":
             stack.down(settings, names)
     except stack.StackError as exc:
@@ -282,7 +283,7 @@ def _cdc(settings: Settings, action: str) -> int:
         return 0
     try:
         if action == "register":
-            code = asyncio.run(cdc_connector.register(settings))
+            code = run_on_event_loop(cdc_connector.register(settings))
             verb = "created" if code == 201 else "updated"
             print(f"connector {cdc_connector.connector_name(settings)} {verb}")
         elif action == "status":

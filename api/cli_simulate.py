@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from infrastructure.event_loop import run as run_on_event_loop
 from infrastructure.settings import Settings
 
 
@@ -58,7 +59,7 @@ def add_parser(sub: Any) -> None:
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     try:
-        return asyncio.run(_main(settings, args))
+        return run_on_event_loop(_main(settings, args))
     except KeyboardInterrupt:
         return 130
 

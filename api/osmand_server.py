@@ -28,6 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import cast
 
 import httptools
 import orjson
@@ -171,8 +172,8 @@ class _Connection(asyncio.Protocol):
     # ---- connection ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # a stream transport; uvloop's does not subclass asyncio.Transport, so no isinstance
+        self.transport = cast(asyncio.Transport, transport)
         self.server._connections.add(self)
         self._arm(HEADER_TIMEOUT_S)
 

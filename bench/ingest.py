@@ -62,6 +62,7 @@ import orjson
 import psutil
 from aiokafka import AIOKafkaConsumer
 
+from infrastructure.event_loop import run as run_on_event_loop
 from infrastructure.kafka import GPS_POSITIONS_ENRICHED, ensure_topics
 from infrastructure.postgres import connect
 from infrastructure.settings import Settings
@@ -577,7 +578,7 @@ def main() -> None:
     args = p.parse_args()
     # SIGTERM unwinds like Ctrl-C, so the finally block stops the api and workers
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    results = asyncio.run(main_async(args))
+    results = run_on_event_loop(main_async(args))
     print(json.dumps(results if len(results) > 1 else results[0], indent=2))
 
 
