@@ -30,6 +30,13 @@ two cores with the system, only sends; ``--simulate-live`` simulates while sendi
 The simulated clock starts when sending does, so fix times trail the wall clock by the
 seconds that took (like a phone's buffered fixes); latency is measured from ``receivedAt``.
 
+Batches are forwarded as a gateway in front of the batch endpoint does
+(``forward_as_gateway``): every report when it falls due, encoded in advance, in the next
+NDJSON request, one request at a time so each device's fixes stay in order; a report's lag is
+due → posted. ``--closed-loop`` has each driver wait for the answer to its previous report
+instead (a phone's way): at 10 reports a second per driver that client cannot go faster than
+its own round trip (~8,600/s with 1,000 drivers), whatever the server does.
+
 ``--drain`` sends with no worker running, then starts the workers and measures their CPU per
 fix emptying the backlog (the workers' cost alone; batches are full, 2,000 records).
 
@@ -68,13 +75,17 @@ from infrastructure.postgres import connect
 from infrastructure.settings import Settings
 from simulator.driving import DrivingConfig
 from simulator.fleet import (
+    DueReport,
     Fleet,
     FleetConfig,
     RecordedDriver,
+    RunStats,
     SimClock,
     build_fleet,
     drive_fleet,
+    forward_as_gateway,
     record_reports,
+    recorded_batch_reports,
 )
 from simulator.protocols import HttpPoster, Sender
 from simulator.run import RunOptions, prepare
@@ -251,11 +262,26 @@ def pct(values: list[float], q: float) -> float | None:
     return round(s[min(len(s) - 1, int(len(s) * q))], 1)
 
 
-async def step_fleet(
-    args: argparse.Namespace, fleet_cfg: FleetConfig, rate: float
-) -> tuple[int, Fleet, list[RecordedDriver] | None]:
+@dataclasses.dataclass
+class Step:
+    """One step's fleet and its reports made in advance (none with ``--simulate-live``):
+    per driver, or in the order they fall due and encoded, for the gateway."""
+
+    start_ms: int
+    fleet: Fleet
+    drivers: list[RecordedDriver] | None
+    due: list[DueReport] | None
+
+    async def send(self, sender: Sender) -> RunStats:
+        clock = SimClock(self.start_ms, 1.0)
+        if self.due is not None:
+            return await forward_as_gateway(self.due, sender, clock)
+        return await drive_fleet(self.fleet, sender, clock, drivers=self.drivers)
+
+
+async def step_fleet(args: argparse.Namespace, fleet_cfg: FleetConfig, rate: float) -> Step:
     """The fleet of one step at ``rate``, its start, and its reports made in advance (unless
-    ``--simulate-live``)."""
+    ``--simulate-live``): batches go through a gateway unless ``--closed-loop``."""
     cfg = dataclasses.replace(
         fleet_cfg,
         interval_s=args.drivers / rate,
@@ -265,8 +291,14 @@ async def step_fleet(
     )
     start_ms = int(time.time() * 1000)
     fleet = await asyncio.to_thread(build_fleet, cfg, start_ms)
-    drivers = await asyncio.to_thread(record_reports, fleet) if not args.simulate_live else None
-    return start_ms, fleet, drivers
+    if args.simulate_live:
+        return Step(start_ms, fleet, None, None)
+    drivers = await asyncio.to_thread(record_reports, fleet)
+    if args.protocol != "batch" or args.closed_loop:
+        return Step(start_ms, fleet, drivers, None)
+    return Step(
+        start_ms, fleet, None, await asyncio.to_thread(recorded_batch_reports, fleet, drivers)
+    )
 
 
 async def enriched_consumer_at_end(s: Settings) -> AIOKafkaConsumer:
@@ -299,7 +331,8 @@ async def run_step(
 ) -> dict[str, Any]:
     """Drive the fleet at ``rate`` positions/s for the duration and measure."""
     interval = args.drivers / rate
-    start_ms, fleet, drivers = await step_fleet(args, fleet_cfg, rate)
+    step = await step_fleet(args, fleet_cfg, rate)
+    start_ms = step.start_ms
     consumer = await enriched_consumer_at_end(s)
     latencies: list[float] = []  # after the warm-up (plan caches are cold before)
     all_latencies: list[float] = []
@@ -359,7 +392,7 @@ async def run_step(
     meter.start()
     t0 = time.monotonic()
     try:
-        stats = await drive_fleet(fleet, sender, SimClock(start_ms, 1.0), drivers=drivers)
+        stats = await step.send(sender)
     finally:
         await poster.close()
     send_wall = time.monotonic() - t0
@@ -389,6 +422,8 @@ async def run_step(
     dupes = sum(c - 1 for c in seen.values() if c > 1)
     return {
         "protocol": args.protocol,
+        # a gateway forwarding what falls due, or every driver waiting for its answer
+        "client": "gateway" if step.due is not None else "closed loop",
         "drivers": args.drivers,
         "target_rate": rate,
         "interval_s": round(interval, 3),
@@ -432,11 +467,12 @@ async def run_drain(
     """Fill ``gps.positions`` while no worker runs, then start the workers and measure the
     CPU they spend per fix emptying it: the workers' cost alone, without the api, the load
     generator and the services competing for the same cores (a noisy figure on 2 cores)."""
-    start_ms, fleet, drivers = await step_fleet(args, fleet_cfg, args.rate)
+    step = await step_fleet(args, fleet_cfg, args.rate)
+    start_ms = step.start_ms
     poster = HttpPoster(ingest_base, connections=args.concurrency)
     sender = Sender(poster, args.protocol, osmand_url="/", max_in_flight=args.concurrency)
     try:
-        await drive_fleet(fleet, sender, SimClock(start_ms, 1.0), drivers=drivers)
+        await step.send(sender)
     finally:
         await poster.close()
     accepted = sender.stats.accepted
@@ -561,6 +597,11 @@ def main() -> None:
         "--simulate-live",
         action="store_true",
         help="simulate while sending (default: drive the run in advance, then only send)",
+    )
+    p.add_argument(
+        "--closed-loop",
+        action="store_true",
+        help="batch: each driver waits for its report's answer (default: a gateway forwards)",
     )
     p.add_argument(
         "--drain",

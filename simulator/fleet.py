@@ -28,7 +28,7 @@ from simulator.planning import (
     place_customers,
     plan_route,
 )
-from simulator.protocols import Sender
+from simulator.protocols import Sender, batch_line
 from simulator.setup import CUSTOMER_ID_BASE
 
 
@@ -197,6 +197,72 @@ def record_reports(fleet: Fleet) -> list[RecordedDriver]:
         rest = d.flush()
         out.append(RecordedDriver(d.device_id, d.start_ms, d.dropped, reports, rest))
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class DueReport:
+    """A recorded report, its NDJSON encoded in advance (``recorded_batch_reports``)."""
+
+    t_ms: int
+    fixes: list[Fix]
+    ndjson: bytes
+
+
+def recorded_batch_reports(fleet: Fleet, drivers: Sequence[RecordedDriver]) -> list[DueReport]:
+    """Every recorded report in the order they fall due, encoded for the batch endpoint.
+
+    A driver's held-back fixes (``flush``) fall due at the end of the run."""
+    end_ms = _end_ms(fleet)
+    interval_ms = int(fleet.cfg.interval_s * 1000)
+    due = []
+    for d in drivers:
+        for t in report_times(d, interval_ms, end_ms):
+            if fixes := d.report(t):
+                due.append(DueReport(t, fixes, b"\n".join([batch_line(f) for f in fixes])))
+        if rest := d.flush():
+            due.append(DueReport(end_ms, rest, b"\n".join([batch_line(f) for f in rest])))
+    due.sort(key=lambda r: r.t_ms)  # stable: a driver's reports keep their order
+    return due
+
+
+async def forward_as_gateway(
+    due: Sequence[DueReport],
+    sender: Sender,
+    clock: SimClock,
+    *,
+    linger_s: float = 0.05,
+    batch_max: int = 2_000,
+) -> RunStats:
+    """Forward reports as a gateway in front of the batch endpoint does: everything due goes
+    in the next NDJSON request, one request at a time, so each device's fixes arrive in order.
+
+    Unlike ``drive_fleet``'s drivers, a device does not wait for the previous report's answer
+    (the gateway took it): requests grow when answers slow down, and the lag of a report (due
+    → posted) measures how far the receivers are behind.
+    """
+    stats = RunStats()
+    i = 0
+    last_post = -linger_s
+    while i < len(due):
+        delay = max(clock.wall_delay_s(due[i].t_ms), last_post + linger_s - time.monotonic())
+        if delay > 0:
+            await asyncio.sleep(delay)
+        now_ms = clock.now_ms()
+        j, n = i, 0
+        while j < len(due) and due[j].t_ms <= now_ms and n < batch_max:
+            n += len(due[j].fixes)
+            j += 1
+        batch, i = due[i:j], j
+        # wall seconds late: at speedup 1 the clocks tick together
+        stats.lag_s += [(now_ms - r.t_ms) / 1000 / clock.speedup for r in batch]
+        stats.ticks += len(batch)
+        last_post = time.monotonic()
+        await sender.send_encoded(
+            b"\n".join([r.ndjson for r in batch]), [f for r in batch for f in r.fixes]
+        )
+    await sender.close()
+    stats.end_ms = clock.now_ms()
+    return stats
 
 
 def _end_ms(fleet: Fleet) -> int:

@@ -314,16 +314,19 @@ class Sender:
             self._flushes.add(task)
             task.add_done_callback(self._flushes.discard)
 
+    async def send_encoded(self, ndjson: bytes, fixes: list[Fix]) -> None:
+        """Post ``fixes``, already encoded as batch NDJSON (``batch_line``), in one request."""
+        self.stats.sent += len(fixes)
+        await self._post_batch(ndjson, fixes)
+
+    async def _post_batch(self, ndjson: bytes, fixes: list[Fix]) -> None:
+        headers = {"Content-Type": "application/x-ndjson", "X-API-Key": self.api_key}
+        await self._post("/api/positions/batch", ndjson, headers, fixes)
+
     async def _send_batch(self, items: list[tuple[list[Fix], asyncio.Future[None]]]) -> None:
         fixes = [f for group, _ in items for f in group]
-        body = b"\n".join([batch_line(f) for f in fixes])
         try:
-            await self._post(
-                "/api/positions/batch",
-                body,
-                {"Content-Type": "application/x-ndjson", "X-API-Key": self.api_key},
-                fixes,
-            )
+            await self._post_batch(b"\n".join([batch_line(f) for f in fixes]), fixes)
         except BaseException as exc:
             for _, fut in items:
                 if not fut.done():

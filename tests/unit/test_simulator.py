@@ -25,7 +25,9 @@ from simulator.fleet import (
     SimClock,
     build_fleet,
     drive_fleet,
+    forward_as_gateway,
     record_reports,
+    recorded_batch_reports,
     start_of_run_ms,
 )
 from simulator.network import CLASS_SPEED_KMH, RoadNetwork, load_network, speed_for
@@ -449,3 +451,39 @@ async def test_recorded_reports_are_the_ones_a_live_run_sends(net: RoadNetwork) 
         server.close()
         await server.wait_closed()
     assert len(live) > 3 * 100 and replayed == live
+
+
+async def test_a_gateway_forwards_every_recorded_fix_once_in_each_devices_order(
+    net: RoadNetwork,
+) -> None:
+    cfg = FleetConfig(drivers=4, seed=3, interval_s=2.0, duration_s=600.0, start_spread_s=0.0)
+    fleet = build_fleet(cfg, T0, net)
+    drivers = record_reports(fleet)
+    # what each device reported, in the order it reported it (late bursts included)
+    expected = {
+        d.device_id: [batch_line(f) for t in sorted(d.reports) for f in d.reports[t]]
+        + [batch_line(f) for f in d.rest]
+        for d in drivers
+    }
+    due = recorded_batch_reports(fleet, drivers)
+    bodies: list[bytes] = []
+    server = await batch_receiver(bodies)
+    poster = HttpPoster(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    sender = Sender(poster, "batch")
+    try:
+        stats = await forward_as_gateway(due, sender, SimClock(T0, 6000.0), batch_max=50)
+    finally:
+        await poster.close()
+        server.close()
+        await server.wait_closed()
+    got: dict[str, list[bytes]] = {}
+    for body in bodies:
+        lines = body.split(b"\n")
+        assert len(lines) <= 50 + max(len(r.fixes) for r in due)  # a report is never split
+        for line in lines:
+            got.setdefault(orjson.loads(line)["deviceId"], []).append(line)
+    assert got == expected
+    total = sum(len(v) for v in expected.values())
+    assert total > 4 * 200 and sender.stats.sent == sender.stats.accepted == total
+    assert len(bodies) == sender.stats.requests > 1
+    assert stats.ticks == len(due) and len(stats.lag_s) == len(due)
