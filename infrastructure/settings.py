@@ -131,8 +131,11 @@ class EnrichmentSettings(BaseModel):
     plan_cache_ttl_s: float = 60.0
     # The broker holds a worker's fetch until this much is waiting or the wait is over, so a
     # quiet fleet is enriched in batches too: at 200 fixes/s a worker ran a transaction for
-    # every 1.4 fixes (0.25 core each). Adds at most the wait to the live latency.
-    fetch_min_bytes: int = Field(default=65_536, ge=1)
+    # every 1.4 fixes (0.25 core each). Adds at most the wait to the live latency. 256 KiB is
+    # ~850 fixes: up to ~8,700 fixes/s per worker the 100 ms wait decides. At 64 KiB a worker
+    # taking 5,000 fixes/s fetched every ~45 ms, and 10,000/s batched did not hold
+    # (docs/simulator.md, session 5).
+    fetch_min_bytes: int = Field(default=262_144, ge=1)
     fetch_max_wait_ms: int = Field(default=100, ge=0, le=1_000)
 
 
