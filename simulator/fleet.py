@@ -211,16 +211,17 @@ class DueReport:
 def recorded_batch_reports(fleet: Fleet, drivers: Sequence[RecordedDriver]) -> list[DueReport]:
     """Every recorded report in the order they fall due, encoded for the batch endpoint.
 
-    A driver's held-back fixes (``flush``) fall due at the end of the run."""
+    A driver's held-back fixes (``flush``) fall due with its last report, as in drive_fleet."""
     end_ms = _end_ms(fleet)
     interval_ms = int(fleet.cfg.interval_s * 1000)
     due = []
     for d in drivers:
-        for t in report_times(d, interval_ms, end_ms):
-            if fixes := d.report(t):
-                due.append(DueReport(t, fixes, b"\n".join([batch_line(f) for f in fixes])))
+        last = d.start_ms
+        for last in report_times(d, interval_ms, end_ms):
+            if fixes := d.report(last):
+                due.append(DueReport(last, fixes, b"\n".join([batch_line(f) for f in fixes])))
         if rest := d.flush():
-            due.append(DueReport(end_ms, rest, b"\n".join([batch_line(f) for f in rest])))
+            due.append(DueReport(last, rest, b"\n".join([batch_line(f) for f in rest])))
     due.sort(key=lambda r: r.t_ms)  # stable: a driver's reports keep their order
     return due
 
