@@ -28,7 +28,7 @@ from simulator.planning import (
     place_customers,
     plan_route,
 )
-from simulator.protocols import Sender, batch_line
+from simulator.protocols import Sender, batch_body
 from simulator.setup import CUSTOMER_ID_BASE
 
 
@@ -219,9 +219,9 @@ def recorded_batch_reports(fleet: Fleet, drivers: Sequence[RecordedDriver]) -> l
         last = d.start_ms
         for last in report_times(d, interval_ms, end_ms):
             if fixes := d.report(last):
-                due.append(DueReport(last, fixes, b"\n".join([batch_line(f) for f in fixes])))
+                due.append(DueReport(last, fixes, batch_body(fixes)))
         if rest := d.flush():
-            due.append(DueReport(last, rest, b"\n".join([batch_line(f) for f in rest])))
+            due.append(DueReport(last, rest, batch_body(rest)))
     due.sort(key=lambda r: r.t_ms)  # stable: a driver's reports keep their order
     return due
 

@@ -82,6 +82,11 @@ def batch_line(fix: Fix) -> bytes:
     )
 
 
+def batch_body(fixes: list[Fix]) -> bytes:
+    """Fixes as the batch endpoint's NDJSON body, one ``batch_line`` each."""
+    return b"\n".join([batch_line(f) for f in fixes])
+
+
 # POST (url, body, headers) -> (status, body); status 0 when the connection failed.
 Poster = Callable[[str, bytes, dict[str, str]], Awaitable[tuple[int, bytes]]]
 
@@ -315,7 +320,7 @@ class Sender:
             task.add_done_callback(self._flushes.discard)
 
     async def send_encoded(self, ndjson: bytes, fixes: list[Fix]) -> None:
-        """Post ``fixes``, already encoded as batch NDJSON (``batch_line``), in one request."""
+        """Post ``fixes``, already encoded (``batch_body``), in one request."""
         self.stats.sent += len(fixes)
         await self._post_batch(ndjson, fixes)
 
@@ -326,7 +331,7 @@ class Sender:
     async def _send_batch(self, items: list[tuple[list[Fix], asyncio.Future[None]]]) -> None:
         fixes = [f for group, _ in items for f in group]
         try:
-            await self._post_batch(b"\n".join([batch_line(f) for f in fixes]), fixes)
+            await self._post_batch(batch_body(fixes), fixes)
         except BaseException as exc:
             for _, fut in items:
                 if not fut.done():
