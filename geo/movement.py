@@ -11,12 +11,15 @@ longer than ``stop_gap_s`` (3600 s) splits.
 from __future__ import annotations
 
 import heapq
+import math
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
+from geo import distance
 from geo.distance import EARTH_RADIUS_M
 
 FloatArray = npt.NDArray[np.float64]
@@ -104,12 +107,325 @@ def to_local_metres(lon: npt.ArrayLike, lat: npt.ArrayLike) -> tuple[FloatArray,
     )
 
 
-def _valid_steps(t: FloatArray, steps: FloatArray, params: MovementParams) -> npt.NDArray[np.bool_]:
-    """Steps that are not GPS outliers (implied speed below the limit)."""
-    dt = np.diff(t)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        implied_kmh = np.where(dt > 0, steps / dt * 3.6, np.inf)
-    return np.asarray(implied_kmh <= params.max_implied_speed_kmh)
+class Motion(IntEnum):
+    """What the interval ending at a fix was; stored per fix as ``positions.motion``."""
+
+    MOVING = 1  # inside a trip, at most max_interval_s long, the later fix at moving speed
+    IDLE = 2  # inside a trip, at most max_interval_s long, slower (lights, queues)
+    UNTIMED = 3  # inside a trip but longer than max_interval_s: its distance counts, not its time
+    STOPPED = 4  # both fixes in a stop
+
+
+class SegmentStart(IntEnum):
+    """Stored per fix as ``positions.segment_start``: a trip or a stop begins at this fix."""
+
+    TRIP = 1
+    STOP = 2
+
+
+TRIP_MOTIONS = (Motion.MOVING, Motion.IDLE, Motion.UNTIMED)
+DAY_S = 86_400
+
+
+@dataclass(frozen=True, slots=True)
+class FixLabel:
+    """The per-fix values the history stores so that aggregates need no window function.
+
+    ``step_s``/``step_m`` are measured from the driver's previous fix of the same UTC day
+    (None for the day's first); ``trip_m`` is the part of ``step_m`` that counts as distance
+    driven (inside a trip, not a GPS outlier); ``stop_counted`` marks the fix at which the
+    current stop reached ``min_duration_s`` (so counting stops is counting these).
+    """
+
+    step_s: float | None
+    step_m: float | None
+    motion: Motion | None
+    trip_m: float
+    segment_start: SegmentStart | None
+    stop_counted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Relabel:
+    """A change to fixes already labelled, decided by a later fix.
+
+    The fixes with ``after < t < before`` now lie in a trip (``to_trip``) or a stop: their
+    motion and trip distance are classified again (``classify_step``) and their markers
+    cleared. Then the fix at ``mark_t`` gets the segment start ``mark``.
+    """
+
+    after: float
+    before: float
+    to_trip: bool
+    mark_t: float
+    mark: SegmentStart
+
+
+def classify_step(
+    in_trip: bool,
+    step_s: float,
+    step_m: float,
+    speed_kmh: float,
+    params: MovementParams = DEFAULT_PARAMS,
+) -> tuple[Motion, float]:
+    """Return the motion of an interval and the distance it adds to the trips (metres)."""
+    if not in_trip:
+        return Motion.STOPPED, 0.0
+    implied_kmh = step_m / step_s * 3.6 if step_s > 0 else math.inf
+    trip_m = step_m if implied_kmh <= params.max_implied_speed_kmh else 0.0
+    if step_s > params.max_interval_s:
+        return Motion.UNTIMED, trip_m
+    if speed_kmh >= params.moving_speed_kmh:
+        return Motion.MOVING, trip_m
+    return Motion.IDLE, trip_m
+
+
+@dataclass(slots=True)
+class MotionState:
+    """One driver's trip/stop segmentation, carried from fix to fix within a UTC day."""
+
+    day: int
+    t: float  # the last fix
+    lon: float
+    lat: float
+    in_trip: bool
+    seg_start_t: float  # the first fix of the current trip or stop
+    stop_counted: bool  # the current stop reached min_duration_s
+    anchor_t: float  # stop: where it stopped; trip: where it may end
+    anchor_lon: float
+    anchor_lat: float
+    # stop: the last fix after seg_start slower than moving speed (the trip would start there)
+    last_slow_t: float | None
+    # trip: the fix just after the last fast one since the anchor (the trip would end there);
+    # end_pending: the latest fix was fast, so the next fix becomes the candidate
+    end_t: float
+    end_lon: float
+    end_lat: float
+    end_pending: bool
+
+
+def _start_day(t: float, lon: float, lat: float) -> tuple[MotionState, FixLabel]:
+    """The day starts in a stop at its first fix."""
+    state = MotionState(
+        day=int(t // DAY_S),
+        t=t,
+        lon=lon,
+        lat=lat,
+        in_trip=False,
+        seg_start_t=t,
+        stop_counted=False,
+        anchor_t=t,
+        anchor_lon=lon,
+        anchor_lat=lat,
+        last_slow_t=None,
+        end_t=t,
+        end_lon=lon,
+        end_lat=lat,
+        end_pending=False,
+    )
+    return state, FixLabel(None, None, None, 0.0, SegmentStart.STOP, False)
+
+
+def step_motion(
+    state: MotionState | None,
+    t: float,
+    lon: float,
+    lat: float,
+    speed_kmh: float,
+    params: MovementParams = DEFAULT_PARAMS,
+) -> tuple[MotionState, FixLabel, Relabel | None]:
+    """Label the next fix of a driver (``t`` later than ``state.t``); update ``state`` in place.
+
+    Follows Traccar's default trip logic (module docstring). Where the decision about a
+    segment's start or end reaches back to fixes already labelled, the returned ``Relabel``
+    says which; it only ever reaches back over the current segment's last few minutes.
+    """
+    if state is None or int(t // DAY_S) != state.day:
+        return (*_start_day(t, lon, lat), None)
+    s = state
+    step_s = t - s.t
+    step_m = distance.haversine_m(s.lon, s.lat, lon, lat)
+    fast = speed_kmh >= params.moving_speed_kmh
+    relabel: Relabel | None = None
+    if s.in_trip:
+        if step_s > params.stop_gap_s:
+            # a gap ends the trip at the previous fix; a stop starts there
+            relabel = Relabel(s.t, s.t, False, s.t, SegmentStart.STOP)
+            s.in_trip, s.seg_start_t, s.stop_counted = False, s.t, False
+            s.last_slow_t = None if fast else t
+            s.anchor_t, s.anchor_lon, s.anchor_lat = t, lon, lat
+        elif distance.haversine_m(s.anchor_lon, s.anchor_lat, lon, lat) > params.min_distance_m:
+            s.anchor_t, s.anchor_lon, s.anchor_lat = t, lon, lat
+            s.end_t, s.end_lon, s.end_lat, s.end_pending = t, lon, lat, fast
+        else:
+            if s.end_pending:
+                s.end_t, s.end_lon, s.end_lat = t, lon, lat
+            s.end_pending = fast
+            if t - s.anchor_t >= params.min_duration_s:
+                # the trip ends where the vehicle came to rest: just after the last fix still
+                # reporting motion (or here, if this one does)
+                end_t, end_lon, end_lat = (
+                    (t, lon, lat) if s.end_pending else (s.end_t, s.end_lon, s.end_lat)
+                )
+                relabel = Relabel(end_t, t, False, end_t, SegmentStart.STOP)
+                s.in_trip, s.seg_start_t, s.stop_counted = False, end_t, False
+                s.anchor_t, s.anchor_lon, s.anchor_lat = end_t, end_lon, end_lat
+                s.last_slow_t = t if end_t < t else None
+                if end_t == t:  # this fix ends the trip: its own interval is still driving
+                    motion, trip_m = classify_step(True, step_s, step_m, speed_kmh, params)
+                    s.t, s.lon, s.lat = t, lon, lat
+                    return s, FixLabel(step_s, step_m, motion, trip_m, None, False), relabel
+    else:
+        if step_s <= params.stop_gap_s and (
+            distance.haversine_m(s.anchor_lon, s.anchor_lat, lon, lat) > params.min_distance_m
+        ):
+            # the trip started when the vehicle set off: the last fix at rest before this one
+            start_t = s.seg_start_t if s.last_slow_t is None else s.last_slow_t
+            relabel = Relabel(start_t, t, True, start_t, SegmentStart.TRIP)
+            s.in_trip, s.seg_start_t = True, start_t
+            s.anchor_t, s.anchor_lon, s.anchor_lat = t, lon, lat
+            s.end_t, s.end_lon, s.end_lat, s.end_pending = t, lon, lat, fast
+        else:
+            if step_s > params.stop_gap_s:
+                s.anchor_t, s.anchor_lon, s.anchor_lat = t, lon, lat
+            if not fast:
+                s.last_slow_t = t
+    motion, trip_m = classify_step(s.in_trip, step_s, step_m, speed_kmh, params)
+    counted = False
+    if not s.in_trip and not s.stop_counted and t - s.seg_start_t >= params.min_duration_s:
+        counted = s.stop_counted = True
+    s.t, s.lon, s.lat = t, lon, lat
+    return s, FixLabel(step_s, step_m, motion, trip_m, None, counted), relabel
+
+
+@dataclass
+class DayLabels:
+    """``FixLabel`` columns for an array of time-ordered fixes (what ``label_fixes`` returns)."""
+
+    step_s: FloatArray  # NaN where None
+    step_m: FloatArray
+    motion: npt.NDArray[np.int16]  # 0 where None
+    trip_m: FloatArray
+    segment_start: npt.NDArray[np.int16]  # 0 where None
+    stop_counted: npt.NDArray[np.bool_]
+
+    def label(self, i: int) -> FixLabel:
+        """Return fix ``i``'s label."""
+        return FixLabel(
+            None if math.isnan(self.step_s[i]) else float(self.step_s[i]),
+            None if math.isnan(self.step_m[i]) else float(self.step_m[i]),
+            Motion(int(self.motion[i])) if self.motion[i] else None,
+            float(self.trip_m[i]),
+            SegmentStart(int(self.segment_start[i])) if self.segment_start[i] else None,
+            bool(self.stop_counted[i]),
+        )
+
+
+def apply_relabel(
+    labels: DayLabels,
+    t: FloatArray,
+    speed_kmh: FloatArray,
+    relabel: Relabel,
+    params: MovementParams = DEFAULT_PARAMS,
+) -> None:
+    """Apply a ``Relabel`` to labels held in arrays (``t`` sorted ascending)."""
+    a = int(np.searchsorted(t, relabel.after, "right"))
+    b = int(np.searchsorted(t, relabel.before, "left"))
+    for j in range(a, b):
+        motion, trip_m = classify_step(
+            relabel.to_trip,
+            float(labels.step_s[j]),
+            float(labels.step_m[j]),
+            float(speed_kmh[j]),
+            params,
+        )
+        labels.motion[j], labels.trip_m[j] = motion, trip_m
+    labels.segment_start[a:b] = 0
+    labels.stop_counted[a:b] = False
+    labels.segment_start[int(np.searchsorted(t, relabel.mark_t, "left"))] = relabel.mark
+
+
+def label_fixes(
+    t: npt.ArrayLike,
+    lon: npt.ArrayLike,
+    lat: npt.ArrayLike,
+    speed_kmh: npt.ArrayLike | None = None,
+    params: MovementParams = DEFAULT_PARAMS,
+    state: MotionState | None = None,
+) -> tuple[DayLabels, MotionState | None]:
+    """Label one driver's strictly time-ordered fixes with ``step_motion``, relabels applied.
+
+    ``state`` continues from earlier fixes (it is updated in place); the final state is
+    returned with the labels.
+    """
+    tt = np.asarray(t, float)
+    x, y = np.asarray(lon, float), np.asarray(lat, float)
+    n = tt.size
+    spd = np.zeros(n) if speed_kmh is None else np.nan_to_num(np.asarray(speed_kmh, float))
+    labels = DayLabels(
+        np.full(n, np.nan),
+        np.full(n, np.nan),
+        np.zeros(n, np.int16),
+        np.zeros(n),
+        np.zeros(n, np.int16),
+        np.zeros(n, bool),
+    )
+    for i in range(n):
+        state, lab, relabel = step_motion(
+            state, float(tt[i]), float(x[i]), float(y[i]), float(spd[i]), params
+        )
+        if lab.step_s is not None:
+            labels.step_s[i] = lab.step_s
+            labels.step_m[i] = lab.step_m
+        labels.motion[i] = lab.motion or 0
+        labels.trip_m[i] = lab.trip_m
+        labels.segment_start[i] = lab.segment_start or 0
+        labels.stop_counted[i] = lab.stop_counted
+        if relabel is not None:
+            apply_relabel(labels, tt[: i + 1], spd, relabel, params)
+    return labels, state
+
+
+def segments_from_labels(
+    t: FloatArray,
+    lon: FloatArray,
+    lat: FloatArray,
+    speed_kmh: FloatArray,
+    labels: DayLabels,
+) -> list[Segment]:
+    """Return the trips and stops that the labels' segment starts delimit."""
+    n = t.size
+    starts = [int(i) for i in np.nonzero(labels.segment_start)[0]]
+    segments = []
+    for k, a in enumerate(starts):
+        b = starts[k + 1] if k + 1 < len(starts) else n - 1
+        kind: Literal["trip", "stop"] = (
+            "trip" if labels.segment_start[a] == SegmentStart.TRIP else "stop"
+        )
+        if b == a:
+            continue  # a stop that begins at the day's very last fix has no duration
+        if kind == "trip":
+            dist = float(np.sum(labels.trip_m[a + 1 : b + 1]))
+            slon, slat = float(lon[a]), float(lat[a])
+        else:
+            dist = 0.0
+            slon, slat = float(np.mean(lon[a : b + 1])), float(np.mean(lat[a : b + 1]))
+        segments.append(
+            Segment(
+                kind=kind,
+                start=a,
+                end=b,
+                start_time=float(t[a]),
+                end_time=float(t[b]),
+                distance_m=dist,
+                lon=slon,
+                lat=slat,
+                end_lon=float(lon[b]),
+                end_lat=float(lat[b]),
+                max_speed_kmh=float(np.max(speed_kmh[a : b + 1])),
+            )
+        )
+    return segments
 
 
 def segment_trips(
@@ -119,101 +435,21 @@ def segment_trips(
     speed_kmh: npt.ArrayLike | None = None,
     params: MovementParams = DEFAULT_PARAMS,
 ) -> list[Segment]:
-    """Split a driver's time-ordered fixes into alternating stops and trips.
+    """Split a driver's time-ordered fixes (one UTC day) into alternating stops and trips.
 
-    The day starts in a stop at the first fix. A trip starts at the last fix within
-    ``min_distance_m`` of the stop's anchor once a fix leaves that radius; it ends at the
-    first fix of a run that stays within ``min_distance_m`` of it for ``min_duration_s``;
-    a data gap longer than ``stop_gap_s`` ends a trip at the fix before the gap.
+    The day starts in a stop at the first fix. A trip starts at the last fix at rest within
+    ``min_distance_m`` of the stop's anchor once a fix leaves that radius; it ends just after
+    the last moving fix of a run that stays within ``min_distance_m`` for ``min_duration_s``;
+    a data gap longer than ``stop_gap_s`` ends a trip at the fix before the gap. The same
+    labels as the enrichment worker stores (``step_motion``), so reports and aggregates agree.
     """
     tt = np.asarray(t, float)
     x, y = np.asarray(lon, float), np.asarray(lat, float)
-    n = tt.size
-    if n == 0:
+    spd = np.zeros(tt.size) if speed_kmh is None else np.nan_to_num(np.asarray(speed_kmh, float))
+    if tt.size == 0:
         return []
-    spd = np.zeros(n) if speed_kmh is None else np.nan_to_num(np.asarray(speed_kmh, float))
-    px, py = to_local_metres(x, y)
-    r2 = params.min_distance_m**2
-
-    bounds: list[tuple[str, int, int]] = []
-    moving = False
-    seg_start = 0
-    anchor = 0  # stop: where it stopped; trip: candidate end of the trip
-    for i in range(1, n):
-        gap = tt[i] - tt[i - 1] > params.stop_gap_s
-        if moving:
-            if gap:
-                bounds.append(("trip", seg_start, i - 1))
-                moving, seg_start, anchor = False, i - 1, i
-                continue
-            if (px[i] - px[anchor]) ** 2 + (py[i] - py[anchor]) ** 2 > r2:
-                anchor = i
-            elif tt[i] - tt[anchor] >= params.min_duration_s:
-                # The trip ends where the vehicle came to rest, not where it entered the
-                # radius: just after the last fix still reporting motion.
-                end = anchor
-                fast = np.nonzero(spd[anchor : i + 1] >= params.moving_speed_kmh)[0]
-                if fast.size:
-                    end = min(anchor + int(fast[-1]) + 1, i)
-                bounds.append(("trip", seg_start, end))
-                moving, seg_start, anchor = False, end, end
-        else:
-            if gap:
-                anchor = i
-                continue
-            if (px[i] - px[anchor]) ** 2 + (py[i] - py[anchor]) ** 2 > r2:
-                # The trip started when the vehicle set off: the last fix at rest before i.
-                start = i - 1
-                while start > seg_start and spd[start] >= params.moving_speed_kmh:
-                    start -= 1
-                if start > seg_start:
-                    bounds.append(("stop", seg_start, start))
-                moving, seg_start, anchor = True, start, i
-    if moving:
-        bounds.append(("trip", seg_start, n - 1))
-    elif n - 1 > seg_start:
-        bounds.append(("stop", seg_start, n - 1))
-
-    steps = step_lengths_m(x, y)
-    ok = _valid_steps(tt, steps, params)
-    segments = []
-    for kind, a, b in bounds:
-        if kind == "trip":
-            dist = float(np.sum(steps[a:b][ok[a:b]]))
-            slon, slat = float(x[a]), float(y[a])
-        else:
-            dist = 0.0
-            slon, slat = float(np.mean(x[a : b + 1])), float(np.mean(y[a : b + 1]))
-        segments.append(
-            Segment(
-                kind="trip" if kind == "trip" else "stop",
-                start=a,
-                end=b,
-                start_time=float(tt[a]),
-                end_time=float(tt[b]),
-                distance_m=dist,
-                lon=slon,
-                lat=slat,
-                end_lon=float(x[b]),
-                end_lat=float(y[b]),
-                max_speed_kmh=float(np.max(spd[a : b + 1])),
-            )
-        )
-    return segments
-
-
-def filtered_distance_m(
-    t: npt.ArrayLike,
-    lon: npt.ArrayLike,
-    lat: npt.ArrayLike,
-    params: MovementParams = DEFAULT_PARAMS,
-) -> float:
-    """Return the distance driven with GPS jitter filtered out.
-
-    Only steps inside trips count (jitter while stopped does not add distance), and steps
-    whose implied speed exceeds ``max_implied_speed_kmh`` are dropped as outliers.
-    """
-    return float(sum(s.distance_m for s in segment_trips(t, lon, lat, None, params)))
+    labels, _ = label_fixes(tt, x, y, spd, params)
+    return segments_from_labels(tt, x, y, spd, labels)
 
 
 def summarize_day(
@@ -223,7 +459,7 @@ def summarize_day(
     speed_kmh: npt.ArrayLike,
     params: MovementParams = DEFAULT_PARAMS,
 ) -> DaySummary:
-    """Return the day statistics of one driver's time-ordered fixes.
+    """Return the day statistics of one driver's time-ordered fixes (sums of their labels).
 
     Time between consecutive fixes is *stopped* when both lie in a stop, else (inside a
     trip, interval at most ``max_interval_s``) *moving* when the later fix's speed is at
@@ -231,34 +467,23 @@ def summarize_day(
     of the moving fixes; stops count the stops of at least ``min_duration_s``.
     """
     tt = np.asarray(t, float)
+    x, y = np.asarray(lon, float), np.asarray(lat, float)
     spd = np.asarray(speed_kmh, float)
-    n = tt.size
-    segments = segment_trips(tt, lon, lat, spd, params)
-    in_stop = np.zeros(n, bool)
-    for s in segments:
-        if s.kind == "stop":
-            in_stop[s.start : s.end + 1] = True
-    dt = np.diff(tt)
-    stopped_iv = in_stop[:-1] & in_stop[1:]
-    later = np.nan_to_num(spd[1:]) if n > 1 else np.zeros(0)
-    usable = ~stopped_iv & (dt <= params.max_interval_s)
-    moving_iv = usable & (later >= params.moving_speed_kmh)
-    idle_iv = usable & (later < params.moving_speed_kmh)
-    moving_fixes = spd[1:][moving_iv] if n > 1 else np.zeros(0)
+    labels, _ = label_fixes(tt, x, y, spd, params)
+    step = np.nan_to_num(labels.step_s)
+    moving = labels.motion == Motion.MOVING
     finite = spd[np.isfinite(spd)]
     return DaySummary(
-        positions=n,
-        distance_m=float(sum(s.distance_m for s in segments if s.kind == "trip")),
-        moving_s=float(np.sum(dt[moving_iv])),
-        idle_s=float(np.sum(dt[idle_iv])),
-        stopped_s=float(np.sum(dt[stopped_iv])),
-        mean_speed_kmh=float(np.mean(moving_fixes)) if moving_fixes.size else None,
+        positions=tt.size,
+        distance_m=float(np.sum(labels.trip_m)),
+        moving_s=float(np.sum(step[moving])),
+        idle_s=float(np.sum(step[labels.motion == Motion.IDLE])),
+        stopped_s=float(np.sum(step[labels.motion == Motion.STOPPED])),
+        mean_speed_kmh=float(np.mean(spd[moving])) if moving.any() else None,
         max_speed_kmh=float(np.max(finite)) if finite.size else None,
-        trips=sum(1 for s in segments if s.kind == "trip"),
-        stops=sum(
-            1 for s in segments if s.kind == "stop" and s.duration_s >= params.min_duration_s
-        ),
-        segments=segments,
+        trips=int(np.sum(labels.segment_start == SegmentStart.TRIP)),
+        stops=int(np.sum(labels.stop_counted)),
+        segments=segments_from_labels(tt, x, y, np.nan_to_num(spd), labels),
     )
 
 
