@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from infrastructure.stack._proc import StackError, run
@@ -18,30 +18,43 @@ POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
 APT_LOCK_WAIT = ("-o", "DPkg::Lock::Timeout=600")
 
 
-def installed_packages(names: Iterable[str]) -> set[str]:
-    """Return which of ``names`` dpkg reports as installed."""
+def installed_packages(names: Iterable[str]) -> dict[str, str]:
+    """Return which of ``names`` dpkg reports as installed, with their installed version."""
     names = sorted(set(names))
     if not names:
-        return set()
+        return {}
     done = subprocess.run(
-        ["dpkg-query", "-W", "-f=${Package} ${db:Status-Status}\n", *names],
+        ["dpkg-query", "-W", "-f=${Package} ${db:Status-Status} ${Version}\n", *names],
         capture_output=True,
         text=True,
         check=False,
     )
-    found = set()
+    found = {}
     for line in done.stdout.splitlines():
         parts = line.split()
-        if len(parts) == 2 and parts[1] == "installed":
-            found.add(parts[0].split(":")[0])
+        if len(parts) == 3 and parts[1] == "installed":
+            found[parts[0].split(":")[0]] = parts[2]
     return found
 
 
+def installed_version(name: str) -> str | None:
+    """Return the installed Debian version of package ``name``, or None."""
+    return installed_packages([name]).get(name)
+
+
+def satisfied(requirement: AptRequirement, installed: Mapping[str, str]) -> bool:
+    """Return whether an installed alternative (at the pinned version, if any) meets it."""
+    return any(
+        name in installed and requirement.version in (None, installed[name])
+        for name in requirement.alternatives
+    )
+
+
 def missing(requirements: Iterable[AptRequirement]) -> list[AptRequirement]:
-    """Return the requirements none of whose alternatives is installed."""
+    """Return the requirements none of whose alternatives is installed (at its version)."""
     requirements = list(requirements)
     present = installed_packages(name for r in requirements for name in r.alternatives)
-    return [r for r in requirements if not present.intersection(r.alternatives)]
+    return [r for r in requirements if not satisfied(r, present)]
 
 
 def package_exists(name: str) -> bool:
@@ -56,13 +69,15 @@ def package_exists(name: str) -> bool:
 
 
 def resolve(requirement: AptRequirement) -> str:
-    """Return the first alternative apt can install (version-agnostic names come first)."""
+    """Return the first alternative apt can install (version-agnostic names come first).
+
+    A pinned requirement resolves to ``name=version``, which apt must know.
+    """
     for name in requirement.alternatives:
-        if package_exists(name):
-            return name
-    raise StackError(
-        "install", f"no installable package among {', '.join(requirement.alternatives)}"
-    )
+        if package_exists(requirement.spec(name)):
+            return requirement.spec(name)
+    specs = ", ".join(requirement.spec(name) for name in requirement.alternatives)
+    raise StackError("install", f"no installable package among {specs}")
 
 
 def apt_update(logfile: Path) -> None:
@@ -91,6 +106,7 @@ def apt_install(packages: list[str], logfile: Path) -> None:
                 "-y",
                 "-q",
                 "--no-install-recommends",
+                "--allow-downgrades",  # a pinned version older than what is installed
                 "-o",
                 "Dpkg::Options::=--force-confdef",
                 "-o",

@@ -31,9 +31,18 @@ class ServiceStatus:
 
 @dataclass(frozen=True)
 class AptRequirement:
-    """Debian packages of which any one, installed, satisfies a need; the first that exists wins."""
+    """Debian packages of which any one, installed, satisfies a need; the first that exists wins.
+
+    With ``version`` only that exact Debian version counts and is installed (``name=version``),
+    e.g. server headers that must match the installed server rather than apt's candidate.
+    """
 
     alternatives: tuple[str, ...]
+    version: str | None = None
+
+    def spec(self, name: str) -> str:
+        """Return what ``apt-get install`` is given for the alternative ``name``."""
+        return name if self.version is None else f"{name}={self.version}"
 
 
 class Service(abc.ABC):
@@ -87,6 +96,13 @@ class Service(abc.ABC):
 
     def install_extra(self) -> None:  # noqa: B027 - optional hook, most services need nothing
         """Fetch what Debian does not package (Kafka's jars); quick when already present."""
+
+    def install_pending(self) -> bool:
+        """Return whether ``install_extra`` has work to do even though the service runs.
+
+        ``up`` installs only for services that do not answer yet, unless this says so.
+        """
+        return False
 
     def provision(self) -> None:  # noqa: B027 - optional hook
         """Create the application's account and database if missing (service is ready)."""
