@@ -266,7 +266,7 @@ def _stack(settings: Settings, action: str, services: list[str]) -> int:
         return 1
     rows = stack.status(settings)
     for s in rows:
-        print(f"{s.name:<10} {'up' if s.up else 'down':<5} port {s.port:<6} log {s.log}")
+        print(f"{s.name:<14} {'up' if s.up else 'down':<5} port {s.port:<6} log {s.log}")
     return 0 if action != "up" or all(s.up for s in rows) else 1
 
 

@@ -148,6 +148,14 @@ class StackSettings(BaseModel):
     # Kafka Connect worker (the `connect` service) and its Debezium MariaDB plugin.
     connect_heap_max: str = "512m"
     debezium_version: str = "3.5.0.Final"
+    # TimescaleDB for the `postgres` service: built from source once and preloaded (false: plain
+    # PostgreSQL there too). The source is a timescaledb-*.tar.gz, or a folder holding one
+    # (relative paths are taken from the project root).
+    timescaledb: bool = True
+    timescaledb_source: Path = PROJECT_ROOT.parent / "shared" / "vendor"
+    # The `postgres-plain` service: a second cluster that never preloads TimescaleDB, for the
+    # plain-PostgreSQL backend's tests.
+    plain_pg_port: int = 5434
 
 
 class AnalyticsSettings(BaseModel):

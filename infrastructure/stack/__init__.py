@@ -1,7 +1,9 @@
-"""The local stack, no Docker: PostgreSQL + PostGIS, Redis, MariaDB, Kafka (KRaft), Connect.
+"""The local stack, no Docker: PostgreSQL + PostGIS (+ TimescaleDB), Redis, MariaDB, Kafka
+(KRaft), Connect, and a second, plain PostgreSQL (``postgres-plain``).
 
-Installed from Debian packages and Maven Central, run detached in the background as the
-machine's own processes, with data, configuration, pid files and logs under
+Installed from Debian packages and Maven Central (TimescaleDB built from its source), run
+detached in the background as the machine's own processes, with data, configuration, pid
+files and logs under
 ``settings.stack.root/<service>/`` (``.stack/`` by default)::
 
     from infrastructure import stack
@@ -28,7 +30,7 @@ from infrastructure.stack._service import Service, ServiceStatus
 from infrastructure.stack.connect import Connect
 from infrastructure.stack.kafka import Kafka
 from infrastructure.stack.mariadb import MariaDB
-from infrastructure.stack.postgres import Postgres
+from infrastructure.stack.postgres import PlainPostgres, Postgres
 from infrastructure.stack.redis import Redis
 
 __all__ = [
@@ -45,9 +47,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SERVICES: tuple[str, ...] = ("postgres", "redis", "mariadb", "kafka", "connect")
+SERVICES: tuple[str, ...] = ("postgres", "postgres-plain", "redis", "mariadb", "kafka", "connect")
 _CLASSES: dict[str, type[Service]] = {
     "postgres": Postgres,
+    "postgres-plain": PlainPostgres,
     "redis": Redis,
     "mariadb": MariaDB,
     "kafka": Kafka,
@@ -64,21 +67,22 @@ def install(settings: Settings, services: Sequence[str] | None = None) -> None:
 def up(settings: Settings, services: Sequence[str] | None = None) -> None:
     """Start every (or the named) service in the background and wait until all are ready.
 
-    Installs what is missing first. Services already running are reused (and their app
-    account and database checked), so a second call returns in about a second.
+    Installs what is missing first (also for a running service whose install step has work,
+    e.g. a new TimescaleDB source). Services already running are reused (and their app account,
+    database and config checked), so a second call returns in about a second.
     """
     with locked(settings.stack.root):
         selected = _select(settings, services)
-        pending = [s for s in selected if not s.probe()]
+        pending = [s for s in selected if not s.probe() or s.install_pending()]
         if pending:
             _install(settings, pending)
-        _each(selected, Service.start)
+        _each(selected, lambda service: service.start())
 
 
 def down(settings: Settings, services: Sequence[str] | None = None) -> None:
     """Stop every (or the named) service cleanly; their data stays under the stack root."""
     with locked(settings.stack.root):
-        _each(list(reversed(_select(settings, services))), Service.stop)
+        _each(list(reversed(_select(settings, services))), lambda service: service.stop())
 
 
 def start(settings: Settings, name: str) -> None:
