@@ -232,23 +232,35 @@ class TimescaleDB:
         return True
 
     def pending(self) -> bool:
-        """Return whether ``ensure`` would build (cheap: a hash and one ``pg_config``)."""
-        source = self.source()
-        if source is None or not self.pg_config.exists():
+        """Return whether ``ensure`` has something to do or say (cheap: a hash, ``pg_config``).
+
+        True when a build is due, and when there is neither a source nor an installation (so
+        that every ``up`` warns).
+        """
+        if not self.pg_config.exists():
             return False
-        return not self.up_to_date(source, PgConfig.of(self.pg_config))
+        pg = PgConfig.of(self.pg_config)
+        source = self.source()
+        if source is None:
+            return not pg.has_timescaledb()
+        return not self.up_to_date(source, pg)
 
     def ensure(self) -> bool:
         """Build and install TimescaleDB unless up to date; return whether it is installed.
 
-        Without a source tarball: one warning, and False (plain PostgreSQL).
+        Without a source tarball: the installed one if any, else one warning and False (the
+        cluster runs plain PostgreSQL).
         """
         source = self.source()
-        if source is None:
-            log.warning(MISSING_SOURCE, resolve_path(self.settings.stack.timescaledb_source))
-            return False
+        configured = resolve_path(self.settings.stack.timescaledb_source)
         if not self.pg_config.exists():
             raise StackError(SERVICE, f"{self.pg_config} is missing: cannot build TimescaleDB")
+        if source is None:
+            if PgConfig.of(self.pg_config).has_timescaledb():
+                log.info("no TimescaleDB source at %s: using the one installed", configured)
+                return True
+            log.warning(MISSING_SOURCE, configured)
+            return False
         with _build_lock():
             pg = PgConfig.of(self.pg_config)
             if self.up_to_date(source, pg):

@@ -12,7 +12,9 @@ from infrastructure.stack._apt import satisfied
 from infrastructure.stack._service import AptRequirement
 from infrastructure.stack.postgres import parse_conf, restart_needed
 from infrastructure.stack.timescaledb import (
+    SHARED_STAMP,
     Stamp,
+    TimescaleDB,
     build_requirements,
     find_source,
     format_duration,
@@ -161,3 +163,81 @@ def test_restart_needed_only_for_restart_settings_that_differ() -> None:
     ]
     # port is not compared (a server on another port would not have been reached at all).
     assert restart_needed({**desired, "port": "1"}, running) == []
+
+
+def _fake_install(tmp_path: Path, *, source: bool) -> TimescaleDB:
+    """A TimescaleDB build against a fake ``pg_config`` whose directories are under tmp_path."""
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "share" / "extension").mkdir(parents=True)
+    pg_config = tmp_path / "pg_config"
+    pg_config.write_text(
+        f'#!/bin/sh\necho "{PG}"\necho "{tmp_path}/lib"\necho "{tmp_path}/share"\n'
+    )
+    pg_config.chmod(0o755)
+    vendor = tmp_path / "vendor"
+    vendor.mkdir()
+    if source:
+        (vendor / "timescaledb-2.28.4-dev.tar.gz").write_bytes(b"source")
+    base = Settings()
+    settings = base.model_copy(
+        update={
+            "stack": base.stack.model_copy(
+                update={"root": tmp_path / "stack", "timescaledb_source": vendor}
+            )
+        }
+    )
+    return TimescaleDB(settings, pg_config)
+
+
+def _install_files(tmp_path: Path) -> None:
+    (tmp_path / "lib" / "timescaledb.so").write_bytes(b"")
+    (tmp_path / "share" / "extension" / "timescaledb.control").write_text("")
+
+
+def test_without_source_or_installation_one_warning_and_plain(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    build = _fake_install(tmp_path, source=False)
+    assert build.pending()  # so that every `up` says it
+    with caplog.at_level("WARNING", logger="infrastructure.stack"):
+        assert build.ensure() is False
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert f"TimescaleDB source not found at {tmp_path / 'vendor'}" in warnings[0]
+    assert "running plain PostgreSQL" in warnings[0]
+    assert "Timescale's packages or docker compose" in warnings[0]
+    assert not build.built
+
+
+def test_without_source_an_installed_timescaledb_is_kept(tmp_path: Path) -> None:
+    build = _fake_install(tmp_path, source=False)
+    _install_files(tmp_path)
+    assert not build.pending()
+    assert build.ensure() is True
+    assert not build.built
+
+
+def test_rebuild_due_until_installed_with_a_matching_stamp(tmp_path: Path) -> None:
+    build = _fake_install(tmp_path, source=True)
+    source = build.source()
+    assert source is not None
+    stamp = Stamp(sha256_of(source), PG).text(source)
+    build.dir.mkdir(parents=True)
+    build.stamp_path.write_text(stamp)
+    assert build.pending()  # stamped, but the library is gone
+    _install_files(tmp_path)
+    assert not build.pending()
+    build.stamp_path.write_text(Stamp(sha256_of(source), "PostgreSQL 15.20").text(source))
+    assert build.pending()  # another server version
+
+
+def test_an_installation_stamped_by_another_stack_root_is_adopted(tmp_path: Path) -> None:
+    build = _fake_install(tmp_path, source=True)
+    _install_files(tmp_path)
+    assert build.pending()  # no stamp anywhere: built by someone else, rebuild
+    source = build.source()
+    assert source is not None
+    stamp = Stamp(sha256_of(source), PG).text(source)
+    (tmp_path / "share" / "extension" / SHARED_STAMP).write_text(stamp)
+    assert not build.pending()
+    assert build.stamp_path.read_text() == stamp
