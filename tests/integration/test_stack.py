@@ -1,11 +1,15 @@
-"""The local stack manager against the real services: up, probes, an outage and recovery."""
+"""The local stack manager against the real services: up, probes, an outage and recovery,
+TimescaleDB built and preloaded on the main cluster, and the plain cluster without it."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
+import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -14,8 +18,10 @@ import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient
 
 from infrastructure import stack
-from infrastructure.settings import Settings
+from infrastructure.settings import PostgresSettings, Settings
 from infrastructure.stack.kafka import kafka_broker_ids
+from infrastructure.stack.postgres import Postgres
+from infrastructure.stack.timescaledb import PgConfig, Stamp, TimescaleDB, find_source, sha256_of
 
 pytestmark = pytest.mark.integration
 
@@ -54,6 +60,7 @@ def test_status_lists_every_service_up(stack_settings: Settings) -> None:
         assert row.log.is_file()
     ports = {r.name: r.port for r in rows}
     assert ports["postgres"] == stack_settings.pg.port
+    assert ports["postgres-plain"] == stack_settings.stack.plain_pg_port
     assert ports["redis"] == stack_settings.redis.port
     assert ports["mariadb"] == stack_settings.mariadb.port
 
@@ -84,6 +91,151 @@ async def test_postgres_app_role_creates_database_with_postgis(stack_settings: S
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
         await admin.close()
+
+
+def _timescaledb_build(settings: Settings) -> TimescaleDB:
+    """The main cluster's TimescaleDB build; skips when this machine has no source for it."""
+    if not settings.stack.timescaledb:
+        pytest.skip("TimescaleDB switched off (FLEETPULSE_STACK__TIMESCALEDB=false)")
+    if find_source(settings.stack.timescaledb_source) is None:
+        pytest.skip(f"no TimescaleDB source at {settings.stack.timescaledb_source}")
+    build = Postgres(settings).timescaledb()
+    assert build is not None
+    return build
+
+
+def _plain(settings: Settings) -> PostgresSettings:
+    return settings.pg.model_copy(update={"port": settings.stack.plain_pg_port})
+
+
+async def test_main_cluster_preloads_timescaledb_and_creates_it(stack_settings: Settings) -> None:
+    _timescaledb_build(stack_settings)
+    pg = stack_settings.pg
+    name = f"stack_tsdb_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(pg.dsn("postgres"))
+    try:
+        preload = await admin.fetchval("SHOW shared_preload_libraries")
+        assert "timescaledb" in [lib.strip() for lib in preload.split(",")]
+        assert await admin.fetchval("SHOW timescaledb.telemetry_level") == "off"
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        conn = await asyncpg.connect(pg.dsn(name))
+        try:
+            await conn.execute("CREATE EXTENSION timescaledb")
+            await conn.execute("CREATE EXTENSION postgis")
+            await conn.execute("CREATE TABLE t (ts timestamptz NOT NULL, v int)")
+            await conn.execute("SELECT create_hypertable('t', 'ts')")
+            await conn.execute("INSERT INTO t VALUES (now(), 1)")
+            assert await conn.fetchval("SELECT count(*) FROM timescaledb_information.chunks") == 1
+        finally:
+            await conn.close()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_plain_cluster_never_preloads_timescaledb(stack_settings: Settings) -> None:
+    plain = _plain(stack_settings)
+    name = f"stack_plain_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(plain.dsn("postgres"))
+    try:
+        preload = await admin.fetchval("SHOW shared_preload_libraries")
+        assert "timescaledb" not in preload
+        # The app role exists there, but no app database: tests create their own.
+        assert not await admin.fetchval(
+            "SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)", plain.database
+        )
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        conn = await asyncpg.connect(plain.dsn(name))
+        try:
+            await conn.execute("CREATE EXTENSION postgis")
+            installed = await conn.fetchval(
+                "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"
+            )
+            if installed:
+                # Installed for every cluster of this PostgreSQL, but not preloaded here: the
+                # server answers with FATAL and closes the connection (the app checks first).
+                with pytest.raises(asyncpg.PostgresError, match="must be preloaded"):
+                    await conn.execute("CREATE EXTENSION timescaledb")
+        finally:
+            await conn.close()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def test_timescaledb_stamp_names_tarball_and_server(stack_settings: Settings) -> None:
+    build = _timescaledb_build(stack_settings)
+    source = build.source()
+    assert source is not None
+    text = build.stamp_path.read_text()
+    pg_version = PgConfig.of(build.pg_config).version
+    assert f"sha256 {sha256_of(source)}\n" in text
+    assert f"postgresql {pg_version}\n" in text
+    assert Stamp.parse(text) == Stamp(sha256_of(source), pg_version)
+
+
+def test_second_up_does_not_rebuild_timescaledb(stack_settings: Settings) -> None:
+    build = _timescaledb_build(stack_settings)
+    stamp_before = build.stamp_path.stat().st_mtime_ns
+    log_before = build.log.stat().st_mtime_ns
+    assert not build.pending()
+    stack.up(stack_settings, ["postgres"])
+    assert build.stamp_path.stat().st_mtime_ns == stamp_before
+    assert build.log.stat().st_mtime_ns == log_before
+    assert not build.pending()
+
+
+@pytest.fixture
+def scratch_root() -> Iterator[Path]:
+    """A stack root the postgres account can traverse (pytest's tmp_path is private to root)."""
+    root = Path(tempfile.mkdtemp(prefix="fp-stack-", dir="/tmp"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+async def test_up_restarts_a_running_cluster_to_preload_timescaledb(
+    stack_settings: Settings, scratch_root: Path
+) -> None:
+    _timescaledb_build(stack_settings)
+    base = stack_settings.model_copy(
+        update={
+            "environment": "test",
+            "pg": stack_settings.pg.model_copy(update={"port": _free_port()}),
+        }
+    )
+
+    def with_timescaledb(on: bool) -> Settings:
+        update = {"root": scratch_root, "timescaledb": on}
+        return base.model_copy(update={"stack": base.stack.model_copy(update=update)})
+
+    async def preload() -> str:
+        conn = await asyncpg.connect(base.pg.dsn("postgres"))
+        try:
+            return str(await conn.fetchval("SHOW shared_preload_libraries"))
+        finally:
+            await conn.close()
+
+    plain = with_timescaledb(False)
+    try:
+        stack.up(plain, ["postgres"])  # an existing cluster that runs without TimescaleDB
+        assert "timescaledb" not in await preload()
+        pid = Postgres(plain).pid()
+        stack.up(with_timescaledb(True), ["postgres"])
+        assert "timescaledb" in await preload()
+        assert Postgres(plain).pid() != pid  # restarted, not reloaded
+        again = Postgres(plain).pid()
+        stack.up(with_timescaledb(True), ["postgres"])
+        assert Postgres(plain).pid() == again  # nothing to apply: left running
+    finally:
+        stack.down(plain, ["postgres"])
 
 
 async def test_redis_answers_ping(stack_settings: Settings) -> None:
@@ -120,7 +272,7 @@ def test_kafka_outage_and_recovery(stack_settings: Settings) -> None:
         rows = {r.name: r for r in stack.status(stack_settings)}
         assert not rows["kafka"].up
         assert rows["kafka"].pid is None
-        assert all(rows[n].up for n in ("postgres", "redis", "mariadb"))
+        assert all(rows[n].up for n in ("postgres", "postgres-plain", "redis", "mariadb"))
     finally:
         stack.start(stack_settings, "kafka")
     rows = {r.name: r for r in stack.status(stack_settings)}
@@ -144,4 +296,4 @@ def test_failure_names_the_service_and_its_log(tmp_path: Path) -> None:
     assert message.startswith("redis:")
     assert str(log) in message
     assert "port" in message.lower()  # the log's tail is quoted
-    assert not stack.status(broken)[1].up
+    assert not {r.name: r for r in stack.status(broken)}["redis"].up
