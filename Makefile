@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## Install (first time) and start PostgreSQL+PostGIS, Redis, MariaDB and Kafka under .stack/
+## Install (first time) and start PostgreSQL+PostGIS+TimescaleDB (built from ../shared/vendor),
+## a plain PostgreSQL cluster, Redis, MariaDB and Kafka under .stack/
 stack: venv
 	$(BIN)/fleetpulse stack up
 
