@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from geo.distance import EARTH_RADIUS_M
+from geo.movement import label_fixes
 from infrastructure.postgres import Conn
 
 FloatArray = npt.NDArray[np.float64]
@@ -193,15 +194,28 @@ POSITION_COLUMNS = (
     "h3_cell",
     "next_visit_id",
     "eta_s",
+    # the enrichment worker's per-fix movement labels (geo.movement.step_motion)
+    "step_s",
+    "step_m",
+    "motion",
+    "trip_m",
+    "segment_start",
+    "stop_counted",
 )
 
 
 def track_records(
     spec: DriverSpec, track: Track, *, next_visit: Sequence[uuid.UUID | None] | None = None
 ) -> Iterable[tuple[object, ...]]:
-    """Yield COPY records for ``positions`` from a track (h3 at resolution 10)."""
+    """Yield COPY records for ``positions`` from a track (h3 at resolution 10).
+
+    The movement labels are the track's own, as the worker would store them for a driver-day
+    it saw from the start; a track merged into a day that already has fixes needs the day
+    labelled again (``ingest.motion_labels.relabel_days``, as the worker does for late fixes).
+    """
     driver = uuid.UUID(spec.driver_id)
     eta = track.eta_s if track.eta_s is not None else np.full(track.t.size, np.nan)
+    labels, _ = label_fixes(track.t, track.lon, track.lat, track.speed_kmh)
     for i in range(track.t.size):
         fix = datetime.fromtimestamp(float(track.t[i]), UTC)
         lon, lat = float(track.lon[i]), float(track.lat[i])
@@ -224,6 +238,7 @@ def track_records(
             h3.latlng_to_cell(lat, lon, 10),
             visit if visit is not None and e == e else None,
             e if e == e and visit is not None else None,
+            *labels.label(i).as_row(),
         )
 
 

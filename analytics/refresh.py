@@ -1,13 +1,18 @@
-"""Incremental refresh of the rollups and the history's partition maintenance.
+"""Refresh of the movement aggregates and the history's retention, on either backend.
 
-Each rollup has a watermark (``analytics_watermarks``): a refresh re-materialises whole
-buckets in ``[watermark - late_window, now)`` — delete, then insert from ``positions`` in one
-transaction under an advisory lock — so it is idempotent, safe to run from several
-processes, and folds in late fixes that arrive within the late window. Older late data is
-folded in by ``refresh_range`` over an explicit range.
+The aggregates (0017): ``positions_1m`` per driver-minute, ``driver_daily_motion`` per
+driver-day stacked on it, ``cells_1h`` per tenant-hour-cell; ``driver_daily_stats`` is a view
+joining the daily one with the day's visits. They sum the per-fix labels the enrichment worker
+stores (``geo.movement.step_motion``), so both backends compute them with plain GROUP BYs:
 
-On TimescaleDB ``positions_1m`` is a continuous aggregate kept by its own policy; the runner
-only calls ``refresh_continuous_aggregate`` for it on an explicit ``refresh_range``.
+* **TimescaleDB**: continuous aggregates. Refresh policies (kept in step with the settings by
+  ``sync_policies``) refresh ``[now - late window, now - 1 min)`` every refresh interval;
+  ``refresh_range`` calls ``refresh_continuous_aggregate`` for an explicit range.
+* **plain PostgreSQL**: tables with a watermark each (``analytics_watermarks``); a refresh
+  re-materialises whole buckets in ``[watermark - late_window, now)`` — delete, then insert
+  the same SELECT as the continuous aggregate, one transaction per day chunk under an
+  advisory lock — so it is idempotent, safe from several processes, and folds in late fixes
+  within the late window. Older late data: ``refresh_range`` over that range.
 
 Run by ``fleetpulse maintain`` (once) or ``fleetpulse maintain --loop`` (every
 ``FLEETPULSE_ANALYTICS__REFRESH_INTERVAL_S``), see docs/analytics.md.
@@ -21,22 +26,21 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-
-from geo.movement import DEFAULT_PARAMS, MovementParams, summarize_day
 from infrastructure.migrate import history_backend
 from infrastructure.postgres import Conn
+from infrastructure.settings import AnalyticsSettings
 
 log = logging.getLogger(__name__)
 
 SQL_DIR = Path(__file__).parent / "sql"
-DWELL_CAP_S = 300.0  # longer gaps between fixes are unknown time, not dwell
-ROLLUPS = ("positions_1m", "cells_1h", "driver_daily_stats")
+# In refresh order: driver_daily_motion is stacked on positions_1m.
+ROLLUPS = ("positions_1m", "driver_daily_motion", "cells_1h")
 _BUCKET = {
     "positions_1m": timedelta(minutes=1),
+    "driver_daily_motion": timedelta(days=1),
     "cells_1h": timedelta(hours=1),
-    "driver_daily_stats": timedelta(days=1),
 }
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _LOCK_BASE = 7_316_220_600
@@ -58,62 +62,7 @@ class RefreshResult:
     name: str
     start: datetime
     end: datetime
-    rows: int
-
-
-async def _refresh_daily(conn: Conn, start: datetime, end: datetime, params: MovementParams) -> int:
-    """Recompute driver_daily_stats for the UTC days in [start, end)."""
-    rows = 0
-    day = start.date()
-    while day < end.date():
-        d0 = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        await conn.execute("DELETE FROM driver_daily_stats WHERE day = $1", day)
-        rows += await _insert_daily(conn, day, d0, d0 + timedelta(days=1), params)
-        day += timedelta(days=1)
-    return rows
-
-
-async def _insert_daily(
-    conn: Conn, day: date, d0: datetime, d1: datetime, params: MovementParams
-) -> int:
-    records = await conn.fetch(sql("day_positions"), d0, d1)
-    visits = {r["driver_id"]: r for r in await conn.fetch(sql("day_visits"), day)}
-    out = []
-    i = 0
-    while i < len(records):
-        j = i
-        driver = records[i]["driver_id"]
-        while j < len(records) and records[j]["driver_id"] == driver:
-            j += 1
-        chunk = records[i:j]
-        arr = np.array([(r["t"], r["lon"], r["lat"], r["speed"]) for r in chunk], dtype=float)
-        s = summarize_day(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], params)
-        v = visits.get(driver)
-        out.append(
-            (
-                chunk[0]["tenant_id"],
-                driver,
-                day,
-                s.positions,
-                datetime.fromtimestamp(arr[0, 0], UTC),
-                datetime.fromtimestamp(arr[-1, 0], UTC),
-                s.distance_m,
-                s.moving_s,
-                s.idle_s,
-                s.stopped_s,
-                s.mean_speed_kmh,
-                s.max_speed_kmh,
-                s.trips,
-                s.stops,
-                int(v["planned"]) if v else 0,
-                int(v["completed"]) if v else 0,
-                (v["on_time"] / v["judged"]) if v and v["judged"] else None,
-            )
-        )
-        i = j
-    if out:
-        await conn.copy_records_to_table("driver_daily_stats", records=out)
-    return len(out)
+    rows: int  # rows materialised; -1 on TimescaleDB, which does not say
 
 
 async def refresh_range(
@@ -122,13 +71,13 @@ async def refresh_range(
     start: datetime,
     end: datetime,
     *,
-    params: MovementParams = DEFAULT_PARAMS,
     chunk: timedelta = timedelta(days=1),
 ) -> RefreshResult:
-    """Re-materialise rollup ``name`` for the whole buckets covering [start, end).
+    """Re-materialise aggregate ``name`` for the whole buckets covering [start, end).
 
-    Idempotent: the buckets are deleted and rebuilt from ``positions`` in one transaction
-    per chunk, under an advisory lock per rollup.
+    Idempotent. On TimescaleDB this is ``refresh_continuous_aggregate`` (outside any
+    transaction); on plain PostgreSQL the buckets are deleted and rebuilt from their source
+    in one transaction per chunk, under an advisory lock per aggregate.
     """
     if name not in ROLLUPS:
         raise ValueError(f"unknown rollup {name!r}")
@@ -136,8 +85,13 @@ async def refresh_range(
     start = floor_time(start, width)
     if floor_time(end, width) != end:
         end = floor_time(end, width) + width
-    if name == "positions_1m" and await history_backend(conn) == "timescale":
-        await conn.execute("CALL refresh_continuous_aggregate('positions_1m', $1, $2)", start, end)
+    if await history_backend(conn) == "timescale":
+        # asyncpg cannot infer the type of a bare $n in CALL; the casts say it
+        await conn.execute(
+            f"CALL refresh_continuous_aggregate('{name}', $1::timestamptz, $2::timestamptz)",
+            start,
+            end,
+        )
         return RefreshResult(name, start, end, -1)
     rows = 0
     lo = start
@@ -145,15 +99,9 @@ async def refresh_range(
         hi = min(lo + chunk, end)
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_BASE + ROLLUPS.index(name))
-            if name == "driver_daily_stats":
-                rows += await _refresh_daily(conn, lo, hi, params)
-            else:
-                await conn.execute(f"DELETE FROM {name} WHERE bucket >= $1 AND bucket < $2", lo, hi)
-                args: tuple[object, ...] = (lo, hi)
-                if name == "cells_1h":
-                    args = (lo, hi, DWELL_CAP_S)
-                status = await conn.execute(sql(f"refresh_{name}"), *args)
-                rows += int(status.split()[-1])
+            await conn.execute(f"DELETE FROM {name} WHERE bucket >= $1 AND bucket < $2", lo, hi)
+            status = await conn.execute(sql(f"refresh_{name}"), lo, hi)
+            rows += int(status.split()[-1])
         lo = hi
     return RefreshResult(name, start, end, rows)
 
@@ -164,9 +112,12 @@ async def refresh(
     now: datetime | None = None,
     late_window: timedelta = timedelta(hours=2),
     names: tuple[str, ...] = ROLLUPS,
-    params: MovementParams = DEFAULT_PARAMS,
 ) -> list[RefreshResult]:
-    """Bring every rollup up to ``now``, re-doing the late window; advance the watermarks."""
+    """Bring every aggregate up to ``now``, re-doing the late window; advance the watermarks.
+
+    The plain backend's incremental pass. On TimescaleDB the policies do this by themselves;
+    calling it there refreshes the same window explicitly (tests pin ``now``).
+    """
     now = now or datetime.now(UTC)
     results = []
     for name in names:
@@ -178,7 +129,7 @@ async def refresh(
             start = wm
         else:
             start = min(wm, now) - late_window
-        result = await refresh_range(conn, name, start, now, params=params)
+        result = await refresh_range(conn, name, start, now)
         await conn.execute(
             """INSERT INTO analytics_watermarks (name, watermark, refreshed_at)
                VALUES ($1, $2, now())
@@ -191,13 +142,86 @@ async def refresh(
     return results
 
 
+async def _jobs(conn: Conn) -> dict[tuple[str, str], dict[str, Any]]:
+    """Return TimescaleDB's policy jobs by (relation, proc name), intervals as timedeltas."""
+    rows = await conn.fetch(
+        """SELECT coalesce(ca.view_name, j.hypertable_name) AS relation, j.proc_name,
+                  j.schedule_interval,
+                  (j.config->>'drop_after')::interval AS drop_after,
+                  (j.config->>'compress_after')::interval AS compress_after,
+                  (j.config->>'start_offset')::interval AS start_offset,
+                  (j.config->>'end_offset')::interval AS end_offset
+           FROM timescaledb_information.jobs j
+           LEFT JOIN timescaledb_information.continuous_aggregates ca
+             ON ca.materialization_hypertable_name = j.hypertable_name
+           WHERE j.proc_schema = '_timescaledb_functions'"""
+    )
+    return {(r["relation"], r["proc_name"]): dict(r) for r in rows}
+
+
+async def sync_policies(conn: Conn, cfg: AnalyticsSettings) -> list[str]:
+    """Make TimescaleDB's retention, compression and refresh jobs match the settings.
+
+    Returns the jobs (re)created: none when all matched, and always none on plain
+    PostgreSQL, whose retention is ``maintain_partitions`` and refresh is ``refresh``.
+    """
+    if await history_backend(conn) != "timescale":
+        return []
+    jobs = await _jobs(conn)
+    late = timedelta(seconds=cfg.late_window_s)
+    every = timedelta(seconds=cfg.refresh_interval_s)
+    wanted: list[tuple[str, str, dict[str, timedelta], str, str, tuple[timedelta, ...]]] = [
+        (
+            "positions",
+            "policy_retention",
+            {"drop_after": timedelta(days=cfg.retention_days)},
+            "remove_retention_policy",
+            "SELECT add_retention_policy('positions', $1::interval)",
+            (timedelta(days=cfg.retention_days),),
+        ),
+        (
+            "positions",
+            "policy_compression",
+            {"compress_after": timedelta(days=cfg.compress_after_days)},
+            "remove_compression_policy",
+            "SELECT add_compression_policy('positions', $1::interval)",
+            (timedelta(days=cfg.compress_after_days),),
+        ),
+    ]
+    for name in ROLLUPS:
+        width = _BUCKET[name]
+        # the window [now - start, now - width) must hold two whole buckets
+        start = max(late, 3 * width)
+        wanted.append(
+            (
+                name,
+                "policy_refresh_continuous_aggregate",
+                {"start_offset": start, "end_offset": width, "schedule_interval": every},
+                "remove_continuous_aggregate_policy",
+                f"""SELECT add_continuous_aggregate_policy('{name}', start_offset => $1::interval,
+                        end_offset => $2::interval, schedule_interval => $3::interval)""",
+                (start, width, every),
+            )
+        )
+    changed = []
+    for relation, proc, config, remove, add, args in wanted:
+        job = jobs.get((relation, proc))
+        if job is not None and all(job[k] == v for k, v in config.items()):
+            continue
+        if job is not None:
+            await conn.execute(f"SELECT {remove}('{relation}', if_exists => true)")
+        await conn.execute(add, *args)
+        changed.append(f"{relation}:{proc}")
+    return changed
+
+
 async def maintain_partitions(
     conn: Conn, *, today: date, retention_days: int, ahead_days: int
 ) -> tuple[int, int]:
     """Create partitions up to ``ahead_days`` ahead and drop those older than the retention.
 
-    Returns (created, dropped). On TimescaleDB both are no-ops (chunks and the retention
-    policy are Timescale's).
+    Returns (created, dropped). On TimescaleDB both are no-ops (chunks are Timescale's, and
+    so is retention: ``sync_policies``).
     """
     created = await conn.fetchval(
         "SELECT fleetpulse_ensure_position_partitions($1, $2)",
@@ -211,45 +235,39 @@ async def maintain_partitions(
 
 
 async def run_maintenance(
-    conn: Conn,
-    *,
-    retention_days: int,
-    ahead_days: int,
-    late_window: timedelta,
-    now: datetime | None = None,
+    conn: Conn, cfg: AnalyticsSettings, *, now: datetime | None = None
 ) -> dict[str, object]:
-    """One maintenance pass: partitions, retention, rollup refresh; returns a summary."""
+    """One maintenance pass; returns a summary.
+
+    Plain PostgreSQL: partitions ahead, retention, the aggregates' incremental refresh.
+    TimescaleDB: the background jobs do all three; the pass keeps their settings in step.
+    """
     now = now or datetime.now(UTC)
+    if await history_backend(conn) == "timescale":
+        return {"backend": "timescale", "policiesChanged": await sync_policies(conn, cfg)}
     created, dropped = await maintain_partitions(
-        conn, today=now.date(), retention_days=retention_days, ahead_days=ahead_days
+        conn,
+        today=now.date(),
+        retention_days=cfg.retention_days,
+        ahead_days=cfg.partitions_ahead_days,
     )
-    results = await refresh(conn, now=now, late_window=late_window)
+    results = await refresh(conn, now=now, late_window=timedelta(seconds=cfg.late_window_s))
     return {
+        "backend": "plain",
         "partitionsCreated": created,
         "partitionsDropped": dropped,
         "refreshed": {r.name: r.rows for r in results},
     }
 
 
-async def maintenance_loop(
-    conn: Conn,
-    stop: asyncio.Event,
-    *,
-    interval_s: float,
-    retention_days: int,
-    ahead_days: int,
-    late_window: timedelta,
-) -> None:
-    """Run ``run_maintenance`` every ``interval_s`` until ``stop`` is set; log failures."""
+async def maintenance_loop(conn: Conn, stop: asyncio.Event, cfg: AnalyticsSettings) -> None:
+    """Run ``run_maintenance`` every refresh interval until ``stop`` is set; log failures."""
     while not stop.is_set():
         try:
-            summary = await run_maintenance(
-                conn, retention_days=retention_days, ahead_days=ahead_days, late_window=late_window
-            )
-            log.info("maintenance: %s", summary)
+            log.info("maintenance: %s", await run_maintenance(conn, cfg))
         except Exception:  # keep looping: the next pass re-does the late window
             log.exception("maintenance pass failed")
         try:
-            await asyncio.wait_for(stop.wait(), interval_s)
+            await asyncio.wait_for(stop.wait(), cfg.refresh_interval_s)
         except TimeoutError:
             pass

@@ -27,6 +27,7 @@ def _configure_logging(settings: Settings) -> None:
 
 
 async def _migrate(settings: Settings, *, seed: bool) -> None:
+    from analytics.refresh import sync_policies
     from infrastructure.migrate import migrate
     from infrastructure.postgres import connect
     from infrastructure.seed import seed as seed_demo
@@ -35,6 +36,8 @@ async def _migrate(settings: Settings, *, seed: bool) -> None:
     try:
         applied = await migrate(conn)
         print(f"migrations applied: {', '.join(applied) or 'none (up to date)'}")
+        if changed := await sync_policies(conn, settings.analytics):
+            print(f"TimescaleDB policies set from the settings: {', '.join(changed)}")
         if seed:
             await seed_demo(conn)
             print("demo data present")

@@ -144,6 +144,20 @@ class FixLabel:
     segment_start: SegmentStart | None
     stop_counted: bool
 
+    def as_row(self) -> tuple[float | int | bool | None, ...]:
+        """The fields in order, enums as plain ints (what a database driver takes)."""
+        return (
+            self.step_s,
+            self.step_m,
+            None if self.motion is None else int(self.motion),
+            self.trip_m,
+            None if self.segment_start is None else int(self.segment_start),
+            self.stop_counted,
+        )
+
+
+NO_LABEL_ROW: tuple[None, ...] = (None,) * 6  # a late or invalid fix: as_row of nothing
+
 
 @dataclass(frozen=True, slots=True)
 class Relabel:

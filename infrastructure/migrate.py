@@ -47,16 +47,25 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
 
 
 async def timescale_available(conn: Conn) -> bool:
-    """Return True when the timescaledb extension is (or can be) installed here."""
+    """Return True when the timescaledb extension is (or can be) installed here.
+
+    Installed but not preloaded, the server answers ``CREATE EXTENSION timescaledb`` with
+    FATAL and closes the connection, so the preload is checked first and the attempt is
+    made only where it can succeed.
+    """
     if await conn.fetchval("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'"):
         return True
     if not await conn.fetchval("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"):
         return False
+    preload = await conn.fetchval("SELECT current_setting('shared_preload_libraries')")
+    if "timescaledb" not in {lib.strip() for lib in str(preload).split(",")}:
+        log.info("timescaledb is installed but not preloaded here: plain PostgreSQL backend")
+        return False
     try:
         async with conn.transaction():
             await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-    except asyncpg.PostgresError as exc:  # e.g. not in shared_preload_libraries
-        log.warning("timescaledb is packaged but cannot be created: %s", exc)
+    except asyncpg.PostgresError as exc:  # e.g. no privilege
+        log.warning("timescaledb is preloaded but cannot be created: %s", exc)
         return False
     return True
 

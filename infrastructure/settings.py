@@ -159,8 +159,11 @@ class StackSettings(BaseModel):
 
 
 class AnalyticsSettings(BaseModel):
-    # Daily partitions of positions older than this are dropped by `fleetpulse maintain`.
-    retention_days: int = 365
+    # Positions older than this are dropped: daily partitions by `fleetpulse maintain` on plain
+    # PostgreSQL, TimescaleDB's retention policy (kept in step by the same command) otherwise.
+    retention_days: int = Field(default=365, ge=1)
+    # TimescaleDB compresses chunks of positions older than this (plain PostgreSQL: unused).
+    compress_after_days: int = Field(default=7, ge=1)
     # Daily partitions created ahead of today.
     partitions_ahead_days: int = 7
     # Rollup refresh: how often the maintenance loop runs, and how far back each pass re-does

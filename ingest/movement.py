@@ -9,11 +9,12 @@ so a failed batch is simply decided again.
 
 from __future__ import annotations
 
+import copy
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
@@ -30,6 +31,7 @@ from geo.geofence_state import (
     step,
 )
 from geo.geofence_state import State as TrackState
+from geo.movement import DAY_S, FixLabel, MotionState, Relabel, step_motion
 from geo.route_progress import (
     SpeedEstimate,
     eta_seconds,
@@ -40,6 +42,7 @@ from infrastructure.kafka import GPS_EVENTS, VISITS_EVENTS
 from infrastructure.postgres import Conn
 from infrastructure.settings import Settings
 from ingest.geofencing import Probe, TrackStore, spatial_join
+from ingest.motion_labels import apply_relabels, relabel_days, restore_states
 from ingest.plans import Plan, PlanCache, Stop
 from ingest.visit_events import EVENT_NAMESPACE, visit_event
 
@@ -67,6 +70,7 @@ class Movement:
     distance_to_next_m: float | None = None
     eta_s: float | None = None
     geofence_id: int | None = None
+    motion: FixLabel | None = None  # None: a late or invalid fix (late ones: relabel_days)
 
     def eta_at_ms(self, fix_ms: int) -> int | None:
         return None if self.eta_s is None else fix_ms + int(self.eta_s * 1000)
@@ -85,6 +89,7 @@ class FixInput:
     lat: float
     speed_kmh: float | None
     accuracy: float | None
+    valid: bool = True
 
 
 @dataclass(slots=True)
@@ -97,6 +102,7 @@ class Runtime:
     speed: SpeedEstimate = SpeedEstimate()
     route_id: str | None = None
     progress_m: float | None = None
+    motion: MotionState | None = None  # trips and stops of the current UTC day so far
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +130,9 @@ class Decisions:
     runtime: dict[str, Runtime] = field(default_factory=dict)
     tracks: list[tuple[str, int, Track]] = field(default_factory=list)
     published: list[tuple[str, str, str, bytes]] = field(default_factory=list)
+    # movement labels: decisions that reach back to stored fixes, and days a late fix changed
+    relabels: list[tuple[str, Relabel]] = field(default_factory=list)
+    late_days: set[tuple[str, date]] = field(default_factory=set)
 
     async def apply(self, conn: Conn, store: TrackStore, topic: Any) -> None:
         """Write states, visit transitions, ETAs and the outbox (caller owns the transaction)."""
@@ -154,6 +163,15 @@ class Decisions:
                 [(i, t, k, orjson.loads(v)) for i, t, k, v in outbox],
             )
         self.published = outbox
+        # after the batch's rows are in: relabels may reach into them
+        await apply_relabels(conn, self.relabels)
+        if self.late_days:
+            _, finals = await relabel_days(conn, self.late_days)
+            for (driver_id, day), final in finals.items():
+                rt = self.runtime.get(driver_id)
+                current = None if rt is None or rt.motion is None else rt.motion.day
+                if rt is not None and (current is None or current * DAY_S <= _day_s(day)):
+                    rt.motion = final
 
 
 async def _apply_visit_change(conn: Conn, c: VisitChange) -> dict[str, Any] | None:
@@ -244,6 +262,11 @@ class MovementTracker:
         for f in fixes:
             by_driver[f.driver_id].append(f)
         runtimes = {d: _copy(self.runtime.get(d)) for d in drivers}
+        if cold := {d: by_driver[d] for d in drivers if d not in self.runtime}:
+            # a worker that starts or takes over mid-day continues the stored day's trips
+            first = {d: min(f.fix_ms for f in items) / 1000 for d, items in cold.items()}
+            for d, state in (await restore_states(conn, first)).items():
+                runtimes[d].motion = state
 
         probes = []
         for d, items in by_driver.items():
@@ -293,6 +316,7 @@ class MovementTracker:
         if rt.route_id != plan.route_id:
             rt.route_id, rt.progress_m = plan.route_id, None
         for f in items:
+            label = self._motion(rt, f, out)
             if f.fix_ms <= rt.last_fix_ms:  # late: stored, but moves no live state
                 out.movements[f.idx] = Movement(route_id=plan.route_id)
                 continue
@@ -345,8 +369,22 @@ class MovementTracker:
                         out.geofence_events += [_geofence_event(f, gid, t) for t in tr]
 
             self._visits(plan, stops, tracks, transitions, f, out)
-            out.movements[f.idx] = self._eta(plan, stops, tracks, engaged, rt, f, out)
+            out.movements[f.idx] = self._eta(plan, stops, tracks, engaged, rt, f, out, label)
             rt.last_fix_ms, rt.last_lon, rt.last_lat = f.fix_ms, f.lon, f.lat
+
+    @staticmethod
+    def _motion(rt: Runtime, f: FixInput, out: Decisions) -> FixLabel | None:
+        """Label the fix's movement (trips and stops) if it is valid and in order."""
+        if not f.valid:
+            return None
+        t = f.fix_ms / 1000
+        if rt.motion is not None and t <= rt.motion.t:
+            out.late_days.add((f.driver_id, datetime.fromtimestamp(t, UTC).date()))
+            return None
+        rt.motion, label, relabel = step_motion(rt.motion, t, f.lon, f.lat, f.speed_kmh or 0.0)
+        if relabel is not None:
+            out.relabels.append((f.driver_id, relabel))
+        return label
 
     def _visits(
         self,
@@ -416,11 +454,12 @@ class MovementTracker:
         rt: Runtime,
         f: FixInput,
         out: Decisions,
+        label: FixLabel | None,
     ) -> Movement:
         inside = min((g for g in engaged if is_inside(tracks[g])), default=None)
         nxt = _next_open(plan, stops)
         if plan.route_id is None or nxt is None:
-            return Movement(route_id=plan.route_id, geofence_id=inside)
+            return Movement(route_id=plan.route_id, geofence_id=inside, motion=label)
         index = plan.stops.index(nxt)
         if stops[nxt.visit_id] in ("arrived", "in_progress"):
             remaining = 0.0
@@ -447,6 +486,7 @@ class MovementTracker:
             distance_to_next_m=round(remaining, 1),
             eta_s=round(eta, 1),
             geofence_id=inside,
+            motion=label,
         )
         at = movement.eta_at_ms(f.fix_ms)
         if stops[nxt.visit_id] == "pending" and at is not None:
@@ -471,8 +511,21 @@ def _next_open(plan: Plan, stops: dict[str, str]) -> Stop | None:
 def _copy(rt: Runtime | None) -> Runtime:
     if rt is None:
         return Runtime()
-    # every field, positionally: Runtime(**rt.__dict__) built a dict per driver per batch
-    return Runtime(rt.last_fix_ms, rt.last_lon, rt.last_lat, rt.speed, rt.route_id, rt.progress_m)
+    # every field, positionally: Runtime(**rt.__dict__) built a dict per driver per batch;
+    # the motion state changes in place, so it is copied too
+    return Runtime(
+        rt.last_fix_ms,
+        rt.last_lon,
+        rt.last_lat,
+        rt.speed,
+        rt.route_id,
+        rt.progress_m,
+        None if rt.motion is None else copy.copy(rt.motion),
+    )
+
+
+def _day_s(day: date) -> float:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
 
 
 def _geofence_event(f: FixInput, geofence_id: int, t: Transition) -> dict[str, Any]:

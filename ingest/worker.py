@@ -118,6 +118,7 @@ class Enricher:
                         e.position.lat,
                         e.position.speed_kmh,
                         e.position.accuracy,
+                        e.position.valid,
                     )
                     for i, e in enumerate(enriched)
                 ],

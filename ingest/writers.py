@@ -16,10 +16,12 @@ from typing import Any
 from redis.asyncio import Redis
 
 from geo.cells import cell_to_string
+from geo.movement import NO_LABEL_ROW
 from infrastructure.postgres import Conn
 from infrastructure.redis import RedisKeys
 from ingest.devices import Device
 from ingest.model import Position
+from ingest.motion_labels import LABEL_COLUMNS
 from ingest.movement import Movement
 from ingest.validation import iso_ms
 
@@ -47,6 +49,7 @@ HISTORY_COLUMNS = (
     "distance_to_next_m",
     "eta_s",
     "geofence_id",
+    *LABEL_COLUMNS,
 )
 
 _STAGE_DDL = """CREATE TEMP TABLE IF NOT EXISTS positions_stage
@@ -131,6 +134,7 @@ class EnrichedPosition:
             m.distance_to_next_m,
             m.eta_s,
             m.geofence_id,
+            *(NO_LABEL_ROW if m.motion is None else m.motion.as_row()),
         )
 
     def to_message(self) -> dict[str, Any]:

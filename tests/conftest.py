@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -22,13 +24,20 @@ from infrastructure.settings import Settings
 RUN_ID = uuid.uuid4().hex[:8]
 
 
-def make_settings(suffix: str = "") -> Settings:
-    """Settings for this test run (a suffix gives a second, separately prefixed pipeline)."""
+def make_settings(suffix: str = "", *, plain: bool = False) -> Settings:
+    """Settings for this test run (a suffix gives a second, separately prefixed pipeline).
+
+    ``plain``: the database is on the stack's second cluster, which does not preload
+    TimescaleDB, so the plain-PostgreSQL backend is what the migrations choose there.
+    """
     base = Settings()
+    pg = {"database": f"fp_test_{RUN_ID}"}
+    if plain:
+        pg["port"] = base.stack.plain_pg_port
     return base.model_copy(
         update={
             "environment": "test",
-            "pg": base.pg.model_copy(update={"database": f"fp_test_{RUN_ID}"}),
+            "pg": base.pg.model_copy(update=pg),
             "kafka": base.kafka.model_copy(
                 update={"topic_prefix": f"test-{RUN_ID}{suffix}.", "produce_timeout_s": 3.0}
             ),
@@ -43,6 +52,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         **os.environ,
         "FLEETPULSE_ENVIRONMENT": "test",
         "FLEETPULSE_PG__DATABASE": settings.pg.database,
+        "FLEETPULSE_PG__PORT": str(settings.pg.port),
         "FLEETPULSE_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
         "FLEETPULSE_REDIS__KEY_PREFIX": settings.redis.key_prefix,
     }
@@ -63,9 +73,14 @@ def stack_running() -> None:
 
 
 @pytest.fixture(scope="session")
-async def database(settings: Settings, stack_running: None) -> AsyncIterator[str]:
-    """A fresh database for this run, migrated and seeded; dropped at the end."""
-    from infrastructure.migrate import migrate
+def plain_settings() -> Settings:
+    """This run's settings with the database on the plain-PostgreSQL cluster."""
+    return make_settings("-plain", plain=True)
+
+
+async def _fresh_database(settings: Settings, backend: str) -> AsyncIterator[str]:
+    """Create, migrate and seed this run's database; check the backend; drop it at the end."""
+    from infrastructure.migrate import history_backend, migrate
     from infrastructure.postgres import connect
     from infrastructure.seed import seed
 
@@ -76,11 +91,27 @@ async def database(settings: Settings, stack_running: None) -> AsyncIterator[str
     try:
         await migrate(conn)
         await seed(conn)
+        # a test run on the wrong backend would pass for the wrong reason: refuse it
+        assert await history_backend(conn) == backend, f"{name} is not on {backend}"
     finally:
         await conn.close()
     yield name
     await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def database(settings: Settings, stack_running: None) -> AsyncIterator[str]:
+    """A fresh database for this run on TimescaleDB (the production backend)."""
+    async for name in _fresh_database(settings, "timescale"):
+        yield name
+
+
+@pytest.fixture(scope="session")
+async def plain_database(plain_settings: Settings, stack_running: None) -> AsyncIterator[str]:
+    """The same on the plain-PostgreSQL cluster (TimescaleDB installed, not preloaded)."""
+    async for name in _fresh_database(plain_settings, "plain"):
+        yield name
 
 
 @pytest.fixture(scope="session")
@@ -109,6 +140,15 @@ async def pg(settings: Settings, database: str) -> AsyncIterator[object]:
     from infrastructure.postgres import create_pool
 
     pool = await create_pool(settings.pg, min_size=1, max_size=4)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
+async def plain_pg(plain_settings: Settings, plain_database: str) -> AsyncIterator[object]:
+    from infrastructure.postgres import create_pool
+
+    pool = await create_pool(plain_settings.pg, min_size=1, max_size=4)
     yield pool
     await pool.close()
 
@@ -146,6 +186,22 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
+@pytest.fixture(scope="session")
+async def plain_client(
+    plain_settings: Settings, plain_database: str, topics: None, redis_clean: None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A second app through its lifespan, on the plain-PostgreSQL database."""
+    from api.main import create_app
+    from infrastructure.kafka import ensure_topics
+
+    await ensure_topics(plain_settings.kafka)
+    app = create_app(plain_settings)
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            yield c
+
+
 async def login(client: httpx.AsyncClient, email: str, tenant: str) -> str:
     resp = await client.post(
         "/api/auth/login", json={"email": email, "password": "admin123", "tenantId": tenant}
@@ -175,3 +231,48 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/tests/integration/" in str(item.path) or "/tests/e2e/" in str(item.path):
             item.add_marker(pytest.mark.integration)
+
+
+BACKENDS = ("timescale", "plain")
+
+
+@dataclasses.dataclass(frozen=True)
+class Backend:
+    """One database backend of this run: its settings, pool, app client and tokens."""
+
+    name: str
+    settings: Settings
+    pool: Any
+    client: httpx.AsyncClient
+    tenant1_headers: dict[str, str]
+    tenant2_headers: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+async def plain_headers(plain_client: httpx.AsyncClient) -> tuple[dict[str, str], dict[str, str]]:
+    one = await login(plain_client, "admin@tenant1.com", "tenant-1")
+    two = await login(plain_client, "admin@tenant2.com", "tenant-2")
+    return {"Authorization": f"Bearer {one}"}, {"Authorization": f"Bearer {two}"}
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """Each test that takes this runs on TimescaleDB and again on plain PostgreSQL."""
+    if request.param == "timescale":
+        return Backend(
+            "timescale",
+            request.getfixturevalue("settings"),
+            request.getfixturevalue("pg"),
+            request.getfixturevalue("client"),
+            request.getfixturevalue("tenant1_headers"),
+            request.getfixturevalue("tenant2_headers"),
+        )
+    one, two = request.getfixturevalue("plain_headers")
+    return Backend(
+        "plain",
+        request.getfixturevalue("plain_settings"),
+        request.getfixturevalue("plain_pg"),
+        request.getfixturevalue("plain_client"),
+        one,
+        two,
+    )

@@ -4,5 +4,6 @@ SELECT s.driver_id, d.name AS driver_name, s.day, s.positions, s.first_fix, s.la
        s.trips, s.stops, s.visits_planned, s.visits_completed, s.on_time_share
 FROM driver_daily_stats s
 LEFT JOIN drivers d ON d.id = s.driver_id
-WHERE s.tenant_id = $1 AND s.day = $2
+-- on bucket, not day: the (tenant_id, bucket) index of driver_daily_motion applies
+WHERE s.tenant_id = $1 AND s.bucket = ($2::date::timestamp AT TIME ZONE 'UTC')
 ORDER BY d.name, s.driver_id

@@ -1,5 +1,7 @@
-"""Analytics against the real PostgreSQL: every rollup equals a direct computation over the
-raw positions (incremental path, late data, idempotence), and the routes' contracts."""
+"""Analytics against the real databases, each test on TimescaleDB and on plain PostgreSQL
+(the ``backend`` fixture): every aggregate equals a direct computation over the raw positions
+(incremental path, late data, idempotence, retention and compression), and the routes'
+contracts. ``test_analytics_backends.py`` then compares the two backends' answers."""
 
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ from typing import Any
 
 import asyncpg
 import h3
-import httpx
 import numpy as np
 import pytest
 
@@ -26,8 +27,10 @@ from analytics.demo import (
     utc,
 )
 from analytics.generate import DriverSpec, script_day, track_records, write_tracks
-from analytics.refresh import DWELL_CAP_S, refresh, refresh_range
+from analytics.refresh import ROLLUPS, refresh, refresh_range, sync_policies
 from geo.movement import segment_trips, summarize_day
+from ingest.motion_labels import relabel_days
+from tests.conftest import Backend
 
 BOB = "a1b2c3d4-0003-4000-8000-000000000003"
 NOW = utc(DAY2, 23, 0)  # "now" for the incremental refreshes: after the generated days
@@ -37,9 +40,12 @@ LATE = timedelta(hours=2)
 WINDOW = (utc(DAY1) - timedelta(days=1), NOW + timedelta(days=1))
 
 
+DWELL_CAP_S = 300.0  # cells_1h: longer steps are unknown time, not dwell
+
+
 @pytest.fixture(scope="module")
-async def history(pg: asyncpg.Pool) -> list[DriverSpec]:
-    async with pg.acquire() as conn:
+async def history(backend: Backend) -> list[DriverSpec]:
+    async with backend.pool.acquire() as conn:
         specs = await build_demo_history(conn)
         await conn.execute("DELETE FROM analytics_watermarks")
         await refresh(conn, now=NOW, late_window=LATE)
@@ -90,10 +96,15 @@ async def check_cell_rollup(conn: Any) -> int:
     rows = await raw(conn)
     expected: dict[tuple[str, datetime, int], dict[str, Any]] = {}
     for i, r in enumerate(rows):
-        nxt = rows[i + 1] if i + 1 < len(rows) else None
+        # a fix dwells the time since the same driver's previous fix of the same UTC day
+        prev = rows[i - 1] if i > 0 else None
         dwell = 0.0
-        if nxt is not None and nxt["driver_id"] == r["driver_id"]:
-            gap = (nxt["fix_time"] - r["fix_time"]).total_seconds()
+        if (
+            prev is not None
+            and prev["driver_id"] == r["driver_id"]
+            and prev["fix_time"].date() == r["fix_time"].date()
+        ):
+            gap = (r["fix_time"] - prev["fix_time"]).total_seconds()
             dwell = gap if gap <= DWELL_CAP_S else 0.0
         cell = h3.str_to_int(h3.cell_to_parent(h3.int_to_str(r["h3_cell"]), 9))
         key = (r["tenant_id"], floor(r["fix_time"], 3600), cell)
@@ -194,9 +205,9 @@ async def snapshot(conn: Any) -> dict[str, list[Any]]:
 
 
 async def test_rollups_equal_direct_computation_incremental_and_late(
-    pg: asyncpg.Pool, history: list[DriverSpec]
+    backend: Backend, history: list[DriverSpec]
 ) -> None:
-    async with pg.acquire() as conn:
+    async with backend.pool.acquire() as conn:
         assert await check_minute_rollup(conn) > 500
         assert await check_cell_rollup(conn) > 100
         assert await check_daily_rollup(conn) == 12
@@ -216,6 +227,8 @@ async def test_rollups_equal_direct_computation_incremental_and_late(
         track.speed_kmh, track.course = track.speed_kmh[keep], track.course[keep]
         track.eta_s = None
         await write_tracks(conn, track_records(spec, track))
+        # what the worker does when a late fix lands in a day it had labelled
+        await relabel_days(conn, {(spec.driver_id, DAY2)})
         await refresh(conn, now=NOW + timedelta(minutes=5), late_window=LATE)
         await check_minute_rollup(conn)
         await check_cell_rollup(conn)
@@ -225,41 +238,112 @@ async def test_rollups_equal_direct_computation_incremental_and_late(
         old = script_day([SCRIPT[1]], start=utc(DAY1, 20), lon0=spec.lon0, lat0=spec.lat0, seed=4)
         old.eta_s = None
         await write_tracks(conn, track_records(spec, old))
+        await relabel_days(conn, {(spec.driver_id, DAY1)})
         await refresh(conn, now=NOW + timedelta(minutes=10), late_window=LATE)
         with pytest.raises(AssertionError):
             await check_minute_rollup(conn)
         # ... but by an explicit range refresh, which leaves everything exact again.
-        for name in ("positions_1m", "cells_1h", "driver_daily_stats"):
+        for name in ROLLUPS:
             await refresh_range(conn, name, utc(DAY1), utc(DAY2))
         await check_minute_rollup(conn)
         await check_cell_rollup(conn)
         await check_daily_rollup(conn)
 
 
-async def test_retention_drops_old_partitions_and_creates_ahead(pg: asyncpg.Pool) -> None:
-    from analytics.refresh import maintain_partitions
+async def test_retention_and_compression_follow_the_settings(
+    backend: Backend, history: list[DriverSpec]
+) -> None:
+    """Plain: partitions dropped past the retention and created ahead. TimescaleDB: the
+    policies carry the settings' values, the retention job drops an old chunk, and after the
+    compression job compressed the generated days every aggregate is still exact."""
+    cfg = backend.settings.analytics
+    async with backend.pool.acquire() as conn:
+        if backend.name == "plain":
+            from analytics.refresh import maintain_partitions
 
-    async with pg.acquire() as conn:
-        await conn.execute(
-            "SELECT fleetpulse_ensure_position_partitions($1, $1)", DAY1 - timedelta(days=400)
-        )
-        today = datetime.now(UTC).date()
-        created, dropped = await maintain_partitions(
-            conn, today=today, retention_days=365, ahead_days=3
-        )
-        assert dropped >= 1
-        parts = {
-            r["relname"]
+            assert await sync_policies(conn, cfg) == []  # nothing to sync without Timescale
+            await conn.execute(
+                "SELECT fleetpulse_ensure_position_partitions($1, $1)", DAY1 - timedelta(days=400)
+            )
+            today = datetime.now(UTC).date()
+            created, dropped = await maintain_partitions(
+                conn, today=today, retention_days=cfg.retention_days, ahead_days=3
+            )
+            assert dropped >= 1
+            parts = {
+                r["relname"]
+                for r in await conn.fetch(
+                    """SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                       WHERE i.inhparent = 'positions'::regclass"""
+                )
+            }
+            assert f"positions_p{(DAY1 - timedelta(days=400)):%Y%m%d}" not in parts
+            assert f"positions_p{(today + timedelta(days=3)):%Y%m%d}" in parts
+            assert f"positions_p{DAY1:%Y%m%d}" in parts  # inside the retention
+            again = await maintain_partitions(
+                conn, today=today, retention_days=cfg.retention_days, ahead_days=3
+            )
+            assert again == (0, 0)
+            return
+
+        short = cfg.model_copy(update={"retention_days": 300, "compress_after_days": 3})
+        changed = await sync_policies(conn, short)
+        assert "positions:policy_retention" in changed
+        assert "positions:policy_compression" in changed
+        assert {f"{n}:policy_refresh_continuous_aggregate" for n in ROLLUPS} <= set(changed)
+        assert await sync_policies(conn, short) == []  # in step: nothing to do
+        jobs = {
+            r["proc_name"]: r
             for r in await conn.fetch(
-                """SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-                   WHERE i.inhparent = 'positions'::regclass"""
+                """SELECT job_id, proc_name, config FROM timescaledb_information.jobs
+                   WHERE hypertable_name = 'positions'"""
             )
         }
-        assert f"positions_p{(DAY1 - timedelta(days=400)):%Y%m%d}" not in parts
-        assert f"positions_p{(today + timedelta(days=3)):%Y%m%d}" in parts
-        assert f"positions_p{DAY1:%Y%m%d}" in parts  # inside the retention
-        again = await maintain_partitions(conn, today=today, retention_days=365, ahead_days=3)
-        assert again == (0, 0)
+        assert jobs["policy_retention"]["config"]["drop_after"] == "300 days"
+        assert jobs["policy_compression"]["config"]["compress_after"] == "3 days"
+
+        # an old fix makes an old chunk; the retention job drops it and nothing newer
+        old = datetime.now(UTC) - timedelta(days=400)
+        spec = history[0]
+        await conn.execute(
+            """INSERT INTO positions (tenant_id, driver_id, device_unique_id, fix_time,
+                   received_at, lon, lat, h3_cell)
+               VALUES ($1, $2, $3, $4, $4, $5, $6, 0)""",
+            spec.tenant_id,
+            uuid.UUID(spec.driver_id),
+            spec.device_unique_id,
+            old,
+            spec.lon0,
+            spec.lat0,
+        )
+        before = await conn.fetchval("SELECT count(*) FROM positions")
+        await conn.execute(f"CALL run_job({jobs['policy_retention']['job_id']})")
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM positions WHERE fix_time < $1", old + timedelta(days=1)
+            )
+            == 0
+        )
+        assert await conn.fetchval("SELECT count(*) FROM positions") == before - 1
+
+        await conn.execute(f"CALL run_job({jobs['policy_compression']['job_id']})")
+        compressed = await conn.fetchval(
+            """SELECT count(*) FROM timescaledb_information.chunks
+               WHERE hypertable_name = 'positions' AND is_compressed
+                 AND range_end <= $1""",
+            utc(DAY2) + timedelta(days=1),
+        )
+        assert compressed >= 2  # the two generated days
+        for name in ROLLUPS:
+            await refresh_range(conn, name, utc(DAY1) - timedelta(days=1), NOW + timedelta(days=1))
+        await check_minute_rollup(conn)
+        await check_cell_rollup(conn)
+        await check_daily_rollup(conn)
+        # the other tests refresh explicitly (their data are in the past): no background
+        # refresh racing them; retention and compression back to the settings
+        await sync_policies(conn, cfg)
+        for name in ROLLUPS:
+            await conn.execute(f"SELECT remove_continuous_aggregate_policy('{name}')")
 
 
 # ---------------------------------------------------------------------------------- routes
@@ -285,23 +369,21 @@ async def raw_fixes(pg: asyncpg.Pool, driver: str, start: datetime, end: datetim
 
 @pytest.mark.parametrize(("hours", "source"), [(24, "raw"), (48, "minute")])
 async def test_playback_budget_and_exact_ends(
-    client: httpx.AsyncClient,
-    tenant1_headers: dict[str, str],
-    pg: asyncpg.Pool,
+    backend: Backend,
     history: list[DriverSpec],
     hours: int,
     source: str,
 ) -> None:
     start = utc(DAY1)
     end = start + timedelta(hours=hours)
-    resp = await client.get(
+    resp = await backend.client.get(
         f"/api/drivers/{JOHN}/playback",
         params={"from": iso(start), "to": iso(end), "max_points": 50},
-        headers=tenant1_headers,
+        headers=backend.tenant1_headers,
     )
     assert resp.status_code == 200, resp.text
     body = resp.json()
-    fixes = await raw_fixes(pg, JOHN, start, end)
+    fixes = await raw_fixes(backend.pool, JOHN, start, end)
     assert body["source"] == source
     assert body["points"] == len(body["t"]) <= 50 < len(fixes)
     assert len(body["lon"]) == len(body["lat"]) == len(body["speed"]) == len(body["heading"])
@@ -316,19 +398,19 @@ async def test_playback_budget_and_exact_ends(
 
 
 async def test_playback_never_crosses_tenants_and_rejects_bad_input(
-    client: httpx.AsyncClient,
-    tenant1_headers: dict[str, str],
-    tenant2_headers: dict[str, str],
+    backend: Backend,
     history: list[DriverSpec],
 ) -> None:
     good: dict[str, Any] = {"from": iso(utc(DAY1)), "to": iso(utc(DAY1, 12))}
-    resp = await client.get(f"/api/drivers/{JOHN}/playback", params=good, headers=tenant2_headers)
+    resp = await backend.client.get(
+        f"/api/drivers/{JOHN}/playback", params=good, headers=backend.tenant2_headers
+    )
     assert resp.status_code == 404 and resp.json()["error"] == "not_found"
-    resp = await client.get(
-        "/api/drivers/not-a-uuid/playback", params=good, headers=tenant1_headers
+    resp = await backend.client.get(
+        "/api/drivers/not-a-uuid/playback", params=good, headers=backend.tenant1_headers
     )
     assert resp.status_code == 404
-    resp = await client.get(f"/api/drivers/{JOHN}/playback", params=good)
+    resp = await backend.client.get(f"/api/drivers/{JOHN}/playback", params=good)
     assert resp.status_code == 401
     bad: list[tuple[dict[str, Any], int]] = [
         ({"from": "yesterday", "to": good["to"]}, 400),
@@ -338,16 +420,15 @@ async def test_playback_never_crosses_tenants_and_rejects_bad_input(
         ({"to": good["to"]}, 422),
     ]
     for params, status in bad:
-        resp = await client.get(
-            f"/api/drivers/{JOHN}/playback", params=params, headers=tenant1_headers
+        resp = await backend.client.get(
+            f"/api/drivers/{JOHN}/playback", params=params, headers=backend.tenant1_headers
         )
         assert resp.status_code == status, (params, resp.text)
         assert set(resp.json()) >= {"error", "message"}
 
 
 async def test_fleet_playback_in_a_box(
-    client: httpx.AsyncClient,
-    tenant1_headers: dict[str, str],
+    backend: Backend,
     history: list[DriverSpec],
 ) -> None:
     params: dict[str, Any] = {
@@ -356,33 +437,31 @@ async def test_fleet_playback_in_a_box(
         "bbox": "-74.2,40.5,-73.7,40.9",
         "max_points": 100,
     }
-    resp = await client.get("/api/playback", params=params, headers=tenant1_headers)
+    resp = await backend.client.get("/api/playback", params=params, headers=backend.tenant1_headers)
     assert resp.status_code == 200, resp.text
     drivers = {d["driverId"] for d in resp.json()["drivers"]}
     tenant1 = {s.driver_id for s in history if s.tenant_id == "tenant-1"}
     assert drivers and drivers <= tenant1
     assert all(len(d["t"]) <= 100 for d in resp.json()["drivers"])
     for bbox in ("1,2,3", "-73,40,-74,41", "a,b,c,d", "-200,40,-73,41"):
-        resp = await client.get(
-            "/api/playback", params={**params, "bbox": bbox}, headers=tenant1_headers
+        resp = await backend.client.get(
+            "/api/playback", params={**params, "bbox": bbox}, headers=backend.tenant1_headers
         )
         assert resp.status_code == 400, bbox
-    resp = await client.get(
+    resp = await backend.client.get(
         "/api/playback",
         params={**params, "to": iso(utc(DAY1, 8) + timedelta(days=2))},
-        headers=tenant1_headers,
+        headers=backend.tenant1_headers,
     )
     assert resp.status_code == 400
 
 
 async def test_heatmap_values_and_formats(
-    client: httpx.AsyncClient,
-    tenant1_headers: dict[str, str],
-    pg: asyncpg.Pool,
+    backend: Backend,
     history: list[DriverSpec],
 ) -> None:
     start, end = utc(DAY1), utc(DAY2)
-    async with pg.acquire() as conn:
+    async with backend.pool.acquire() as conn:
         rows = await conn.fetch(
             """SELECT driver_id, h3_cell FROM positions
                WHERE tenant_id = 'tenant-1' AND fix_time >= $1 AND fix_time < $2""",
@@ -396,21 +475,25 @@ async def test_heatmap_values_and_formats(
         counts[parent] += 1
         drivers[parent].add(r["driver_id"])
     base: dict[str, Any] = {"from": iso(start), "to": iso(end), "resolution": 7}
-    resp = await client.get(
-        "/api/analytics/heatmap", params={**base, "metric": "positions"}, headers=tenant1_headers
+    resp = await backend.client.get(
+        "/api/analytics/heatmap",
+        params={**base, "metric": "positions"},
+        headers=backend.tenant1_headers,
     )
     assert resp.status_code == 200, resp.text
     assert {c["cell"]: c["value"] for c in resp.json()["cells"]} == counts
-    resp = await client.get(
-        "/api/analytics/heatmap", params={**base, "metric": "drivers"}, headers=tenant1_headers
+    resp = await backend.client.get(
+        "/api/analytics/heatmap",
+        params={**base, "metric": "drivers"},
+        headers=backend.tenant1_headers,
     )
     assert {c["cell"]: c["value"] for c in resp.json()["cells"]} == {
         k: len(v) for k, v in drivers.items()
     }
-    resp = await client.get(
+    resp = await backend.client.get(
         "/api/analytics/heatmap",
         params={**base, "metric": "dwell", "format": "geojson"},
-        headers=tenant1_headers,
+        headers=backend.tenant1_headers,
     )
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("application/geo+json")
@@ -426,56 +509,66 @@ async def test_heatmap_values_and_formats(
         ({**base, "format": "kml"}, 422),
         ({**base, "to": iso(start - timedelta(hours=1))}, 400),
     ]:
-        resp = await client.get("/api/analytics/heatmap", params=params, headers=tenant1_headers)
+        resp = await backend.client.get(
+            "/api/analytics/heatmap", params=params, headers=backend.tenant1_headers
+        )
         assert resp.status_code == status, (params, resp.text)
         assert "error" in resp.json()
 
 
 async def test_daily_stats_and_driver_stats(
-    client: httpx.AsyncClient,
-    tenant1_headers: dict[str, str],
-    tenant2_headers: dict[str, str],
+    backend: Backend,
     history: list[DriverSpec],
 ) -> None:
-    resp = await client.get(
-        "/api/analytics/drivers/daily", params={"date": str(DAY1)}, headers=tenant1_headers
+    resp = await backend.client.get(
+        "/api/analytics/drivers/daily", params={"date": str(DAY1)}, headers=backend.tenant1_headers
     )
     assert resp.status_code == 200, resp.text
     ids = {d["driver_id"] for d in resp.json()["drivers"]}
     assert ids == {s.driver_id for s in history if s.tenant_id == "tenant-1"}
     jane = next(d for d in resp.json()["drivers"] if d["driver_id"] == JANE)
     assert (jane["trips"], jane["stops"]) == (3, 4)
-    resp = await client.get(
+    resp = await backend.client.get(
         f"/api/drivers/{JOHN}/stats",
         params={"from": str(DAY1), "to": str(DAY2)},
-        headers=tenant1_headers,
+        headers=backend.tenant1_headers,
     )
     assert resp.status_code == 200, resp.text
     days = resp.json()["days"]
     assert [d["day"] for d in days] == [str(DAY1), str(DAY2)]
     assert resp.json()["totals"]["distance_m"] == pytest.approx(sum(d["distance_m"] for d in days))
     for path, params, headers, status in [
-        ("/api/analytics/drivers/daily", {"date": "03/02/2026"}, tenant1_headers, 400),
-        ("/api/analytics/drivers/daily", {}, tenant1_headers, 422),
-        (f"/api/drivers/{JOHN}/stats", {"from": str(DAY2), "to": str(DAY1)}, tenant1_headers, 400),
+        ("/api/analytics/drivers/daily", {"date": "03/02/2026"}, backend.tenant1_headers, 400),
+        ("/api/analytics/drivers/daily", {}, backend.tenant1_headers, 422),
+        (
+            f"/api/drivers/{JOHN}/stats",
+            {"from": str(DAY2), "to": str(DAY1)},
+            backend.tenant1_headers,
+            400,
+        ),
         (
             f"/api/drivers/{JOHN}/stats",
             {"from": "2026-01-01", "to": "2026-03-01"},
-            tenant1_headers,
+            backend.tenant1_headers,
             400,
         ),
-        (f"/api/drivers/{JOHN}/stats", {"from": str(DAY1), "to": str(DAY2)}, tenant2_headers, 404),
+        (
+            f"/api/drivers/{JOHN}/stats",
+            {"from": str(DAY1), "to": str(DAY2)},
+            backend.tenant2_headers,
+            404,
+        ),
     ]:
-        resp = await client.get(path, params=params, headers=headers)
+        resp = await backend.client.get(path, params=params, headers=headers)
         assert resp.status_code == status, (path, params, resp.text)
         assert "error" in resp.json()
 
 
 async def test_trips_of_the_scripted_day_match_the_script(
-    client: httpx.AsyncClient, tenant1_headers: dict[str, str], history: list[DriverSpec]
+    backend: Backend, history: list[DriverSpec]
 ) -> None:
-    resp = await client.get(
-        f"/api/drivers/{JANE}/trips", params={"date": str(DAY1)}, headers=tenant1_headers
+    resp = await backend.client.get(
+        f"/api/drivers/{JANE}/trips", params={"date": str(DAY1)}, headers=backend.tenant1_headers
     )
     assert resp.status_code == 200, resp.text
     body = resp.json()
@@ -503,40 +596,41 @@ async def test_trips_of_the_scripted_day_match_the_script(
     # the same segmentation as the library gives on the raw fixes
     direct = segment_trips(track.t, track.lon, track.lat, track.speed_kmh)
     assert len(direct) == len(body["trips"]) + len(body["stops"])
-    resp = await client.get(
-        f"/api/drivers/{JANE}/trips", params={"date": "tomorrow"}, headers=tenant1_headers
+    resp = await backend.client.get(
+        f"/api/drivers/{JANE}/trips", params={"date": "tomorrow"}, headers=backend.tenant1_headers
     )
     assert resp.status_code == 400
 
 
 async def test_exports_of_a_driver_day(
-    client: httpx.AsyncClient,
-    tenant1_headers: dict[str, str],
-    tenant2_headers: dict[str, str],
-    pg: asyncpg.Pool,
+    backend: Backend,
     history: list[DriverSpec],
 ) -> None:
-    fixes = await raw_fixes(pg, JANE, utc(DAY1), utc(DAY2))
+    fixes = await raw_fixes(backend.pool, JANE, utc(DAY1), utc(DAY2))
     url = f"/api/drivers/{JANE}/export"
-    resp = await client.get(
-        url, params={"date": str(DAY1), "format": "csv"}, headers=tenant1_headers
+    resp = await backend.client.get(
+        url, params={"date": str(DAY1), "format": "csv"}, headers=backend.tenant1_headers
     )
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/csv")
     lines = resp.text.strip().split("\n")
     assert lines[0] == "time,lon,lat,speed_kmh,heading" and len(lines) == len(fixes) + 1
-    resp = await client.get(
-        url, params={"date": str(DAY1), "format": "gpx"}, headers=tenant1_headers
+    resp = await backend.client.get(
+        url, params={"date": str(DAY1), "format": "gpx"}, headers=backend.tenant1_headers
     )
     assert resp.status_code == 200 and "gpx" in resp.headers["content-type"]
     assert resp.text.count("<trkpt ") == len(fixes)
-    resp = await client.get(url, params={"date": str(DAY1)}, headers=tenant1_headers)
+    resp = await backend.client.get(
+        url, params={"date": str(DAY1)}, headers=backend.tenant1_headers
+    )
     assert resp.headers["content-type"].startswith("application/geo+json")
     features = resp.json()["features"]
     assert len(features[0]["geometry"]["coordinates"]) == len(fixes)
     assert sum(1 for f in features if f["properties"]["kind"] == "stop") == 4
-    resp = await client.get(
-        url, params={"date": str(DAY1), "format": "kml"}, headers=tenant1_headers
+    resp = await backend.client.get(
+        url, params={"date": str(DAY1), "format": "kml"}, headers=backend.tenant1_headers
     )
     assert resp.status_code == 422
-    resp = await client.get(url, params={"date": str(DAY1)}, headers=tenant2_headers)
+    resp = await backend.client.get(
+        url, params={"date": str(DAY1)}, headers=backend.tenant2_headers
+    )
     assert resp.status_code == 404

@@ -313,15 +313,47 @@ async def test_bad_query_parameters_are_4xx(
         assert resp.status_code == 400, resp.text
 
 
-async def test_health_reports_each_dependency(client: httpx.AsyncClient) -> None:
+async def test_health_reports_each_dependency(client: httpx.AsyncClient, pg: Any) -> None:
     resp = await client.get("/api/health")
     assert resp.status_code == 200
     body = resp.json()
     assert body["status"] == "ok", body
-    assert body["services"] == {"postgres": "up", "redis": "up", "kafka": "up"}
-    pg = body["details"]["postgres"]
-    assert pg["postgis"].startswith("3.")
-    assert pg["timescaledb"] is None and pg["historyBackend"] == "partitioned"
+    assert body["services"] == {"postgres": "up", "redis": "up", "kafka": "up", "timescale": "up"}
+    pg_details = body["details"]["postgres"]
+    assert pg_details["postgis"].startswith("3.")
+    assert (
+        pg_details["timescaledb"].startswith("2.") and pg_details["historyBackend"] == "hypertable"
+    )
+    jobs = body["details"]["timescale"]["jobs"]
+    assert {(j["job"], j["relation"]) for j in jobs} >= {
+        ("policy_compression", "positions"),
+        ("policy_retention", "positions"),
+    }
+    # a background job whose last run failed makes the service degraded (not unready)
+    async with pg.acquire() as conn:
+        await conn.execute(
+            """CREATE OR REPLACE PROCEDURE fp_test_failing_job(job_id int, config jsonb)
+               LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'boom'; END $$"""
+        )
+        # run by the background scheduler (a foreground run_job records no job statistics)
+        job = await conn.fetchval(
+            "SELECT add_job('fp_test_failing_job', '1 day', initial_start => now())"
+        )
+        try:
+            failing: dict[str, Any] = {}
+            for _ in range(120):  # the scheduler starts a new job within seconds
+                failing = (await client.get("/api/health")).json()
+                if failing["services"]["timescale"] == "degraded":
+                    break
+                await asyncio.sleep(0.5)
+            assert failing["status"] == "degraded", failing
+            assert any(
+                j["id"] == job and j["lastRunStatus"] == "Failed"
+                for j in failing["details"]["timescale"]["jobs"]
+            )
+        finally:
+            await conn.execute(f"SELECT delete_job({job})")
+            await conn.execute("DROP PROCEDURE fp_test_failing_job")
     lag = body["details"]["kafka"]["workerLag"]
     assert isinstance(lag["total"], int) and sorted(lag["partitions"]) == [str(p) for p in range(6)]
     ready = await client.get("/api/health/ready")

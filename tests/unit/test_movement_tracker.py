@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from geo.movement import step_motion
 from geo.route_progress import SpeedEstimate
 from ingest.movement import Runtime, _copy
 
@@ -18,6 +19,7 @@ def test_a_runtime_copy_keeps_every_field_and_is_independent() -> None:
         "speed": SpeedEstimate(50.0, 5.0),
         "route_id": "r-1",
         "progress_m": 12.5,
+        "motion": step_motion(None, 1.0, 24.9, 60.1, 0.0)[0],
     }
     assert {f.name for f in dataclasses.fields(Runtime)} == set(values)
     rt = Runtime(**values)
@@ -25,4 +27,7 @@ def test_a_runtime_copy_keeps_every_field_and_is_independent() -> None:
     assert copy == rt and copy is not rt
     copy.progress_m = 99.0
     assert rt.progress_m == 12.5
+    assert copy.motion is not None and rt.motion is not None
+    step_motion(copy.motion, 2.0, 24.91, 60.1, 30.0)  # moves the copy's state in place
+    assert rt.motion.t == 1.0 and copy.motion.t == 2.0
     assert _copy(None) == Runtime()
