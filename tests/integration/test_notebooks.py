@@ -1,27 +1,25 @@
-"""Every notebook in notebooks/ executes without error against this run's database, seeded
-with the generated demo history and refreshed rollups."""
+"""Every notebook in notebooks/ executes without error against this run's databases (both
+backends), seeded with the generated demo history and refreshed aggregates."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
 
-import asyncpg
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
 from analytics.demo import DAY1, DAY2, build_demo_history, utc
 from analytics.refresh import refresh
-from infrastructure.settings import Settings
-from tests.conftest import settings_env
+from tests.conftest import Backend, settings_env
 
 NOTEBOOKS = sorted((Path(__file__).parents[2] / "notebooks").glob("*.ipynb"))
 
 
 @pytest.fixture(scope="module")
-async def seeded(pg: asyncpg.Pool) -> None:
-    async with pg.acquire() as conn:
+async def seeded(backend: Backend) -> None:
+    async with backend.pool.acquire() as conn:
         await build_demo_history(conn)
         await refresh(conn, now=utc(DAY2, 23), late_window=timedelta(hours=2))
 
@@ -33,10 +31,10 @@ def test_there_are_notebooks() -> None:
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 async def test_notebook_executes(
-    path: Path, seeded: None, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    path: Path, backend: Backend, seeded: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The kernel inherits this process's environment: point it at this run's database.
-    for key, value in settings_env(settings).items():
+    for key, value in settings_env(backend.settings).items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("FLEETPULSE_NOTEBOOK_DAY", str(DAY1))
     nb = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
