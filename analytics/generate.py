@@ -242,11 +242,6 @@ def track_records(
         )
 
 
-async def ensure_partitions(conn: Conn, first: date, last: date) -> None:
-    """Create the daily partitions for [first, last]."""
-    await conn.execute("SELECT fleetpulse_ensure_position_partitions($1, $2)", first, last)
-
-
 async def write_tracks(conn: Conn, records: Iterable[tuple[object, ...]]) -> int:
     """COPY records into positions; return how many were written (no duplicates allowed)."""
     rows = list(records)

@@ -57,13 +57,6 @@ def get_principal(
 UserDep = Annotated[Principal, Depends(get_principal)]
 
 
-def get_tenant(user: UserDep) -> str:
-    return user.tenant_id
-
-
-TenantDep = Annotated[str, Depends(get_tenant)]
-
-
 class RoleGuard:
     """A dependency admitting only callers whose role is in ``roles`` (else 403)."""
 

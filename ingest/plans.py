@@ -26,7 +26,6 @@ from infrastructure.postgres import Conn
 log = logging.getLogger(__name__)
 
 CHANNEL = "fleetpulse_plan_changes"
-OPEN_STATUSES = frozenset({"pending", "arrived", "in_progress", "departed"})
 
 _PLANS_SQL = """
 WITH active AS (

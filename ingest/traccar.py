@@ -164,25 +164,6 @@ def parse_positions_body(body: Any) -> list[Fix]:
     return fixes
 
 
-# --- URL type: PositionForwarderUrl's GET template ------------------------------------------
-
-# The query parameters our documented forward.url template uses (named like the placeholders).
-URL_TEMPLATE_PARAMS = (
-    "uniqueId",
-    "deviceId",
-    "protocol",
-    "fixTime",
-    "deviceTime",
-    "valid",
-    "latitude",
-    "longitude",
-    "altitude",
-    "speed",
-    "course",
-    "accuracy",
-    "attributes",
-    "gprmc",
-)
 _PLACEHOLDER = re.compile(r"\{[A-Za-z]+\}")
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _EPOCH_MS = re.compile(r"[+-]?[0-9]{1,15}")

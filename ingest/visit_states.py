@@ -33,22 +33,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "cancelled": frozenset(),
 }
 
-# What the automatic detector may do; everything else is a person's decision.
-AUTOMATIC: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("pending", "arrived"),
-        ("arrived", "departed"),
-        ("in_progress", "departed"),
-        ("departed", "arrived"),
-    }
-)
-
 
 def allowed_next(status: str) -> frozenset[str]:
     """Return the statuses that may follow status (empty for terminal or unknown ones)."""
     return ALLOWED.get(status, frozenset())
-
-
-def can_transition(current: str, target: str) -> bool:
-    """Return True when target may follow current."""
-    return target in allowed_next(current)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from geo.distance import haversine_m
 from simulator.network import RoadNetwork
@@ -338,15 +338,3 @@ def _bearing(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
     x = math.sin(dl) * math.cos(p2)
     y = math.cos(p1) * math.sin(p2) - math.sin(p1) * math.cos(p2) * math.cos(dl)
     return (math.degrees(math.atan2(x, y)) + 360.0) % 360.0
-
-
-@dataclass
-class FleetTruth:
-    """Ground truth of a whole run, written to a JSON file for scoring."""
-
-    seed: int
-    speedup: float
-    start_ms: int
-    end_ms: int = 0
-    geofence_radius_m: float = 40.0
-    drivers: list[dict[str, object]] = field(default_factory=list)

@@ -57,6 +57,7 @@ from infrastructure.kafka import GPS_POSITIONS_ENRICHED, VISITS_EVENTS
 from infrastructure.postgres import Conn
 from infrastructure.redis import RedisKeys
 from infrastructure.settings import Settings
+from ingest.cdc_lag import lag_snapshot
 
 log = logging.getLogger(__name__)
 # cdc:lag payload builder: (connection, settings) -> CdcLagSnapshot.
@@ -78,15 +79,6 @@ class LiveCounters:
     cdc_lag_broadcasts: int = 0
 
 
-def _default_cdc_lag_source() -> CdcLagSource | None:
-    """The CDC lag builder when the CDC module is installed (ingest/cdc_lag.py)."""
-    try:
-        from ingest.cdc_lag import lag_snapshot
-    except ImportError:  # pragma: no cover - CDC not part of this build
-        return None
-    return lag_snapshot
-
-
 class LiveGateway:
     """socket.io server for namespace ``/tracking`` plus the consumer and batch loops."""
 
@@ -106,7 +98,7 @@ class LiveGateway:
         self.batcher = RoomBatcher()
         self.counters = LiveCounters()
         self.backlogged: set[str] = set()
-        self.cdc_lag_source: CdcLagSource | None = _default_cdc_lag_source()
+        self.cdc_lag_source: CdcLagSource | None = lag_snapshot
         self._rate_samples: deque[tuple[float, int]] = deque(maxlen=64)
         self._tasks: list[asyncio.Task[None]] = []
         self._side_tasks: set[asyncio.Task[None]] = set()
