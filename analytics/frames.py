@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pandas as pd
 
 from analytics import queries
+from geo.cells import cell_to_boundary, cell_to_string
 from infrastructure.postgres import Conn, connect
 from infrastructure.settings import Settings
 
@@ -36,11 +37,6 @@ DayLike = date | str
 
 def _day(value: DayLike) -> date:
     return value if isinstance(value, date) else date.fromisoformat(value)
-
-
-def _time(value: datetime | str) -> datetime:
-    dt = value if isinstance(value, datetime) else datetime.fromisoformat(value)
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 class History:
@@ -207,20 +203,17 @@ class History:
         >>> cells.plot(column="value", cmap="viridis")  # doctest: +SKIP
         """
         import geopandas as gpd
-        import h3.api.basic_int as h3
         from shapely.geometry import Polygon
 
-        s, e = _time(start), _time(end)
+        s, e = queries.as_utc(start), queries.as_utc(end)
         cells = self._run(
             lambda c: queries.heatmap(
                 c, tenant=tenant, start=s, end=e, resolution=resolution, metric=metric
             )
         )
-        geoms = [
-            Polygon([(lon, lat) for lat, lon in h3.cell_to_boundary(cell)]) for cell, _ in cells
-        ]
+        geoms = [Polygon(cell_to_boundary(cell)) for cell, _ in cells]
         return gpd.GeoDataFrame(
-            {"cell": [h3.int_to_str(c) for c, _ in cells], "value": [v for _, v in cells]},
+            {"cell": [cell_to_string(c) for c, _ in cells], "value": [v for _, v in cells]},
             geometry=geoms,
             crs="EPSG:4326",
         )
@@ -251,8 +244,8 @@ class History:
                  AND p.eta_s IS NOT NULL AND pv.arrived_at > p.fix_time
                ORDER BY p.fix_time""",
             tenant,
-            _time(start),
-            _time(end),
+            queries.as_utc(start),
+            queries.as_utc(end),
         )
         if df.empty:
             return df

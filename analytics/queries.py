@@ -72,6 +72,13 @@ def _nan(v: Any) -> float:
     return float("nan") if v is None else float(v)
 
 
+def as_utc(value: datetime | str) -> datetime:
+    """Return an ISO-8601 time (or a datetime) as an aware datetime, UTC when it has no
+    offset; ValueError when the text is not ISO-8601."""
+    dt = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
 def check_window(start: datetime, end: datetime, max_window: timedelta) -> None:
     """Raise InvalidQuery unless start < end and the window is at most max_window."""
     if start.tzinfo is None or end.tzinfo is None:
@@ -80,6 +87,12 @@ def check_window(start: datetime, end: datetime, max_window: timedelta) -> None:
         raise InvalidQuery("from must be before to")
     if end - start > max_window:
         raise InvalidQuery(f"the window may be at most {max_window.days} days")
+
+
+def check_metric(metric: str) -> None:
+    """Raise InvalidQuery unless metric is one of METRICS."""
+    if metric not in METRICS:
+        raise InvalidQuery(f"metric must be one of {', '.join(METRICS)}")
 
 
 def check_bbox(bbox: BBox) -> None:
@@ -238,8 +251,7 @@ async def heatmap(
     ``resolution`` 0..9; metrics: positions (fix count), dwell (seconds), speed (mean km/h),
     drivers (distinct drivers). ``bbox`` keeps cells whose centre lies inside.
     """
-    if metric not in METRICS:
-        raise InvalidQuery(f"metric must be one of {', '.join(METRICS)}")
+    check_metric(metric)
     if not 0 <= resolution <= 9:
         raise InvalidQuery("resolution must be between 0 and 9")
     hour = timedelta(hours=1)

@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from analytics import queries
 from api.errors import Forbidden, NotFound, Unauthorized
 from api.security import InvalidToken, Principal, Role, verify_access_token
 from api.state import AppState
@@ -100,3 +101,24 @@ def check_driver_scope(user: Principal, driver_id: uuid.UUID | str, what: str) -
     """A driver-role caller sees only their own driver's objects; others answer 404."""
     if user.role == "driver" and str(user.driver_id) != str(driver_id):
         raise NotFound(f"{what} not found")
+
+
+async def driver_in_scope(conn: Conn, user: Principal, driver_id: str) -> uuid.UUID:
+    """Return the driver's id when the caller may read it; 404 otherwise (also for another
+    tenant's driver, and for a driver-role caller asking about someone else)."""
+    try:
+        did = uuid.UUID(driver_id)
+    except ValueError as exc:
+        raise NotFound("driver not found") from exc
+    if await queries.driver_tenant(conn, did) != user.tenant_id:
+        raise NotFound("driver not found")
+    if user.role == "driver" and str(user.driver_id) != str(did):
+        raise NotFound("driver not found")
+    return did
+
+
+def fleet_reader(user: Principal) -> str:
+    """Return the caller's tenant when it may read fleet-wide analytics (not drivers)."""
+    if user.role == "driver":
+        raise Forbidden("fleet analytics need the admin or dispatcher role")
+    return user.tenant_id

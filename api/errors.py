@@ -13,7 +13,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from analytics.errors import InvalidQuery
 from api.responses import OrjsonResponse
+from geo.areas import InvalidArea
 from infrastructure.outages import OUTAGE_ERRORS
 from ingest.errors import BrokerUnavailable, IngestError, InvalidPosition, UnknownDevice
 
@@ -86,6 +88,13 @@ INGEST_STATUS: dict[type[IngestError], int] = {
 }
 
 
+# "Bad input" exceptions of the packages below, answered with their own message.
+BAD_INPUT: dict[type[ValueError], tuple[int, str]] = {
+    InvalidQuery: (400, "bad_request"),  # an analytics window, bbox, metric, resolution
+    InvalidArea: (422, "invalid_input"),  # a bbox or polygon of a live query
+}
+
+
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     body: dict[str, Any] = {"error": code, "message": message}
     if details:
@@ -116,6 +125,9 @@ def error_response(exc: BaseException, what: str) -> tuple[int, dict[str, Any], 
             body = error_body(exc.code, "the position store is unavailable, retry later")
             return status, body, {"Retry-After": "5"}
         return status, error_body(exc.code, str(exc), details), {}
+    bad_input = next((v for t, v in BAD_INPUT.items() if isinstance(exc, t)), None)
+    if bad_input is not None:
+        return bad_input[0], error_body(bad_input[1], str(exc)), {}
     if isinstance(exc, OUTAGE_ERRORS):
         log.warning("%s: dependency unavailable: %r", what, exc)
         body = error_body("service_unavailable", "a dependency is unavailable, retry later")
@@ -139,6 +151,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(IngestError)
     async def _ingest_error(request: Request, exc: IngestError) -> OrjsonResponse:
         return _answer(request, exc)
+
+    async def _bad_input(request: Request, exc: Exception) -> OrjsonResponse:
+        return _answer(request, exc)
+
+    for exc_class in BAD_INPUT:
+        app.add_exception_handler(exc_class, _bad_input)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> OrjsonResponse:

@@ -10,18 +10,11 @@ from starlette.responses import Response
 
 from analytics import queries
 from analytics.export import track_to_csv, track_to_geojson, track_to_gpx
-from api.dependencies import ConnDep, StateDep, UserDep
+from api.dependencies import ConnDep, StateDep, UserDep, driver_in_scope, fleet_reader
 from api.errors import BadRequest
+from api.params import parse_date, query_bbox, time_window
 from api.responses import GeoJSONResponse, OrjsonResponse
-from api.routers.playback import (
-    check_window,
-    driver_in_scope,
-    fleet_reader,
-    parse_bbox,
-    parse_date,
-    parse_time,
-)
-from geo.cells import cell_to_string
+from geo.cells import cell_to_string, cells_to_features
 
 router = APIRouter(prefix="/api", tags=["analytics"])
 
@@ -43,11 +36,9 @@ async def heatmap(
     drivers (distinct). JSON ``{"cells": [{"cell", "value"}]}`` or, with ``format=geojson``,
     a FeatureCollection of hexagons (application/geo+json)."""
     tenant = fleet_reader(user)
-    if metric not in queries.METRICS:
-        raise BadRequest(f"metric must be one of {', '.join(queries.METRICS)}")
-    start, end = parse_time("from", from_), parse_time("to", to)
-    check_window(start, end, timedelta(days=state.settings.analytics.max_window_days))
-    box = parse_bbox(bbox)
+    queries.check_metric(metric)
+    start, end = time_window(from_, to, timedelta(days=state.settings.analytics.max_window_days))
+    box = None if bbox is None else query_bbox(bbox)
     cells = await queries.heatmap(
         conn,
         tenant=tenant,
@@ -59,20 +50,7 @@ async def heatmap(
     )
     meta = {"from": start, "to": end, "resolution": resolution, "metric": metric}
     if format == "geojson":
-        import h3.api.basic_int as h3
-
-        features = []
-        for cell, value in cells:
-            ring = [[round(lon, 7), round(lat, 7)] for lat, lon in h3.cell_to_boundary(cell)]
-            ring.append(ring[0])
-            features.append(
-                {
-                    "type": "Feature",
-                    "id": cell_to_string(cell),
-                    "geometry": {"type": "Polygon", "coordinates": [ring]},
-                    "properties": {"cell": cell_to_string(cell), "value": value},
-                }
-            )
+        features = cells_to_features(cells)
         return GeoJSONResponse({"type": "FeatureCollection", "features": features, **meta})
     return OrjsonResponse(
         {**meta, "cells": [{"cell": cell_to_string(c), "value": v} for c, v in cells]}

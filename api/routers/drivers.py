@@ -8,7 +8,7 @@ tenant; a driver-role caller sees only their own driver.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any, cast
 
 import asyncpg
@@ -27,11 +27,11 @@ from api.dependencies import (
     check_driver_scope,
     parse_uuid,
 )
-from api.errors import BadRequest, Conflict, InvalidInput, NotFound
+from api.errors import Conflict, InvalidInput, NotFound
 from api.pagination import CursorQuery, LimitQuery, decode_cursor, paginate, paginated_responses
+from api.params import FromQuery, ToQuery, history_window
 from api.state import AppState
 from geo.areas import (
-    InvalidArea,
     bbox_to_ring,
     covering_circle,
     parse_bbox,
@@ -42,7 +42,6 @@ from ingest.validation import iso_ms
 
 router = APIRouter(prefix="/api/drivers", tags=["drivers"])
 
-MAX_HISTORY_WINDOW = timedelta(days=31)
 # Redis GEO measures on a sphere; the covering circle gets a margin, the exact test follows.
 _COVER_MARGIN = 1.01
 _COVER_PAD_M = 50.0
@@ -367,10 +366,7 @@ async def drivers_within_bbox(
     ],
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1_000,
 ) -> dict[str, Any]:
-    try:
-        ring = bbox_to_ring(*parse_bbox(bbox))
-    except InvalidArea as exc:
-        raise InvalidInput(str(exc)) from exc
+    ring = bbox_to_ring(*parse_bbox(bbox))
     return await _drivers_within(state, user.tenant_id, ring, [], limit)
 
 
@@ -385,32 +381,8 @@ async def drivers_within_bbox(
 async def drivers_within_polygon(
     body: WithinBody, state: StateDep, user: StaffDep
 ) -> dict[str, Any]:
-    try:
-        area = validate_geojson_polygon(body.geometry)
-    except InvalidArea as exc:
-        raise InvalidInput(str(exc)) from exc
+    area = validate_geojson_polygon(body.geometry)
     return await _drivers_within(state, user.tenant_id, area.rings[0], area.rings[1:], body.limit)
-
-
-def _parse_time(name: str, value: str | None, default: datetime) -> datetime:
-    if value is None:
-        return default
-    try:
-        dt = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise BadRequest(f"{name} must be an ISO-8601 time, got {value!r}") from exc
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
-def parse_window(from_: str | None, to: str | None) -> tuple[datetime, datetime]:
-    """Return [start, end) from optional ISO times (default: the last 24 h), ≤ 31 days."""
-    end = _parse_time("to", to, datetime.now(UTC))
-    start = _parse_time("from", from_, end - timedelta(hours=24))
-    if start >= end:
-        raise BadRequest("from must be before to")
-    if end - start > MAX_HISTORY_WINDOW:
-        raise BadRequest("the window may span at most 31 days")
-    return start, end
 
 
 def position_json(r: asyncpg.Record) -> dict[str, Any]:
@@ -425,15 +397,6 @@ def position_json(r: asyncpg.Record) -> dict[str, Any]:
         "valid": r["valid"],
         "h3Cell": format(r["h3_cell"], "x"),
     }
-
-
-FromQuery = Annotated[
-    str | None,
-    Query(alias="from", description="ISO-8601 start (inclusive)", examples=["2026-02-07T00:00Z"]),
-]
-ToQuery = Annotated[
-    str | None, Query(description="ISO-8601 end (exclusive)", examples=["2026-02-08T00:00Z"])
-]
 
 
 @router.get(
@@ -472,11 +435,8 @@ async def positions_within_bbox(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1_000,
     cursor: CursorQuery = None,
 ) -> list[dict[str, Any]]:
-    try:
-        box = parse_bbox(bbox)
-    except InvalidArea as exc:
-        raise InvalidInput(str(exc)) from exc
-    start, end = parse_window(from_, to)
+    box = parse_bbox(bbox)
+    start, end = history_window(from_, to)
     after = decode_cursor(cursor, [datetime, uuid.UUID])
     rows = await positions_in_bbox(
         conn,
@@ -589,7 +549,7 @@ async def driver_history(
     """A driver's stored positions between from and to (default: the last 24 hours)."""
     did = parse_uuid(driver_id, "driver")
     check_driver_scope(user, did, "driver")
-    start, end = parse_window(from_, to)
+    start, end = history_window(from_, to)
     await fetch_driver(conn, user.tenant_id, did)  # another tenant's driver: 404, no leak
     rows = await conn.fetch(
         """SELECT fix_time, received_at, lat, lon, speed_kmh, course, altitude, accuracy, valid,

@@ -14,8 +14,8 @@ from starlette.types import Scope
 
 from api.dependencies import ConnDep, StaffDep, StateDep
 from api.errors import BadRequest
+from api.params import query_bbox
 from api.responses import GeoJSONResponse
-from api.routers.playback import parse_bbox
 from ingest.validation import iso_ms
 
 router = APIRouter(prefix="/api/map", tags=["map"])
@@ -61,8 +61,7 @@ async def roads(
     """The road network (``road_edges``, loaded by ``fleetpulse simulate``) intersecting the
     box, each line with its OSM ``highway`` class; ``truncated`` tells whether ``limit``
     cut the answer (major roads come first)."""
-    box = parse_bbox(bbox)
-    assert box is not None
+    box = query_bbox(bbox)
     if box[2] - box[0] > MAX_ROADS_SPAN_DEG or box[3] - box[1] > MAX_ROADS_SPAN_DEG:
         raise BadRequest(f"bbox must span at most {MAX_ROADS_SPAN_DEG} degree each way")
     rows = await conn.fetch(

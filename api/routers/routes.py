@@ -25,7 +25,8 @@ from api.dependencies import (
 )
 from api.errors import Conflict, InvalidInput, NotFound
 from api.pagination import CursorQuery, LimitQuery, decode_cursor, paginate, paginated_responses
-from api.routers.drivers import FromQuery, ToQuery, parse_window, position_json
+from api.params import FromQuery, ToQuery, history_window
+from api.routers.drivers import position_json
 from geo.areas import InvalidArea, linestring_to_wkt, validate_geojson_linestring
 from infrastructure.postgres import Conn
 
@@ -411,7 +412,7 @@ async def route_history(
     day = datetime.combine(row["scheduled_date"], time(0), tzinfo=UTC)
     default_start = row["started_at"] or day
     default_end = row["completed_at"] or max(default_start, day) + timedelta(days=1)
-    start, end = parse_window(from_ or default_start.isoformat(), to or default_end.isoformat())
+    start, end = history_window(from_ or default_start.isoformat(), to or default_end.isoformat())
     rows = await conn.fetch(
         """SELECT fix_time, lat, lon, speed_kmh, course, altitude, accuracy, valid, h3_cell
            FROM positions
