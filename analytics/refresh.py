@@ -145,15 +145,12 @@ async def refresh(
 async def _jobs(conn: Conn) -> dict[tuple[str, str], dict[str, Any]]:
     """Return TimescaleDB's policy jobs by (relation, proc name), intervals as timedeltas."""
     rows = await conn.fetch(
-        """SELECT coalesce(ca.view_name, j.hypertable_name) AS relation, j.proc_name,
-                  j.schedule_interval,
+        """SELECT j.hypertable_name AS relation, j.proc_name, j.schedule_interval,
                   (j.config->>'drop_after')::interval AS drop_after,
                   (j.config->>'compress_after')::interval AS compress_after,
                   (j.config->>'start_offset')::interval AS start_offset,
                   (j.config->>'end_offset')::interval AS end_offset
-           FROM timescaledb_information.jobs j
-           LEFT JOIN timescaledb_information.continuous_aggregates ca
-             ON ca.materialization_hypertable_name = j.hypertable_name
+           FROM timescaledb_information.jobs j  -- a continuous aggregate's: its view name
            WHERE j.proc_schema = '_timescaledb_functions'"""
     )
     return {(r["relation"], r["proc_name"]): dict(r) for r in rows}
@@ -170,7 +167,7 @@ async def sync_policies(conn: Conn, cfg: AnalyticsSettings) -> list[str]:
     jobs = await _jobs(conn)
     late = timedelta(seconds=cfg.late_window_s)
     every = timedelta(seconds=cfg.refresh_interval_s)
-    wanted: list[tuple[str, str, dict[str, timedelta], str, str, tuple[timedelta, ...]]] = [
+    wanted: list[tuple[str, str, dict[str, timedelta | None], str, str, tuple[timedelta, ...]]] = [
         (
             "positions",
             "policy_retention",
@@ -189,18 +186,18 @@ async def sync_policies(conn: Conn, cfg: AnalyticsSettings) -> list[str]:
         ),
     ]
     for name in ROLLUPS:
-        width = _BUCKET[name]
-        # the window [now - start, now - width) must hold two whole buckets
-        start = max(late, 3 * width)
+        # up to the present (no end offset), as the plain refresh does: the bucket in
+        # progress is materialised and redone while it fills; the window holds 3 buckets
+        start = max(late, 3 * _BUCKET[name])
         wanted.append(
             (
                 name,
                 "policy_refresh_continuous_aggregate",
-                {"start_offset": start, "end_offset": width, "schedule_interval": every},
+                {"start_offset": start, "end_offset": None, "schedule_interval": every},
                 "remove_continuous_aggregate_policy",
                 f"""SELECT add_continuous_aggregate_policy('{name}', start_offset => $1::interval,
-                        end_offset => $2::interval, schedule_interval => $3::interval)""",
-                (start, width, every),
+                        end_offset => NULL, schedule_interval => $2::interval)""",
+                (start, every),
             )
         )
     changed = []
@@ -240,18 +237,28 @@ async def run_maintenance(
     """One maintenance pass; returns a summary.
 
     Plain PostgreSQL: partitions ahead, retention, the aggregates' incremental refresh.
-    TimescaleDB: the background jobs do all three; the pass keeps their settings in step.
+    TimescaleDB: the background jobs do all three; the pass keeps their settings in step and
+    refreshes the late window once too.
     """
     now = now or datetime.now(UTC)
+    late = timedelta(seconds=cfg.late_window_s)
     if await history_backend(conn) == "timescale":
-        return {"backend": "timescale", "policiesChanged": await sync_policies(conn, cfg)}
+        changed = await sync_policies(conn, cfg)
+        # the policies refresh by themselves; this pass does the same window at once, so a
+        # single `fleetpulse maintain` leaves both backends current (cheap when nothing changed)
+        results = await refresh(conn, now=now, late_window=late)
+        return {
+            "backend": "timescale",
+            "policiesChanged": changed,
+            "refreshed": {r.name: r.rows for r in results},
+        }
     created, dropped = await maintain_partitions(
         conn,
         today=now.date(),
         retention_days=cfg.retention_days,
         ahead_days=cfg.partitions_ahead_days,
     )
-    results = await refresh(conn, now=now, late_window=timedelta(seconds=cfg.late_window_s))
+    results = await refresh(conn, now=now, late_window=late)
     return {
         "backend": "plain",
         "partitionsCreated": created,

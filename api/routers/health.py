@@ -47,14 +47,11 @@ async def _timescale(state: AppState) -> dict[str, Any]:
             if version is None:  # plain PostgreSQL: a supported backend, nothing to watch
                 return {"status": "disabled"}
             jobs = await conn.fetch(
-                """SELECT j.job_id, j.proc_name,
-                          coalesce(ca.view_name, j.hypertable_name) AS relation,
+                """SELECT j.job_id, j.proc_name, j.hypertable_name AS relation,
                           s.last_run_started_at, s.last_run_status, s.last_successful_finish,
                           s.total_failures, s.next_start
                    FROM timescaledb_information.jobs j
                    LEFT JOIN timescaledb_information.job_stats s ON s.job_id = j.job_id
-                   LEFT JOIN timescaledb_information.continuous_aggregates ca
-                     ON ca.materialization_hypertable_name = j.hypertable_name
                    WHERE j.job_id >= 1000
                    ORDER BY j.job_id"""
             )
