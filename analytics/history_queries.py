@@ -1,4 +1,4 @@
-"""History reads across drivers: positions inside a bbox and a time window, keyset-paged."""
+"""History reads across drivers and of one driver: positions in a window (and a bbox)."""
 
 from __future__ import annotations
 
@@ -45,3 +45,32 @@ async def positions_in_bbox(
     args: list[Any] = [tenant_id, start, end, *bbox]
     args += [after[0], after[1]] if after else [None, None]
     return list(await conn.fetch(_POSITIONS_IN_BBOX, *args, limit))
+
+
+_DRIVER_TRACK = """
+SELECT fix_time, received_at, lat, lon, speed_kmh, course, altitude, accuracy, valid,
+       h3_cell, protocol
+FROM positions
+WHERE driver_id = $1 AND tenant_id = $2 AND fix_time >= $3 AND fix_time < $4
+ORDER BY fix_time LIMIT $5
+"""
+
+
+async def driver_positions(
+    conn: Conn,
+    *,
+    tenant_id: str,
+    driver_id: uuid.UUID,
+    start: datetime,
+    end: datetime,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """Return one driver's stored positions with start <= fix_time < end in time order;
+    at most ``limit`` rows.
+
+    Examples
+    --------
+    >>> rows = await driver_positions(conn, tenant_id="tenant-1", driver_id=john,
+    ...                               start=t0, end=t1, limit=10_000)  # doctest: +SKIP
+    """
+    return list(await conn.fetch(_DRIVER_TRACK, driver_id, tenant_id, start, end, limit))

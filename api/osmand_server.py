@@ -4,7 +4,7 @@ A phone sends one fix per request, so on this port the cost of a request is the 
 position. Served through FastAPI (routing, middleware, dependencies, telemetry hooks) it was
 ~320 µs of CPU a request, three quarters of it the framework (py-spy, bench/ingest.py
 ``--protocol osmand``); Traccar itself serves the protocol from a bare Netty handler. This is
-the same idea on asyncio: httptools parses, :func:`api.routers.osmand.accept_osmand` does the
+the same idea on asyncio: httptools parses, :func:`api.receiving.accept_osmand` does the
 work (the very function behind ``/api/osmand`` on the main port), and the answers are
 Traccar's: 200 with an empty body once Kafka acknowledged, 400 for anything that is not a
 fix of a registered device, 503 when Kafka does not acknowledge (the phone keeps the fix
@@ -35,7 +35,7 @@ import orjson
 
 from api.errors import error_body, error_response
 from api.http_limits import HEADER_TIMEOUT_S, MAX_HEADER_BYTES
-from api.routers.osmand import accept_osmand
+from api.receiving import accept_osmand
 from api.state import AppState
 
 log = logging.getLogger(__name__)

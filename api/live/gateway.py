@@ -52,6 +52,7 @@ from api.live.rooms import (
     route_room,
     tenant_room,
 )
+from api.records.drivers import room_owner
 from api.security import InvalidToken, verify_access_token
 from infrastructure.kafka import GPS_POSITIONS_ENRICHED, VISITS_EVENTS
 from infrastructure.postgres import Conn
@@ -256,13 +257,9 @@ class LiveGateway:
 
     async def _owner(self, kind: RoomKind, target: str) -> Owner | None:
         assert self._pool is not None
-        table = "drivers" if kind == "driver" else "routes"
-        column = "id::text" if kind == "driver" else "driver_id::text"
-        row = await self._pool.fetchrow(
-            f"SELECT tenant_id, {column} AS driver_id FROM {table} WHERE id = $1::uuid",
-            uuid.UUID(target),
-        )
-        return None if row is None else Owner(row["tenant_id"], row["driver_id"])
+        async with self._pool.acquire() as conn:
+            owner = await room_owner(conn, kind, uuid.UUID(target))
+        return None if owner is None else Owner(*owner)
 
     async def _on_active_drivers(self, sid: str, data: Any = None) -> list[dict[str, Any]]:
         """The latest position of each of the tenant's tracked drivers (a driver: their own)."""

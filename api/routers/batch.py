@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 
 from api.dependencies import StateDep
 from api.errors import ApiError, PayloadTooLarge
-from api.routers.traccar import ApiKey, authenticate_api_key
+from api.receiving import ApiKey, authenticate_api_key
 from ingest.batch import BatchTooLarge, Line, split_json_array, split_ndjson
 from ingest.errors import InvalidPosition
 from ingest.model import Fix

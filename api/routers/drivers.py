@@ -11,14 +11,13 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, cast
 
-import asyncpg
 import orjson
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from shapely import prepared
 from shapely.geometry import Point, Polygon
 
-from analytics.history_queries import positions_in_bbox
+from analytics.history_queries import driver_positions, positions_in_bbox
 from api.dependencies import (
     ConnDep,
     MemberDep,
@@ -27,9 +26,13 @@ from api.dependencies import (
     check_driver_scope,
     parse_uuid,
 )
-from api.errors import Conflict, InvalidInput, NotFound
+from api.errors import InvalidInput, NotFound
 from api.pagination import CursorQuery, LimitQuery, decode_cursor, paginate, paginated_responses
 from api.params import FromQuery, ToQuery, history_window
+from api.records import customers
+from api.records import drivers as records
+from api.records.drivers import driver_json, fetch_driver
+from api.records.positions import position_json
 from api.state import AppState
 from geo.areas import (
     bbox_to_ring,
@@ -37,7 +40,6 @@ from geo.areas import (
     parse_bbox,
     validate_geojson_polygon,
 )
-from infrastructure.postgres import Conn
 from ingest.validation import iso_ms
 
 router = APIRouter(prefix="/api/drivers", tags=["drivers"])
@@ -144,45 +146,6 @@ class WithinBody(BaseModel):
     limit: int = Field(default=1_000, ge=1, le=10_000)
 
 
-_COLUMNS = {
-    "name": "name",
-    "deviceId": "device_unique_id",
-    "phone": "phone",
-    "email": "email",
-    "vehicleType": "vehicle_type",
-    "vehiclePlate": "vehicle_plate",
-    "status": "status",
-    "active": "active",
-}
-_SELECT = """SELECT id, tenant_id, name, device_unique_id, phone, email, vehicle_type,
-                    vehicle_plate, status, active, created_at, updated_at FROM drivers"""
-
-
-def driver_json(r: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "id": str(r["id"]),
-        "tenantId": r["tenant_id"],
-        "name": r["name"],
-        "deviceId": r["device_unique_id"],
-        "phone": r["phone"],
-        "email": r["email"],
-        "vehicleType": r["vehicle_type"],
-        "vehiclePlate": r["vehicle_plate"],
-        "status": r["status"],
-        "active": r["active"],
-        "createdAt": r["created_at"].isoformat(),
-        "updatedAt": r["updated_at"].isoformat(),
-    }
-
-
-async def fetch_driver(conn: Conn, tenant: str, driver_id: uuid.UUID) -> asyncpg.Record:
-    """Return the tenant's driver or raise NotFound (also for another tenant's)."""
-    row = await conn.fetchrow(f"{_SELECT} WHERE id = $1 AND tenant_id = $2", driver_id, tenant)
-    if row is None:
-        raise NotFound("driver not found")
-    return row
-
-
 @router.get(
     "",
     summary="List the tenant's drivers (cursor-paginated by id)",
@@ -198,13 +161,8 @@ async def list_drivers(
     active: Annotated[bool | None, Query(description="Only active (or inactive) drivers")] = None,
 ) -> list[dict[str, Any]]:
     after = decode_cursor(cursor, [uuid.UUID])
-    rows = await conn.fetch(
-        f"""{_SELECT} WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id > $2)
-            AND ($3::boolean IS NULL OR active = $3) ORDER BY id LIMIT $4""",
-        user.tenant_id,
-        after[0] if after else None,
-        active,
-        limit + 1,
+    rows = await records.list_drivers(
+        conn, user.tenant_id, after=after[0] if after else None, active=active, limit=limit + 1
     )
     page = paginate(rows, limit, lambda r: [r["id"]], request, response)
     return [driver_json(r) for r in page]
@@ -222,26 +180,7 @@ async def list_drivers(
 async def create_driver(body: DriverCreate, user: StaffDep, conn: ConnDep) -> dict[str, Any]:
     if body.tenantId is not None and body.tenantId != user.tenant_id:
         raise InvalidInput("tenantId comes from your token; it cannot name another tenant")
-    try:
-        row = await conn.fetchrow(
-            """INSERT INTO drivers (tenant_id, name, device_unique_id, phone, email,
-                                    vehicle_type, vehicle_plate, status, active)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-               RETURNING id, tenant_id, name, device_unique_id, phone, email, vehicle_type,
-                         vehicle_plate, status, active, created_at, updated_at""",
-            user.tenant_id,
-            body.name,
-            body.deviceId,
-            body.phone,
-            body.email,
-            body.vehicleType,
-            body.vehiclePlate,
-            body.status,
-            body.active,
-        )
-    except asyncpg.UniqueViolationError as exc:
-        raise Conflict("a driver with this deviceId is already registered") from exc
-    assert row is not None
+    row = await records.create_driver(conn, user.tenant_id, body.model_dump())
     return driver_json(row)
 
 
@@ -385,20 +324,6 @@ async def drivers_within_polygon(
     return await _drivers_within(state, user.tenant_id, area.rings[0], area.rings[1:], body.limit)
 
 
-def position_json(r: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "time": iso_ms(int(r["fix_time"].timestamp() * 1000)),
-        "lat": r["lat"],
-        "lon": r["lon"],
-        "speed": r["speed_kmh"],
-        "course": r["course"],
-        "altitude": r["altitude"],
-        "accuracy": r["accuracy"],
-        "valid": r["valid"],
-        "h3Cell": format(r["h3_cell"], "x"),
-    }
-
-
 @router.get(
     "/history",
     summary="Stored positions of all drivers inside a bbox and a time window (paginated)",
@@ -488,21 +413,7 @@ async def update_driver(
             raise InvalidInput(f"{key} cannot be null")
     if not changes:
         return driver_json(await fetch_driver(conn, user.tenant_id, did))
-    sets = ", ".join(f"{_COLUMNS[k]} = ${i}" for i, k in enumerate(changes, start=3))
-    try:
-        row = await conn.fetchrow(
-            f"""UPDATE drivers SET {sets}, updated_at = now()
-                WHERE id = $1 AND tenant_id = $2
-                RETURNING id, tenant_id, name, device_unique_id, phone, email, vehicle_type,
-                          vehicle_plate, status, active, created_at, updated_at""",
-            did,
-            user.tenant_id,
-            *changes.values(),
-        )
-    except asyncpg.UniqueViolationError as exc:
-        raise Conflict("a driver with this deviceId is already registered") from exc
-    if row is None:
-        raise NotFound("driver not found")
+    row = await records.update_driver(conn, user.tenant_id, did, changes)
     return driver_json(row)
 
 
@@ -551,17 +462,8 @@ async def driver_history(
     check_driver_scope(user, did, "driver")
     start, end = history_window(from_, to)
     await fetch_driver(conn, user.tenant_id, did)  # another tenant's driver: 404, no leak
-    rows = await conn.fetch(
-        """SELECT fix_time, received_at, lat, lon, speed_kmh, course, altitude, accuracy, valid,
-                  h3_cell, protocol
-           FROM positions
-           WHERE driver_id = $1 AND tenant_id = $2 AND fix_time >= $3 AND fix_time < $4
-           ORDER BY fix_time LIMIT $5""",
-        did,
-        user.tenant_id,
-        start,
-        end,
-        limit,
+    rows = await driver_positions(
+        conn, tenant_id=user.tenant_id, driver_id=did, start=start, end=end, limit=limit
     )
     return {
         "driverId": driver_id,
@@ -619,40 +521,14 @@ async def nearest_customers(
         pos = orjson.loads(raw)
         lat, lon, fix = float(pos["lat"]), float(pos["lon"]), pos.get("fixTime")
     else:
-        snap = await conn.fetchrow(
-            "SELECT lat, lon, fix_time FROM driver_positions WHERE driver_id = $1", did
-        )
+        snap = await records.snapshot_position(conn, did)
         if snap is None:
             raise NotFound("the driver has no known position yet")
         lat, lon = snap["lat"], snap["lon"]
         fix = iso_ms(int(snap["fix_time"].timestamp() * 1000))
-    rows = await conn.fetch(
-        """WITH p AS (SELECT ST_SetSRID(ST_MakePoint($2, $3), 4326)::geography AS g)
-           SELECT c.id, c.name, c.address, c.lat, c.lng, c.customer_type,
-                  ST_Distance(ST_SetSRID(ST_MakePoint(c.lng, c.lat), 4326)::geography, p.g)
-                      AS distance_m
-           FROM customers c, p
-           WHERE c.tenant_id = $1 AND c.active
-           ORDER BY distance_m, c.id
-           LIMIT $4""",
-        user.tenant_id,
-        lon,
-        lat,
-        limit,
-    )
+    rows = await customers.nearest_customers(conn, user.tenant_id, lon=lon, lat=lat, limit=limit)
     return {
         "driverId": str(did),
         "position": {"lat": lat, "lon": lon, "fixTime": fix},
-        "customers": [
-            {
-                "id": r["id"],
-                "name": r["name"],
-                "address": r["address"],
-                "lat": r["lat"],
-                "lng": r["lng"],
-                "customerType": r["customer_type"],
-                "distanceM": round(float(r["distance_m"]), 2),
-            }
-            for r in rows
-        ],
+        "customers": [customers.nearby_json(r) for r in rows],
     }

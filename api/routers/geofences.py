@@ -10,25 +10,30 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import asyncpg
 from fastapi import APIRouter, Body, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.dependencies import ConnDep, StaffDep
-from api.errors import Conflict, InvalidInput, NotFound
+from api.errors import InvalidInput
 from api.pagination import CursorQuery, LimitQuery, decode_cursor, paginate, paginated_responses
+from api.records import geofences as records
+from api.records.customers import check_customer
+from api.records.geofences import (
+    InvalidGeometry,
+    feature,
+    fetch_geofence,
+    traccar_area,
+    write_geofence,
+)
 from api.responses import GeoJSONResponse
 from geo.areas import (
     Circle,
     InvalidArea,
     PolygonArea,
-    circle_to_traccar,
     parse_traccar_area,
-    polygon_to_traccar,
     validate_circle,
     validate_geojson_polygon,
 )
-from infrastructure.postgres import Conn
 
 router = APIRouter(prefix="/api/geofences", tags=["geofences"])
 
@@ -111,10 +116,6 @@ class TraccarGeofence(BaseModel):
     area: str = Field(min_length=1, max_length=500_000)
 
 
-class InvalidGeometry(InvalidInput):
-    code = "invalid_geometry"
-
-
 def _shape(body: GeofenceIn) -> Circle | PolygonArea:
     given = [x is not None for x in (body.circle, body.geometry, body.area)]
     if sum(given) != 1:
@@ -129,110 +130,6 @@ def _shape(body: GeofenceIn) -> Circle | PolygonArea:
         return parse_traccar_area(body.area)
     except InvalidArea as exc:
         raise InvalidGeometry(str(exc)) from exc
-
-
-_SELECT = """SELECT id, tenant_id, customer_id, name, kind, ST_X(center) AS center_lon,
-                    ST_Y(center) AS center_lat, radius_m, ST_AsGeoJSON(geom)::json AS geometry,
-                    created_at, updated_at
-             FROM geofences"""
-
-
-def _traccar_area(r: asyncpg.Record) -> str:
-    if r["kind"] == "circle" and r["center_lon"] is not None:
-        return circle_to_traccar(Circle(r["center_lon"], r["center_lat"], r["radius_m"]))
-    return polygon_to_traccar(r["geometry"]["coordinates"][0])
-
-
-def feature(r: asyncpg.Record) -> dict[str, Any]:
-    circle = r["kind"] == "circle" and r["center_lon"] is not None
-    return {
-        "type": "Feature",
-        "id": r["id"],
-        "geometry": r["geometry"],
-        "properties": {
-            "name": r["name"],
-            "kind": r["kind"],
-            "customerId": r["customer_id"],
-            "center": {"lat": r["center_lat"], "lon": r["center_lon"]} if circle else None,
-            "radiusM": r["radius_m"] if circle else None,
-            "area": _traccar_area(r),
-            "createdAt": r["created_at"].isoformat(),
-            "updatedAt": r["updated_at"].isoformat(),
-        },
-    }
-
-
-async def _fetch(conn: Conn, tenant: str, geofence_id: str) -> asyncpg.Record:
-    if not geofence_id.isdigit() or len(geofence_id) > 18:
-        raise NotFound("geofence not found")
-    row = await conn.fetchrow(
-        f"{_SELECT} WHERE id = $1 AND tenant_id = $2", int(geofence_id), tenant
-    )
-    if row is None:
-        raise NotFound("geofence not found")
-    return row
-
-
-async def _check_customer(conn: Conn, tenant: str, customer_id: int | None) -> None:
-    if customer_id is None:
-        return
-    if not await conn.fetchval(
-        "SELECT 1 FROM customers WHERE id = $1 AND tenant_id = $2", customer_id, tenant
-    ):
-        raise NotFound("customer not found")
-
-
-async def _write(
-    conn: Conn,
-    tenant: str,
-    name: str,
-    customer_id: int | None,
-    shape: Circle | PolygonArea,
-    geofence_id: int | None = None,
-) -> int:
-    """Insert (or replace) a geofence; return its id. A shape PostGIS finds invalid is 422."""
-    if isinstance(shape, Circle):
-        geom_sql = """ST_Buffer(ST_SetSRID(ST_MakePoint($4, $5), 4326)::geography, $6,
-                                'quad_segs=16')::geometry"""
-        args: list[Any] = [shape.lon, shape.lat, shape.radius_m]
-        kind = "circle"
-    else:
-        geom_sql = "ST_GeomFromText($4, 4326)"
-        args = [shape.to_wkt()]
-        kind = "polygon"
-    center = "ST_SetSRID(ST_MakePoint($4, $5), 4326)" if kind == "circle" else "NULL"
-    radius = "$6" if kind == "circle" else "NULL"
-    n = len(args)
-    try:
-        if geofence_id is None:
-            new_id = await conn.fetchval(
-                f"""INSERT INTO geofences (tenant_id, name, customer_id, kind, center, radius_m,
-                                           geom)
-                    SELECT $1, $2, $3, '{kind}', {center}, {radius}, g FROM (SELECT {geom_sql}
-                        AS g) s
-                    WHERE ST_IsValid(g) RETURNING id""",
-                tenant,
-                name,
-                customer_id,
-                *args,
-            )
-        else:
-            new_id = await conn.fetchval(
-                f"""UPDATE geofences SET name = $2, customer_id = $3, kind = '{kind}',
-                        center = {center}, radius_m = {radius}, geom = s.g, updated_at = now()
-                    FROM (SELECT {geom_sql} AS g) s
-                    WHERE id = ${n + 4} AND tenant_id = $1 AND ST_IsValid(s.g) RETURNING id""",
-                tenant,
-                name,
-                customer_id,
-                *args,
-                geofence_id,
-            )
-    except asyncpg.UniqueViolationError as exc:
-        raise Conflict("this customer already has a geofence") from exc
-    if new_id is None:
-        raise InvalidGeometry("polygon is not valid according to PostGIS (ST_IsValid)")
-    return int(new_id)
 
 
 @router.get(
@@ -252,12 +149,8 @@ async def list_geofences(
     cursor: CursorQuery = None,
 ) -> dict[str, Any]:
     after = decode_cursor(cursor, [int])
-    rows = await conn.fetch(
-        f"""{_SELECT} WHERE tenant_id = $1 AND ($2::bigint IS NULL OR id > $2)
-            ORDER BY id LIMIT $3""",
-        user.tenant_id,
-        after[0] if after else None,
-        limit + 1,
+    rows = await records.list_geofences(
+        conn, user.tenant_id, after=after[0] if after else None, limit=limit + 1
     )
     page = paginate(rows, limit, lambda r: [r["id"]], request, response)
     return {"type": "FeatureCollection", "features": [feature(r) for r in page]}
@@ -285,13 +178,13 @@ async def list_geofences(
     },
 )
 async def export_traccar(user: StaffDep, conn: ConnDep) -> list[dict[str, Any]]:
-    rows = await conn.fetch(f"{_SELECT} WHERE tenant_id = $1 ORDER BY id", user.tenant_id)
+    rows = await records.all_geofences(conn, user.tenant_id)
     return [
         {
             "id": r["id"],
             "name": r["name"],
             "description": "",
-            "area": _traccar_area(r),
+            "area": traccar_area(r),
             "attributes": {},
         }
         for r in rows
@@ -341,10 +234,10 @@ async def import_traccar(
             raise InvalidGeometry(f"geofence {i} ({g.name!r}): {exc}") from exc
     async with conn.transaction():
         ids = [
-            await _write(conn, user.tenant_id, g.name, None, s)
+            await write_geofence(conn, user.tenant_id, g.name, None, s)
             for g, s in zip(body, shapes, strict=True)
         ]
-        rows = await conn.fetch(f"{_SELECT} WHERE id = ANY($1) ORDER BY id", ids)
+        rows = await records.geofences_by_id(conn, ids)
     return {"type": "FeatureCollection", "features": [feature(r) for r in rows]}
 
 
@@ -362,9 +255,9 @@ async def import_traccar(
 )
 async def create_geofence(body: GeofenceIn, user: StaffDep, conn: ConnDep) -> dict[str, Any]:
     shape = _shape(body)
-    await _check_customer(conn, user.tenant_id, body.customerId)
-    gid = await _write(conn, user.tenant_id, body.name, body.customerId, shape)
-    return feature(await _fetch(conn, user.tenant_id, str(gid)))
+    await check_customer(conn, user.tenant_id, body.customerId)
+    gid = await write_geofence(conn, user.tenant_id, body.name, body.customerId, shape)
+    return feature(await fetch_geofence(conn, user.tenant_id, str(gid)))
 
 
 @router.get(
@@ -374,7 +267,7 @@ async def create_geofence(body: GeofenceIn, user: StaffDep, conn: ConnDep) -> di
     responses={200: {"content": {GEOJSON: {"example": FEATURE_EXAMPLE}}}},
 )
 async def get_geofence(geofence_id: str, user: StaffDep, conn: ConnDep) -> dict[str, Any]:
-    return feature(await _fetch(conn, user.tenant_id, geofence_id))
+    return feature(await fetch_geofence(conn, user.tenant_id, geofence_id))
 
 
 @router.put(
@@ -390,10 +283,10 @@ async def replace_geofence(
     geofence_id: str, body: GeofenceIn, user: StaffDep, conn: ConnDep
 ) -> dict[str, Any]:
     shape = _shape(body)
-    row = await _fetch(conn, user.tenant_id, geofence_id)
-    await _check_customer(conn, user.tenant_id, body.customerId)
-    await _write(conn, user.tenant_id, body.name, body.customerId, shape, row["id"])
-    return feature(await _fetch(conn, user.tenant_id, geofence_id))
+    row = await fetch_geofence(conn, user.tenant_id, geofence_id)
+    await check_customer(conn, user.tenant_id, body.customerId)
+    await write_geofence(conn, user.tenant_id, body.name, body.customerId, shape, row["id"])
+    return feature(await fetch_geofence(conn, user.tenant_id, geofence_id))
 
 
 @router.delete(
@@ -403,11 +296,6 @@ async def replace_geofence(
     responses={204: {"description": "deleted"}},
 )
 async def delete_geofence(geofence_id: str, user: StaffDep, conn: ConnDep) -> Response:
-    row = await _fetch(conn, user.tenant_id, geofence_id)
-    async with conn.transaction():
-        # Visits pointing at it keep their customer; the worker falls back to no geofence.
-        await conn.execute(
-            "UPDATE planned_visits SET geofence_id = NULL WHERE geofence_id = $1", row["id"]
-        )
-        await conn.execute("DELETE FROM geofences WHERE id = $1", row["id"])
+    row = await fetch_geofence(conn, user.tenant_id, geofence_id)
+    await records.delete_geofence(conn, row["id"])
     return Response(status_code=204)

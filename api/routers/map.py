@@ -15,6 +15,7 @@ from starlette.types import Scope
 from api.dependencies import ConnDep, StaffDep, StateDep
 from api.errors import BadRequest
 from api.params import query_bbox
+from api.records.drivers import drivers_with_snapshot
 from api.responses import GeoJSONResponse
 from ingest.validation import iso_ms
 
@@ -113,13 +114,7 @@ async def roads(
 async def live(conn: ConnDep, state: StateDep, user: StaffDep) -> dict[str, Any]:
     """The tenant's drivers, each with its latest enriched position from Redis (the same
     JSON as ``position:update``), else the PostgreSQL snapshot, else null."""
-    rows = await conn.fetch(
-        """SELECT d.id, d.name, d.device_unique_id, d.status, d.active,
-                  p.fix_time, p.lat, p.lon, p.speed_kmh, p.course
-           FROM drivers d LEFT JOIN driver_positions p ON p.driver_id = d.id
-           WHERE d.tenant_id = $1 ORDER BY d.name, d.id""",
-        user.tenant_id,
-    )
+    rows = await drivers_with_snapshot(conn, user.tenant_id)
     latest: list[Any] = (
         await state.redis.mget([state.keys.latest(str(r["id"])) for r in rows]) if rows else []
     )

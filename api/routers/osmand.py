@@ -16,34 +16,12 @@ device unique id must be registered to a driver.
 
 from __future__ import annotations
 
-import time
-
 from fastapi import APIRouter, Request, Response
 
 from api.dependencies import StateDep
-from api.errors import ApiError
-from api.routers.traccar import check_query_size
-from api.state import AppState
-from ingest.errors import InvalidPosition
-from ingest.osmand import parse_request
+from api.receiving import accept_osmand
 
 router = APIRouter(prefix="/api/osmand", tags=["osmand"])
-
-
-class OsmAndRejected(ApiError):
-    """Traccar answers 400 to anything it cannot take as a fix; so do we."""
-
-    status, code = 400, "invalid_position"
-
-
-async def accept_osmand(state: AppState, query: str, content_type: str | None, body: bytes) -> None:
-    """Decode one OsmAnd request and publish its fix(es); return once Kafka acknowledged."""
-    check_query_size(query)
-    try:
-        fixes = parse_request(query, content_type, body, now_ms=int(time.time() * 1000))
-        await state.receiver.accept(fixes)
-    except InvalidPosition as exc:
-        raise OsmAndRejected(str(exc), details=exc.details or None) from exc
 
 
 # One route per method: a route with both gets the same operation id twice in the OpenAPI.

@@ -8,53 +8,23 @@ Positions arrive in both of Traccar's forwarder types: ``forward.type=json`` (PO
 
 from __future__ import annotations
 
-import hmac
 import time
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.dependencies import StateDep
-from api.errors import InvalidJSON, PayloadTooLarge, Unauthorized
-from api.state import AppState
+from api.errors import InvalidJSON
+from api.receiving import ApiKey, authenticate_api_key, check_query_size
 from infrastructure.kafka import GPS_EVENTS
-from infrastructure.seed import api_key_digest
 from ingest.errors import InvalidPosition, UnknownDevice
 from ingest.traccar import TraccarDevice, parse_positions_body, parse_url_params
 from ingest.validation import parse_iso_time
 
 router = APIRouter(prefix="/api/traccar", tags=["traccar"])
-
-ApiKey = Annotated[str | None, Header(alias="X-API-Key")]
-
-# GET receivers (URL forwarding, OsmAnd) carry the fix in the query string: bound it like a
-# body. 16 KiB is the request-line limit of common servers; real requests are under 1 KiB.
-MAX_QUERY_BYTES = 16_384
-
-
-def check_query_size(query: str) -> None:
-    """Refuse an oversized query string with 413, like an oversized body."""
-    if len(query) > MAX_QUERY_BYTES:
-        raise PayloadTooLarge(f"query string exceeds {MAX_QUERY_BYTES} bytes")
-
-
-async def authenticate_api_key(state: AppState, key: str | None) -> str | None:
-    """Return the tenant a per-tenant key belongs to, None for the shared key; else raise."""
-    if not key:
-        raise Unauthorized("missing X-API-Key")
-    shared = state.settings.auth.traccar_api_key
-    if shared is not None and hmac.compare_digest(key.encode(), shared.get_secret_value().encode()):
-        return None
-    async with state.pool.acquire() as conn:
-        tenant = await conn.fetchval(
-            "SELECT id FROM tenants WHERE traccar_api_key_sha256 = $1", api_key_digest(key)
-        )
-    if tenant is None:
-        raise Unauthorized("invalid X-API-Key")
-    return str(tenant)
 
 
 async def read_json(request: Request) -> Any:

@@ -18,7 +18,6 @@ import uuid
 from datetime import date, time
 from typing import Annotated, Any, get_args
 
-import asyncpg
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,11 +29,13 @@ from api.dependencies import (
     check_driver_scope,
     parse_uuid,
 )
-from api.errors import Conflict, InvalidInput, NotFound
+from api.errors import Conflict, InvalidInput
 from api.pagination import CursorQuery, LimitQuery, decode_cursor, paginate, paginated_responses
-from api.routers.routes import JOHN, derive_route_path, fetch_route
+from api.records import visits as records
+from api.records.drivers import JOHN, check_driver
+from api.records.routes import derive_route_path, fetch_route
+from api.records.visits import customer_geofence, fetch_visit, insert_visit, visit_json
 from infrastructure.kafka import VISITS_EVENTS
-from infrastructure.postgres import Conn
 from ingest.errors import BrokerUnavailable
 from ingest.visit_events import add_to_outbox, visit_event
 from ingest.visit_states import TERMINAL, VisitStatus, allowed_next
@@ -43,12 +44,6 @@ router = APIRouter(prefix="/api/visits", tags=["visits"])
 log = logging.getLogger(__name__)
 
 VISIT_STATUSES: tuple[str, ...] = get_args(VisitStatus)
-VISIT_SELECT = """SELECT id, tenant_id, route_id, driver_id, customer_id, sequence_number,
-                         visit_type, scheduled_date, time_window_start, time_window_end, status,
-                         arrived_at, departed_at, completed_at, notes, geofence_id, eta_at,
-                         created_at, updated_at
-                  FROM planned_visits"""
-
 VISIT_EXAMPLE: dict[str, Any] = {
     "id": "c3a1d9f0-7b5e-4c8a-8f0e-2d4b6a8c0e12",
     "tenantId": "tenant-1",
@@ -120,53 +115,6 @@ class VisitStatusUpdate(BaseModel):
     notes: str | None = Field(default=None, max_length=2_000)
 
 
-def _hhmm(t: time | None) -> str | None:
-    if t is None:
-        return None
-    return t.strftime("%H:%M:%S" if t.second else "%H:%M")
-
-
-def visit_json(r: asyncpg.Record) -> dict[str, Any]:
-    def ts(name: str) -> str | None:
-        v = r[name]
-        return v.isoformat() if v is not None else None
-
-    return {
-        "id": str(r["id"]),
-        "tenantId": r["tenant_id"],
-        "routeId": str(r["route_id"]),
-        "driverId": str(r["driver_id"]),
-        "customerId": r["customer_id"],
-        "sequenceNumber": r["sequence_number"],
-        "visitType": r["visit_type"],
-        "scheduledDate": r["scheduled_date"].isoformat(),
-        "timeWindowStart": _hhmm(r["time_window_start"]),
-        "timeWindowEnd": _hhmm(r["time_window_end"]),
-        "status": r["status"],
-        "allowedNext": sorted(allowed_next(r["status"])),
-        "arrivedAt": ts("arrived_at"),
-        "departedAt": ts("departed_at"),
-        "completedAt": ts("completed_at"),
-        "notes": r["notes"],
-        "geofenceId": r["geofence_id"],
-        "etaAt": ts("eta_at"),
-        "createdAt": ts("created_at"),
-        "updatedAt": ts("updated_at"),
-    }
-
-
-async def fetch_visit(
-    conn: Conn, tenant: str, visit_id: uuid.UUID, *, for_update: bool = False
-) -> asyncpg.Record:
-    lock = " FOR UPDATE" if for_update else ""
-    row = await conn.fetchrow(
-        f"{VISIT_SELECT} WHERE id = $1 AND tenant_id = $2{lock}", visit_id, tenant
-    )
-    if row is None:
-        raise NotFound("visit not found")
-    return row
-
-
 @router.post(
     "",
     status_code=201,
@@ -189,38 +137,22 @@ async def create_visit(body: VisitCreate, user: StaffDep, conn: ConnDep) -> dict
             raise InvalidInput("driverId must be the route's driver")
         if route["status"] in ("completed", "cancelled"):
             raise Conflict(f"the route is {route['status']}; no visits can be added")
-        customer = await conn.fetchrow(
-            """SELECT c.id, g.id AS geofence_id FROM customers c
-               LEFT JOIN geofences g ON g.customer_id = c.id AND g.tenant_id = c.tenant_id
-               WHERE c.id = $1 AND c.tenant_id = $2""",
-            body.customerId,
+        geofence_id = await customer_geofence(conn, user.tenant_id, body.customerId)
+        vid = await insert_visit(
+            conn,
             user.tenant_id,
+            route,
+            {
+                "customer_id": body.customerId,
+                "sequence_number": body.sequenceNumber,
+                "visit_type": body.visitType,
+                "scheduled_date": body.scheduledDate,
+                "time_window_start": body.timeWindowStart,
+                "time_window_end": body.timeWindowEnd,
+                "notes": body.notes,
+                "geofence_id": geofence_id,
+            },
         )
-        if customer is None:
-            raise NotFound("customer not found")
-        try:
-            async with conn.transaction():
-                vid = await conn.fetchval(
-                    """INSERT INTO planned_visits (tenant_id, route_id, driver_id, customer_id,
-                           sequence_number, visit_type, scheduled_date, time_window_start,
-                           time_window_end, notes, geofence_id)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id""",
-                    user.tenant_id,
-                    route["id"],
-                    route["driver_id"],
-                    body.customerId,
-                    body.sequenceNumber,
-                    body.visitType,
-                    body.scheduledDate or route["scheduled_date"],
-                    body.timeWindowStart,
-                    body.timeWindowEnd,
-                    body.notes,
-                    customer["geofence_id"],
-                )
-        except asyncpg.UniqueViolationError as exc:
-            raise Conflict(
-                f"sequence number {body.sequenceNumber} is already used on this route"
-            ) from exc
         await derive_route_path(conn, route["id"])
         return visit_json(await fetch_visit(conn, user.tenant_id, vid))
 
@@ -243,14 +175,8 @@ async def visits_by_route(
     route = await fetch_route(conn, user.tenant_id, rid)
     check_driver_scope(user, route["driver_id"], "route")
     after = decode_cursor(cursor, [int])
-    rows = await conn.fetch(
-        f"""{VISIT_SELECT} WHERE route_id = $1 AND tenant_id = $2
-              AND ($3::int IS NULL OR sequence_number > $3)
-            ORDER BY sequence_number LIMIT $4""",
-        rid,
-        user.tenant_id,
-        after[0] if after else None,
-        limit + 1,
+    rows = await records.visits_by_route(
+        conn, user.tenant_id, rid, after=after[0] if after else None, limit=limit + 1
     )
     page = paginate(rows, limit, lambda r: [r["sequence_number"]], request, response)
     return [visit_json(r) for r in page]
@@ -274,26 +200,10 @@ async def visits_by_driver(
 ) -> list[dict[str, Any]]:
     did = parse_uuid(driver_id, "driver")
     check_driver_scope(user, did, "driver")
-    exists = await conn.fetchval(
-        "SELECT 1 FROM drivers WHERE id = $1 AND tenant_id = $2", did, user.tenant_id
-    )
-    if not exists:
-        raise NotFound("driver not found")
+    await check_driver(conn, user.tenant_id, did)
     after = decode_cursor(cursor, [date, int, uuid.UUID])
-    rows = await conn.fetch(
-        f"""{VISIT_SELECT} WHERE driver_id = $1 AND tenant_id = $2
-              AND ($3::date IS NULL OR scheduled_date = $3)
-              AND ($4::text IS NULL OR status = $4)
-              AND ($5::date IS NULL OR (scheduled_date, sequence_number, id) > ($5, $6, $7))
-            ORDER BY scheduled_date, sequence_number, id LIMIT $8""",
-        did,
-        user.tenant_id,
-        date_,
-        status,
-        after[0] if after else None,
-        after[1] if after else None,
-        after[2] if after else None,
-        limit + 1,
+    rows = await records.visits_by_driver(
+        conn, user.tenant_id, did, day=date_, status=status, after=after, limit=limit + 1
     )
     page = paginate(
         rows,
