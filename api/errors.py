@@ -18,6 +18,7 @@ from api.responses import OrjsonResponse
 from geo.areas import InvalidArea
 from infrastructure.outages import OUTAGE_ERRORS
 from ingest.errors import BrokerUnavailable, IngestError, InvalidPosition, UnknownDevice
+from ingest.visit_lifecycle import TransitionNotAllowed
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,13 @@ def error_response(exc: BaseException, what: str) -> tuple[int, dict[str, Any], 
             body = error_body(exc.code, "the position store is unavailable, retry later")
             return status, body, {"Retry-After": "5"}
         return status, error_body(exc.code, str(exc), details), {}
+    if isinstance(exc, TransitionNotAllowed):
+        details = {
+            "current": exc.current,
+            "requested": exc.requested,
+            "allowedNext": sorted(exc.allowed),
+        }
+        return 409, error_body("conflict", str(exc), details), {}
     bad_input = next((v for t, v in BAD_INPUT.items() if isinstance(exc, t)), None)
     if bad_input is not None:
         return bad_input[0], error_body(bad_input[1], str(exc)), {}
@@ -155,7 +163,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _bad_input(request: Request, exc: Exception) -> OrjsonResponse:
         return _answer(request, exc)
 
-    for exc_class in BAD_INPUT:
+    for exc_class in (*BAD_INPUT, TransitionNotAllowed):
         app.add_exception_handler(exc_class, _bad_input)
 
     @app.exception_handler(RequestValidationError)

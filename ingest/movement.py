@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-import orjson
-
 from geo.distance import haversine_m
 from geo.geofence_state import (
     GeofenceRules,
@@ -44,7 +42,18 @@ from infrastructure.settings import Settings
 from ingest.geofencing import Probe, TrackStore, spatial_join
 from ingest.motion_labels import apply_relabels, relabel_days, restore_states
 from ingest.plans import Plan, PlanCache, Stop
-from ingest.visit_events import EVENT_NAMESPACE, visit_event
+from ingest.visit_lifecycle import (
+    ARRIVE_FROM,
+    AT_STOP,
+    DEPART_FROM,
+    EVENT_NAMESPACE,
+    OPEN,
+    OutboxRow,
+    VisitChange,
+    add_to_outbox,
+    apply_change,
+    outbox_row,
+)
 
 NEVER_NEAR = Track()  # the state of a (driver, geofence) pair with no history
 OUTSIDE = TrackState.OUTSIDE
@@ -105,19 +114,6 @@ class Runtime:
     motion: MotionState | None = None  # trips and stops of the current UTC day so far
 
 
-@dataclass(frozen=True, slots=True)
-class VisitChange:
-    visit_id: str
-    route_id: str
-    driver_id: str
-    tenant_id: str
-    customer_id: int
-    customer_name: str
-    from_statuses: tuple[str, ...]
-    to_status: str
-    at_ms: int
-
-
 @dataclass
 class Decisions:
     """The outcome of a batch, to apply in a transaction and then commit to memory."""
@@ -129,7 +125,7 @@ class Decisions:
     next_eta: dict[str, tuple[int, int]] = field(default_factory=dict)
     runtime: dict[str, Runtime] = field(default_factory=dict)
     tracks: list[tuple[str, int, Track]] = field(default_factory=list)
-    published: list[tuple[str, str, str, bytes]] = field(default_factory=list)
+    published: list[OutboxRow] = field(default_factory=list)
     # movement labels: decisions that reach back to stored fixes, and days a late fix changed
     relabels: list[tuple[str, Relabel]] = field(default_factory=list)
     late_days: set[tuple[str, date]] = field(default_factory=set)
@@ -139,15 +135,11 @@ class Decisions:
         for driver_id, geofence_id, track in self.tracks:
             store.put(driver_id, geofence_id, track)
         await store.flush(conn)
-        outbox: list[tuple[str, str, str, bytes]] = []
-        for ev in self.geofence_events:
-            outbox.append((ev["id"], topic(GPS_EVENTS), ev["device_id"], orjson.dumps(ev)))
+        outbox = [outbox_row(topic(GPS_EVENTS), ev["device_id"], ev) for ev in self.geofence_events]
         for change in self.visit_changes:
-            event = await _apply_visit_change(conn, change)
+            event = await apply_change(conn, change, source="auto")
             if event is not None:
-                outbox.append(
-                    (event["id"], topic(VISITS_EVENTS), change.route_id, orjson.dumps(event))
-                )
+                outbox.append(outbox_row(topic(VISITS_EVENTS), change.route_id, event))
         if self.next_eta:
             await conn.execute(
                 """UPDATE planned_visits v SET eta_at = to_timestamp(u.ms / 1000.0)
@@ -156,12 +148,7 @@ class Decisions:
                 list(self.next_eta),
                 [eta for eta, _ in self.next_eta.values()],
             )
-        if outbox:
-            await conn.executemany(
-                """INSERT INTO event_outbox (id, topic, key, value)
-                   VALUES ($1::uuid, $2, $3, $4::jsonb) ON CONFLICT (id) DO NOTHING""",
-                [(i, t, k, orjson.loads(v)) for i, t, k, v in outbox],
-            )
+        await add_to_outbox(conn, outbox)
         self.published = outbox
         # after the batch's rows are in: relabels may reach into them
         await apply_relabels(conn, self.relabels)
@@ -172,44 +159,6 @@ class Decisions:
                 current = None if rt is None or rt.motion is None else rt.motion.day
                 if rt is not None and (current is None or current * DAY_S <= _day_s(day)):
                     rt.motion = final
-
-
-async def _apply_visit_change(conn: Conn, c: VisitChange) -> dict[str, Any] | None:
-    """Move a visit if it is still in an expected state; return the event, None if not."""
-    at = datetime.fromtimestamp(c.at_ms / 1000, tz=UTC)
-    column = "arrived_at" if c.to_status == "arrived" else "departed_at"
-    row = await conn.fetchrow(
-        f"""UPDATE planned_visits v SET status = $2, {column} = $3, updated_at = now()
-            FROM (SELECT id, status FROM planned_visits WHERE id = $1 FOR UPDATE) old
-            WHERE v.id = old.id AND old.status = ANY($4::text[])
-            RETURNING old.status AS previous""",
-        uuid.UUID(c.visit_id),
-        c.to_status,
-        at,
-        list(c.from_statuses),
-    )
-    if row is None:
-        return None
-    if c.to_status == "arrived":
-        await conn.execute(
-            """UPDATE routes SET status = 'in_progress', started_at = coalesce(started_at, $2),
-                   updated_at = now()
-               WHERE id = $1 AND status = 'planned'""",
-            uuid.UUID(c.route_id),
-            at,
-        )
-    return visit_event(
-        tenant_id=c.tenant_id,
-        route_id=c.route_id,
-        visit_id=c.visit_id,
-        driver_id=c.driver_id,
-        customer_id=c.customer_id,
-        customer_name=c.customer_name,
-        status=c.to_status,
-        previous_status=row["previous"],
-        at_ms=c.at_ms,
-        source="auto",
-    )
 
 
 class MovementTracker:
@@ -325,7 +274,7 @@ class MovementTracker:
             # included); time spent serving a stop is not driving and does not count.
             nxt = _next_open(plan, stops)
             at_stop = nxt is not None and (
-                stops[nxt.visit_id] in ("arrived", "in_progress")
+                stops[nxt.visit_id] in AT_STOP
                 # parking at the stop before the arrival is confirmed is not driving either
                 or (nxt.geofence_id is not None and nxt.geofence_id in engaged)
             )
@@ -403,14 +352,12 @@ class MovementTracker:
             if gid is None:
                 continue
             # Departure from a stop being served (a pass is not a stay: ignore those).
-            if status in ("arrived", "in_progress"):
+            if status in DEPART_FROM:
                 exits = [t for t in transitions.get(gid, []) if t.kind == "exit" and not t.passed]
                 if exits:
                     stops[stop.visit_id] = "departed"
                     out.visit_changes.append(
-                        self._change(
-                            plan, stop, f, ("arrived", "in_progress"), "departed", exits[0].at_ms
-                        )
+                        self._change(plan, stop, f, DEPART_FROM, "departed", exits[0].at_ms)
                     )
         nxt = _next_open(plan, stops)
         if nxt is None:
@@ -426,7 +373,7 @@ class MovementTracker:
         ):
             stops[stop.visit_id] = "arrived"
             out.visit_changes.append(
-                self._change(plan, stop, f, ("pending", "departed"), "arrived", track.entered_ms)
+                self._change(plan, stop, f, ARRIVE_FROM, "arrived", track.entered_ms)
             )
 
     def _change(
@@ -461,7 +408,7 @@ class MovementTracker:
         if plan.route_id is None or nxt is None:
             return Movement(route_id=plan.route_id, geofence_id=inside, motion=label)
         index = plan.stops.index(nxt)
-        if stops[nxt.visit_id] in ("arrived", "in_progress"):
+        if stops[nxt.visit_id] in AT_STOP:
             remaining = 0.0
         else:
             remaining = -1.0
@@ -503,7 +450,7 @@ class MovementTracker:
 def _next_open(plan: Plan, stops: dict[str, str]) -> Stop | None:
     """The first stop not yet left or closed (being served, or the next one to drive to)."""
     for s in plan.stops:
-        if stops[s.visit_id] in ("pending", "arrived", "in_progress"):
+        if stops[s.visit_id] in OPEN:
             return s
     return None
 

@@ -62,10 +62,13 @@ class Publisher:
 
     async def publish(self, topic: str, records: list[tuple[bytes, bytes]]) -> None:
         """Send (key, value) records and wait until all are acknowledged, or raise."""
+        await self.publish_to(self._settings.topic(topic), records)
+
+    async def publish_to(self, physical: str, records: list[tuple[bytes, bytes]]) -> None:
+        """Send records to a topic named as the broker knows it (prefixed), like publish."""
         producer = self._producer
         if producer is None:
             raise BrokerUnavailable("Kafka is not reachable")
-        physical = self._settings.topic(topic)
         try:
             async with asyncio.timeout(self._settings.produce_timeout_s):
                 await produce_batches(producer, physical, records)

@@ -45,6 +45,7 @@ from ingest.errors import IngestError, UndecodableMessage
 from ingest.model import Position
 from ingest.movement import FixInput, Movement, MovementTracker
 from ingest.plans import PlanCache
+from ingest.visit_lifecycle import OutboxRow, publish_outbox
 from ingest.writers import EnrichedPosition, LiveState, PartitionKeeper, write_history_and_snapshot
 
 log = logging.getLogger(__name__)
@@ -148,24 +149,16 @@ class Enricher:
         )
         return stored
 
-    async def publish_outbox(
-        self, conn: Conn, events: Sequence[tuple[str, str, str, bytes]]
-    ) -> None:
+    async def publish_outbox(self, conn: Conn, events: Sequence[OutboxRow]) -> None:
         """Publish events decided in a committed transaction, then drop them from the outbox.
 
         A crash in between leaves them in ``event_outbox``; ``flush_stale_outbox`` publishes
         them later (at least once; consumers deduplicate by event id).
         """
-        if not events:
-            return
-        futures = [
-            await self.producer.send(topic, key=key.encode(), value=value)
-            for _, topic, key, value in events
-        ]
-        await asyncio.gather(*futures)
-        await conn.execute(
-            "DELETE FROM event_outbox WHERE id = ANY($1::uuid[])", [i for i, *_ in events]
-        )
+        await publish_outbox(conn, events, self._send)
+
+    async def _send(self, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+        await produce_batches(self.producer, topic, records)
 
     async def flush_stale_outbox(self, older_than_s: float = 30.0) -> int:
         """Publish events a crashed worker committed but did not get to publish."""

@@ -106,3 +106,9 @@ async def nearest_customers(
             limit,
         )
     )
+
+
+async def customer_name(conn: Conn, customer_id: int) -> str | None:
+    """Return a customer's name (None when unknown)."""
+    name: str | None = await conn.fetchval("SELECT name FROM customers WHERE id = $1", customer_id)
+    return name

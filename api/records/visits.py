@@ -14,7 +14,7 @@ import asyncpg
 
 from api.errors import Conflict, NotFound
 from infrastructure.postgres import Conn
-from ingest.visit_states import allowed_next
+from ingest.visit_lifecycle import allowed_next
 
 VISIT_SELECT = """SELECT id, tenant_id, route_id, driver_id, customer_id, sequence_number,
                          visit_type, scheduled_date, time_window_start, time_window_end, status,

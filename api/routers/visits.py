@@ -1,13 +1,13 @@
 """Planned visits: create, get, by route, by driver, status changes.
 
-Status changes follow ``ingest.visit_states`` (the table the enrichment worker uses for the
-automatic arrived/departed): an illegal change is 409 with the allowed next states and
-changes nothing. The check and the write happen under a row lock, so a concurrent automatic
-transition cannot slip in between. The route's stop counters and ``visit_completions`` are
-kept by database triggers (migration 0007), whoever changes a visit. Each change writes a
-``visits.events`` event to the outbox in the same transaction (``ingest.visit_events``, the
-builder the worker uses too); it is published after the commit, or later by the workers when
-Kafka is down then.
+Status changes follow ``ingest.visit_lifecycle`` (the rules and ``apply_change`` the
+enrichment worker uses for the automatic arrived/departed): an illegal change is 409 with the
+allowed next states and changes nothing. The check and the write happen under a row lock, so
+a concurrent automatic transition cannot slip in between. The route's stop counters and
+``visit_completions`` are kept by database triggers (migration 0007), whoever changes a
+visit. Each change writes a ``visits.events`` event to the outbox in the same transaction,
+with the outbox write and publish step the worker uses too; it is published after the
+commit, or later by the workers when Kafka is down then.
 """
 
 from __future__ import annotations
@@ -32,13 +32,22 @@ from api.dependencies import (
 from api.errors import Conflict, InvalidInput
 from api.pagination import CursorQuery, LimitQuery, decode_cursor, paginate, paginated_responses
 from api.records import visits as records
+from api.records.customers import customer_name
 from api.records.drivers import JOHN, check_driver
 from api.records.routes import derive_route_path, fetch_route
 from api.records.visits import customer_geofence, fetch_visit, insert_visit, visit_json
 from infrastructure.kafka import VISITS_EVENTS
 from ingest.errors import BrokerUnavailable
-from ingest.visit_events import add_to_outbox, visit_event
-from ingest.visit_states import TERMINAL, VisitStatus, allowed_next
+from ingest.visit_lifecycle import (
+    VisitChange,
+    VisitStatus,
+    add_to_outbox,
+    allowed_next,
+    apply_change,
+    check_transition,
+    outbox_row,
+    publish_outbox,
+)
 
 router = APIRouter(prefix="/api/visits", tags=["visits"])
 log = logging.getLogger(__name__)
@@ -257,58 +266,31 @@ async def update_visit_status(
     visit_id: str, body: VisitStatusUpdate, user: MemberDep, conn: ConnDep, state: StateDep
 ) -> dict[str, Any]:
     vid = parse_uuid(visit_id, "visit")
+    topic = state.settings.kafka.topic(VISITS_EVENTS)
     async with conn.transaction():
         row = await fetch_visit(conn, user.tenant_id, vid, for_update=True)
         check_driver_scope(user, row["driver_id"], "visit")
-        allowed = allowed_next(row["status"])
-        if body.status not in allowed:
-            raise Conflict(
-                f"a visit cannot go from {row['status']} to {body.status}",
-                details={
-                    "current": row["status"],
-                    "requested": body.status,
-                    "allowedNext": sorted(allowed),
-                },
-            )
-        terminal = body.status in TERMINAL
-        await conn.execute(
-            """UPDATE planned_visits SET status = $2, updated_at = now(),
-                   arrived_at = CASE WHEN $2 IN ('arrived', 'in_progress')
-                                     THEN COALESCE(arrived_at, now()) ELSE arrived_at END,
-                   departed_at = CASE WHEN $2 = 'departed' THEN now() ELSE departed_at END,
-                   completed_at = CASE WHEN $3 THEN now() ELSE completed_at END,
-                   notes = COALESCE($4, notes)
-               WHERE id = $1 AND status = $5""",
-            vid,
-            body.status,
-            terminal,
-            body.notes,
-            row["status"],
-        )
-        customer_name = await conn.fetchval(
-            "SELECT name FROM customers WHERE id = $1", row["customer_id"]
-        )
-        event = visit_event(
-            tenant_id=user.tenant_id,
-            route_id=str(row["route_id"]),
+        check_transition(row["status"], body.status)
+        change = VisitChange(
             visit_id=str(vid),
+            route_id=str(row["route_id"]),
             driver_id=str(row["driver_id"]),
+            tenant_id=user.tenant_id,
             customer_id=row["customer_id"],
-            customer_name=customer_name,
-            status=body.status,
-            previous_status=row["status"],
+            customer_name=await customer_name(conn, row["customer_id"]),
+            from_statuses=(row["status"],),
+            to_status=body.status,
             at_ms=int(clock.time() * 1000),
-            source="api",
+            notes=body.notes,
         )
+        event = await apply_change(conn, change, source="api")
         # In the visit's transaction: the event exists iff the change does.
-        outbox = await add_to_outbox(conn, state.settings.kafka.topic(VISITS_EVENTS), [event])
+        outbox = [] if event is None else [outbox_row(topic, change.route_id, event)]
+        await add_to_outbox(conn, outbox)
         result = visit_json(await fetch_visit(conn, user.tenant_id, vid))
     try:
-        await state.publisher.publish(VISITS_EVENTS, [(k.encode(), v) for _, _, k, v in outbox])
-        await conn.execute(
-            "DELETE FROM event_outbox WHERE id = ANY($1::uuid[])", [i for i, *_ in outbox]
-        )
+        await publish_outbox(conn, outbox, state.publisher.publish_to)
     except BrokerUnavailable as exc:
         # The change is committed; the workers publish what is left in the outbox later.
-        log.warning("visit event %s stays in the outbox: %s", event["id"], exc)
+        log.warning("visit event %s stays in the outbox: %s", change.visit_id, exc)
     return result

@@ -11,7 +11,7 @@ import httpx
 
 from infrastructure.kafka import VISITS_EVENTS, end_offsets
 from infrastructure.settings import Settings
-from ingest.visit_states import ALLOWED
+from ingest.visit_lifecycle import ALLOWED  # the module was ingest.visit_states (issue 17)
 from tests.integration.api_support import (
     make_account,
     make_driver,
