@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -185,6 +185,33 @@ def create_consumer(
         session_timeout_ms=10_000,
         heartbeat_interval_ms=3_000,
     )
+
+
+def create_reader(settings: KafkaSettings, *topics: str, **options: Any) -> AIOKafkaConsumer:
+    """A consumer outside any group (it reads every partition, commits nothing): the live
+    feed's and the dead-letter reader's; ``topics`` are physical names, options aiokafka's."""
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        **options,
+    )
+
+
+async def offset_range(
+    settings: KafkaSettings, physical: str, partitions: Iterable[int]
+) -> dict[int, tuple[int, int]]:
+    """Return {partition: (first offset still kept, end offset)} of a (physical) topic."""
+    tps = [TopicPartition(physical, p) for p in partitions]
+    consumer = create_reader(settings)
+    try:
+        await consumer.start()
+        begins = await consumer.beginning_offsets(tps)
+        ends = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+    return {tp.partition: (begins[tp], ends[tp]) for tp in tps}
 
 
 async def consumer_group_lag(settings: KafkaSettings, topic: str, group_id: str) -> dict[int, int]:

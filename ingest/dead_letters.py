@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 
-from infrastructure.kafka import GPS_POSITIONS, GPS_POSITIONS_DLQ
+from infrastructure.kafka import GPS_POSITIONS, GPS_POSITIONS_DLQ, create_reader, offset_range
 from infrastructure.settings import KafkaSettings
 from ingest.errors import IngestError
 from ingest.producer import Publisher
@@ -87,9 +87,7 @@ async def _read(
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Read [start, end) offsets of the given partitions of the DLQ topic."""
     topic = settings.topic(GPS_POSITIONS_DLQ)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False
-    )
+    consumer = create_reader(settings)
     records: list[ConsumerRecord[bytes, bytes]] = []
     try:
         await consumer.start()
@@ -121,15 +119,8 @@ async def list_dead_letters(
 ) -> list[DeadLetter]:
     """The newest dead letters of one tenant (newest first), at most limit per partition."""
     topic = settings.topic(GPS_POSITIONS_DLQ)
-    tps = [TopicPartition(topic, p) for p in sorted(await _describe(settings, topic))]
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
-    try:
-        await consumer.start()
-        begins = await consumer.beginning_offsets(tps)
-        ends = await consumer.end_offsets(tps)
-    finally:
-        await consumer.stop()
-    wanted = {tp.partition: (max(begins[tp], ends[tp] - limit), ends[tp]) for tp in tps}
+    ranges = await offset_range(settings, topic, sorted(await _describe(settings, topic)))
+    wanted = {p: (max(begin, end - limit), end) for p, (begin, end) in ranges.items()}
     letters = [_to_letter(r) for r in await _read(settings, wanted)]
     mine = [d for d in letters if d.tenant_id == tenant_id]
     return sorted(mine, key=lambda d: (d.timestamp_ms, d.partition, d.offset), reverse=True)
@@ -156,14 +147,9 @@ async def get_dead_letter(
     parts = await _describe(settings, settings.topic(GPS_POSITIONS_DLQ))
     if partition not in parts:
         raise DeadLetterNotFound("dead letter not found")
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
-    tp = TopicPartition(settings.topic(GPS_POSITIONS_DLQ), partition)
-    try:
-        await consumer.start()
-        begin = (await consumer.beginning_offsets([tp]))[tp]
-        end = (await consumer.end_offsets([tp]))[tp]
-    finally:
-        await consumer.stop()
+    [(begin, end)] = (
+        await offset_range(settings, settings.topic(GPS_POSITIONS_DLQ), [partition])
+    ).values()
     if not begin <= offset < end:
         raise DeadLetterNotFound("dead letter not found")
     [rec] = await _read(settings, {partition: (offset, offset + 1)}) or [None]

@@ -54,7 +54,7 @@ from api.live.rooms import (
 )
 from api.records.drivers import room_owner
 from api.security import InvalidToken, verify_access_token
-from infrastructure.kafka import GPS_POSITIONS_ENRICHED, VISITS_EVENTS
+from infrastructure.kafka import GPS_POSITIONS_ENRICHED, VISITS_EVENTS, create_reader
 from infrastructure.postgres import Conn
 from infrastructure.redis import RedisKeys
 from infrastructure.settings import Settings
@@ -131,12 +131,10 @@ class LiveGateway:
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         kafka = self.settings.kafka
-        return AIOKafkaConsumer(
+        return create_reader(  # every process reads every partition
+            kafka,
             kafka.topic(GPS_POSITIONS_ENRICHED),
             kafka.topic(VISITS_EVENTS),
-            bootstrap_servers=kafka.bootstrap_servers,
-            group_id=None,  # every process reads every partition
-            enable_auto_commit=False,
             auto_offset_reset="latest",
             max_poll_records=5000,
         )
