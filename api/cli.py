@@ -39,8 +39,10 @@ async def _migrate(settings: Settings, *, seed: bool) -> None:
         if changed := await sync_policies(conn, settings.analytics):
             print(f"TimescaleDB policies set from the settings: {', '.join(changed)}")
         if seed:
-            await seed_demo(conn)
+            keys = await seed_demo(conn, random_keys=settings.environment != "test")
             print("demo data present")
+            for tenant, key in keys.items():  # only its digest is stored: shown this once
+                print(f"  {tenant}'s Traccar API key (X-API-Key, shown once): {key}")
     finally:
         await conn.close()
 
@@ -208,13 +210,15 @@ def _run_demo(settings: Settings, workers: int, simulated: int = 0) -> int:
     if simulated:
         children.append(_start_simulator(simulated))
     url = f"http://localhost:{settings.http_port}"
+    shared = settings.auth.traccar_api_key
+    key = shared.get_secret_value() if shared else "<a tenant's key>"
     print(
         f"""
 FleetPulse is starting: api, {workers} enrichment workers, the CDC consumer, maintenance.
   API docs      {url}/docs
   health        {url}/api/health
   demo login    admin@tenant1.com / admin123 (tenant-1)
-  send a fix    curl -X POST {url}/api/traccar/positions -H 'X-API-Key: traccar-shared-key' \\
+  send a fix    curl -X POST {url}/api/traccar/positions -H 'X-API-Key: {key}' \\
                   -H 'Content-Type: application/json' -d '[{{"fixTime": "<now ISO>",
                   "latitude": 40.713, "longitude": -74.0055, "speed": 5,
                   "attributes": {{"uniqueId": "DEV001"}}}}]'

@@ -37,7 +37,8 @@ from api.security_headers import SecurityHeaders
 from api.state import AppState
 from infrastructure.postgres import create_pool
 from infrastructure.redis import RedisKeys, create_redis
-from infrastructure.settings import EXAMPLE_JWT_SECRET, Settings
+from infrastructure.secrets import MIN_SECRET_CHARS, is_public
+from infrastructure.settings import LOCAL_SECRETS_FILE, Settings
 from ingest.devices import DeviceRegistry
 from ingest.producer import Publisher
 from ingest.receive import Receiver
@@ -49,20 +50,32 @@ class InsecureConfiguration(RuntimeError):
     pass
 
 
-def check_production_settings(settings: Settings) -> None:
-    """Refuse to run in production with the example secret."""
-    if settings.environment != "production":
+def check_secrets(settings: Settings) -> None:
+    """Refuse to run, outside the test suite, with a secret anyone can read in the repository.
+
+    Anyone could mint admin tokens with the example JWT secret, or post positions for every
+    tenant with the example Traccar key. ``fleetpulse stack up`` writes random ones.
+    """
+    if settings.environment == "test":
         return
+    hint = f"run `fleetpulse stack up` (writes {LOCAL_SECRETS_FILE.name}) or set"
     secret = settings.auth.jwt_secret.get_secret_value()
-    if secret == EXAMPLE_JWT_SECRET or len(secret) < 32:
+    if is_public(secret) or len(secret) < MIN_SECRET_CHARS:
         raise InsecureConfiguration(
-            "FLEETPULSE_AUTH__JWT_SECRET must be set to a random value of 32+ characters"
+            f"the JWT secret is public or short: {hint} FLEETPULSE_AUTH__JWT_SECRET to a random"
+            f" value of {MIN_SECRET_CHARS}+ characters"
+        )
+    key = settings.auth.traccar_api_key
+    if key is not None and (is_public(key.get_secret_value()) or not key.get_secret_value()):
+        raise InsecureConfiguration(
+            f"the shared Traccar key is public: {hint} FLEETPULSE_AUTH__TRACCAR_API_KEY to a"
+            " random value (or to nothing, to accept per-tenant keys only)"
         )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    check_production_settings(settings)
+    check_secrets(settings)
     gateway = LiveGateway(settings)
 
     @asynccontextmanager

@@ -14,6 +14,7 @@ from fastapi import Header
 
 from api.errors import ApiError, PayloadTooLarge, Unauthorized
 from api.state import AppState
+from infrastructure.secrets import is_public
 from infrastructure.seed import api_key_digest
 from ingest.errors import InvalidPosition
 from ingest.osmand import parse_request
@@ -35,6 +36,10 @@ async def authenticate_api_key(state: AppState, key: str | None) -> str | None:
     """Return the tenant a per-tenant key belongs to, None for the shared key; else raise."""
     if not key:
         raise Unauthorized("missing X-API-Key")
+    if state.settings.environment != "test" and is_public(key):
+        # the seed's per-tenant keys are in the repository: a database seeded before keys
+        # were random still holds their digests
+        raise Unauthorized("invalid X-API-Key")
     shared = state.settings.auth.traccar_api_key
     if shared is not None and hmac.compare_digest(key.encode(), shared.get_secret_value().encode()):
         return None

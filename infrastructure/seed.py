@@ -10,6 +10,8 @@ import hashlib
 import asyncpg
 from argon2 import PasswordHasher
 
+from infrastructure.secrets import random_api_key
+
 TENANTS = [
     ("tenant-1", "Tenant One", "traccar-key-tenant-1"),
     ("tenant-2", "Tenant Two", "traccar-key-tenant-2"),
@@ -41,15 +43,25 @@ def api_key_digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-async def seed(conn: asyncpg.Connection) -> None:
-    """Insert the demo data where missing."""
+async def seed(conn: asyncpg.Connection, *, random_keys: bool = False) -> dict[str, str]:
+    """Insert the demo data where missing; return the API keys of the tenants it created.
+
+    The seed system's per-tenant keys are public (they are in this file): the test suite uses
+    them, every other installation gets ``random_keys`` (shown once, stored as digests).
+    """
     hasher = PasswordHasher()
+    created: dict[str, str] = {}
     async with conn.transaction():
-        await conn.executemany(
-            """INSERT INTO tenants (id, name, traccar_api_key_sha256) VALUES ($1, $2, $3)
-               ON CONFLICT (id) DO NOTHING""",
-            [(tid, name, api_key_digest(key)) for tid, name, key in TENANTS],
-        )
+        for tid, name, public_key in TENANTS:
+            key = random_api_key() if random_keys else public_key
+            if await conn.fetchval(
+                """INSERT INTO tenants (id, name, traccar_api_key_sha256) VALUES ($1, $2, $3)
+                   ON CONFLICT (id) DO NOTHING RETURNING id""",
+                tid,
+                name,
+                api_key_digest(key),
+            ):
+                created[tid] = key
         await conn.executemany(
             """INSERT INTO drivers (id, tenant_id, name, device_unique_id, vehicle_type,
                                     vehicle_plate)
@@ -88,3 +100,4 @@ async def seed(conn: asyncpg.Connection) -> None:
                 name,
                 role,
             )
+    return created

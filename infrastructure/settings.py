@@ -13,7 +13,10 @@ from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Public (it is in the repository): refused outside the test suite (infrastructure/secrets.py).
 EXAMPLE_JWT_SECRET = "change-me-in-production-0123456789abcdef"
+# Random secrets of this installation, written by `fleetpulse stack up` (git-ignored).
+LOCAL_SECRETS_FILE = PROJECT_ROOT / ".secrets.env"
 
 
 class PostgresSettings(BaseModel):
@@ -82,7 +85,9 @@ class AuthSettings(BaseModel):
     jwt_secret: SecretStr = SecretStr(EXAMPLE_JWT_SECRET)
     access_ttl_s: int = 15 * 60
     refresh_ttl_s: int = 7 * 24 * 3600
-    # Seed compatibility: one shared Traccar key accepted for every tenant's devices.
+    # Seed compatibility: one shared Traccar key accepted for every tenant's devices. The
+    # default is public, so it works in the test suite only; `fleetpulse stack up` writes a
+    # random one into .secrets.env.
     traccar_api_key: SecretStr | None = SecretStr("traccar-shared-key")
     # Failed logins allowed per window, per account (tenant + email) and per client address.
     login_max_failures_per_account: int = 5
@@ -201,12 +206,14 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="FLEETPULSE_",
         env_nested_delimiter="__",
-        env_file=".env",
+        # later files win; the environment wins over both
+        env_file=(".env", LOCAL_SECRETS_FILE),
         extra="ignore",
     )
 
     environment: Literal["development", "test", "production"] = "development"
-    http_host: str = "0.0.0.0"
+    # this machine only; 0.0.0.0 for phones on the network (OsmAnd has no key: docs/security.md)
+    http_host: str = "127.0.0.1"
     http_port: int = 8000
     log_level: str = "INFO"
     pg: PostgresSettings = Field(default_factory=PostgresSettings)

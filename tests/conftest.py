@@ -18,10 +18,25 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from pydantic import SecretStr
 
-from infrastructure.settings import Settings
+from infrastructure.settings import AuthSettings, Settings
 
 RUN_ID = uuid.uuid4().hex[:8]
+# The suite's own secrets: public (they are here), so accepted in the test environment only,
+# and pinned so that tests do not depend on whether the stack wrote .secrets.env yet.
+TEST_JWT_SECRET = "test-suite-only-jwt-secret-3b1e0c9a7f52d846"
+TEST_TRACCAR_KEY = "traccar-shared-key"
+
+
+def pinned_auth(base: AuthSettings) -> AuthSettings:
+    """``base`` with the suite's pinned secrets."""
+    return base.model_copy(
+        update={
+            "jwt_secret": SecretStr(TEST_JWT_SECRET),
+            "traccar_api_key": SecretStr(TEST_TRACCAR_KEY),
+        }
+    )
 
 
 def make_settings(suffix: str = "", *, plain: bool = False) -> Settings:
@@ -42,6 +57,7 @@ def make_settings(suffix: str = "", *, plain: bool = False) -> Settings:
                 update={"topic_prefix": f"test-{RUN_ID}{suffix}.", "produce_timeout_s": 3.0}
             ),
             "redis": base.redis.model_copy(update={"key_prefix": f"test:{RUN_ID}{suffix}:"}),
+            "auth": pinned_auth(base.auth),
         }
     )
 
@@ -51,6 +67,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return {
         **os.environ,
         "FLEETPULSE_ENVIRONMENT": "test",
+        "FLEETPULSE_AUTH__JWT_SECRET": TEST_JWT_SECRET,
+        "FLEETPULSE_AUTH__TRACCAR_API_KEY": TEST_TRACCAR_KEY,
         "FLEETPULSE_PG__DATABASE": settings.pg.database,
         "FLEETPULSE_PG__PORT": str(settings.pg.port),
         "FLEETPULSE_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,

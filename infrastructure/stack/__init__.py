@@ -23,7 +23,8 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from infrastructure.settings import Settings
+from infrastructure.secrets import ensure_local_secrets
+from infrastructure.settings import LOCAL_SECRETS_FILE, Settings
 from infrastructure.stack import _apt
 from infrastructure.stack._proc import StackError, locked
 from infrastructure.stack._service import Service, ServiceStatus
@@ -71,6 +72,11 @@ def up(settings: Settings, services: Sequence[str] | None = None) -> None:
     e.g. a new TimescaleDB source). Services already running are reused (and their app account,
     database and config checked), so a second call returns in about a second.
     """
+    if ensure_local_secrets():
+        log.info(
+            "wrote random secrets for this installation to %s (git-ignored; keep it private)",
+            LOCAL_SECRETS_FILE,
+        )
     with locked(settings.stack.root):
         selected = _select(settings, services)
         pending = [s for s in selected if not s.probe() or s.install_pending()]

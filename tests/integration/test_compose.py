@@ -25,6 +25,7 @@ from infrastructure.settings import EXAMPLE_JWT_SECRET, Settings
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 TEST_JWT_SECRET = "compose-test-secret-0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+TEST_TRACCAR_API_KEY = "compose-test-traccar-key-5d2c7e"
 
 EXPECTED_SERVICES = {
     "timescaledb",
@@ -69,13 +70,17 @@ def docker_compose_cli() -> list[str]:
 
 
 def docker_compose(
-    *args: str, jwt_secret: str | None = TEST_JWT_SECRET
+    *args: str,
+    jwt_secret: str | None = TEST_JWT_SECRET,
+    traccar_key: str | None = TEST_TRACCAR_API_KEY,
 ) -> subprocess.CompletedProcess[str]:
     """Run `docker compose -f docker-compose.yml ARGS` in a clean, reproducible environment."""
     # Only what the CLI needs: no developer .env file, no stray POSTGRES_PASSWORD etc.
     env = {k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "DOCKER_CONFIG"}}
     if jwt_secret is not None:
         env["JWT_SECRET"] = jwt_secret
+    if traccar_key is not None:
+        env["TRACCAR_API_KEY"] = traccar_key
     command = [*docker_compose_cli(), "--env-file", os.devnull, "-f", str(COMPOSE_FILE), *args]
     return subprocess.run(
         command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
@@ -100,6 +105,12 @@ def test_compose_refuses_to_run_without_a_jwt_secret() -> None:
     result = docker_compose("config", "--quiet", jwt_secret=None)
     assert result.returncode != 0
     assert "JWT_SECRET" in result.stderr
+
+
+def test_compose_refuses_to_run_without_a_traccar_key() -> None:
+    result = docker_compose("config", "--quiet", traccar_key=None)
+    assert result.returncode != 0
+    assert "TRACCAR_API_KEY" in result.stderr
 
 
 def test_expected_services(config: dict[str, Any]) -> None:
@@ -220,6 +231,7 @@ def test_settings_read_from_the_compose_environment(
     assert settings.mariadb.host == "mysql" and settings.mariadb.database == "core_business"
     assert settings.auth.jwt_secret.get_secret_value() != EXAMPLE_JWT_SECRET
     assert settings.auth.traccar_api_key is not None
+    assert settings.auth.traccar_api_key.get_secret_value() == TEST_TRACCAR_API_KEY
     # All FleetPulse processes get the same configuration.
     for name in ("migrate", "worker", "cdc"):
         assert _fleetpulse_env(config)[name] == variables

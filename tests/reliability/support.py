@@ -28,6 +28,7 @@ import orjson
 import socketio
 
 from infrastructure.settings import PROJECT_ROOT, Settings
+from tests.conftest import TEST_JWT_SECRET, TEST_TRACCAR_KEY, pinned_auth
 
 RUN_ID = uuid.uuid4().hex[:8]
 FAULT_ROOT = PROJECT_ROOT / ".stack-faults"
@@ -66,6 +67,7 @@ def fault_settings() -> Settings:
             "cdc": base.cdc.model_copy(update={"connect_url": "http://127.0.0.1:18083"}),
             "ingest": base.ingest.model_copy(update={"osmand_port": 0}),
             "live": base.live.model_copy(update={"batch_interval_ms": 200}),
+            "auth": pinned_auth(base.auth),
             "stack": base.stack.model_copy(
                 update={
                     "root": FAULT_ROOT,
@@ -83,6 +85,8 @@ def process_env(settings: Settings) -> dict[str, str]:
     env.update(
         {
             "FLEETPULSE_ENVIRONMENT": settings.environment,
+            "FLEETPULSE_AUTH__JWT_SECRET": TEST_JWT_SECRET,
+            "FLEETPULSE_AUTH__TRACCAR_API_KEY": TEST_TRACCAR_KEY,
             "FLEETPULSE_LOG_LEVEL": settings.log_level,
             "FLEETPULSE_PG__PORT": str(settings.pg.port),
             "FLEETPULSE_PG__DATABASE": settings.pg.database,

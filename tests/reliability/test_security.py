@@ -27,6 +27,7 @@ from tests.helpers import traccar_forward
 pytestmark = [pytest.mark.integration]
 
 STRONG_SECRET = "s3cr3t-for-the-production-header-test-0123456789"
+STRONG_KEY = "k3y-for-the-production-header-test-8c1d"
 
 
 def b64(obj: dict[str, object]) -> str:
@@ -68,7 +69,12 @@ async def test_hsts_only_in_production(settings: Settings) -> None:
         prod = settings.model_copy(
             update={
                 "environment": environment,
-                "auth": settings.auth.model_copy(update={"jwt_secret": SecretStr(STRONG_SECRET)}),
+                "auth": settings.auth.model_copy(
+                    update={
+                        "jwt_secret": SecretStr(STRONG_SECRET),
+                        "traccar_api_key": SecretStr(STRONG_KEY),
+                    }
+                ),
             }
         )
         app = create_app(prod)  # no lifespan needed for a 404
@@ -77,6 +83,41 @@ async def test_hsts_only_in_production(settings: Settings) -> None:
             resp = await c.get("/api/no-such-route")
         assert resp.status_code == 404
         assert resp.headers.get("strict-transport-security") == (HSTS if hsts else None)
+
+
+async def test_outside_the_tests_no_key_from_the_repository_is_accepted(
+    settings: Settings, database: str, topics: None
+) -> None:
+    """The seed's per-tenant keys and the example shared key are in the repository: a
+    development or production instance refuses them, even from a database seeded with them."""
+    from asgi_lifespan import LifespanManager
+
+    from api.main import create_app
+
+    dev = settings.model_copy(
+        update={
+            "environment": "development",
+            "auth": settings.auth.model_copy(
+                update={
+                    "jwt_secret": SecretStr(STRONG_SECRET),
+                    "traccar_api_key": SecretStr(STRONG_KEY),
+                }
+            ),
+        }
+    )
+    app = create_app(dev)
+    fix = int(time.time() * 1000) - 60_000
+    body = traccar_forward("DEV001", fix, 40.7135, -74.0050)
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            for key, status in (
+                ("traccar-key-tenant-1", 401),  # its digest is in this database's tenants
+                ("traccar-shared-key", 401),
+                (STRONG_KEY, 200),
+            ):
+                resp = await c.post("/api/traccar/positions", json=body, headers={"X-API-Key": key})
+                assert resp.status_code == status, (key, resp.text)
 
 
 async def test_secrets_never_reach_the_logs(
