@@ -85,7 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         publisher = Publisher(settings.kafka)
         await publisher.start()
         keys = RedisKeys(settings.redis.key_prefix)
-        devices = DeviceRegistry(pool)
+        devices = DeviceRegistry(pool, max_entries=settings.ingest.device_cache_max)
         app.state.fleetpulse = AppState(
             settings=settings,
             pool=pool,

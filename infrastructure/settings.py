@@ -111,6 +111,12 @@ class IngestSettings(BaseModel):
     max_future_skew_s: int = 24 * 3600
     h3_resolution: int = 10
     osmand_port: int = 5055
+    # Unknown device ids are counted per id (the unknown-devices hash in Redis) up to this
+    # many distinct ids, the rest together; the hash expires this long after the last one.
+    unknown_devices_max: int = Field(default=10_000, ge=1)
+    unknown_devices_ttl_s: int = Field(default=86_400, ge=1)
+    # Entries of each process's device cache (registered and unknown ids) at most.
+    device_cache_max: int = Field(default=100_000, ge=100)
 
 
 class GeofenceSettings(BaseModel):

@@ -25,12 +25,32 @@ class DeviceRegistry:
     """Resolve device unique ids to drivers with a positive and a (shorter) negative cache."""
 
     def __init__(
-        self, pool: asyncpg.Pool, *, ttl_s: float = 30.0, negative_ttl_s: float = 2.0
+        self,
+        pool: asyncpg.Pool,
+        *,
+        ttl_s: float = 30.0,
+        negative_ttl_s: float = 2.0,
+        max_entries: int = 100_000,
     ) -> None:
         self._pool = pool
         self._ttl_s = ttl_s
         self._negative_ttl_s = negative_ttl_s
+        # anonymous senders choose the ids: bound what their misses can make us hold
+        self._max_entries = max_entries
         self._cache: dict[str, tuple[Device | None, float]] = {}
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def _make_room(self, now: float) -> None:
+        """Drop expired entries; if still full, the unknown ones; if still full, all."""
+        if len(self._cache) < self._max_entries:
+            return
+        self._cache = {k: v for k, v in self._cache.items() if v[1] > now}
+        if len(self._cache) >= self._max_entries:
+            self._cache = {k: v for k, v in self._cache.items() if v[0] is not None}
+        if len(self._cache) >= self._max_entries:
+            self._cache.clear()
 
     async def resolve_many(self, unique_ids: set[str]) -> dict[str, Device]:
         """Return the known devices among unique_ids (unknown ones are absent)."""
@@ -51,6 +71,7 @@ class DeviceRegistry:
                        FROM drivers WHERE device_unique_id = ANY($1::text[]) AND active""",
                     missing,
                 )
+            self._make_room(now)
             for row in rows:
                 dev = Device(
                     row["device_unique_id"], row["driver_id"], row["tenant_id"], row["name"]

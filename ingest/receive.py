@@ -22,6 +22,23 @@ from ingest.validation import check_fix_time
 log = logging.getLogger(__name__)
 
 
+# Where refusals of ids beyond the cap are counted together.
+UNKNOWN_OVERFLOW_FIELD = "(beyond the cap)"
+# KEYS[1] the hash; ARGV: cap of distinct ids, TTL (s), then the ids refused in one request.
+_COUNT_UNKNOWN_LUA = f"""
+local cap = tonumber(ARGV[1])
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  if redis.call('HEXISTS', KEYS[1], id) == 1 or redis.call('HLEN', KEYS[1]) < cap then
+    redis.call('HINCRBY', KEYS[1], id, 1)
+  else
+    redis.call('HINCRBY', KEYS[1], '{UNKNOWN_OVERFLOW_FIELD}', 1)
+  end
+end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+"""
+
+
 @dataclass
 class Receiver:
     """Everything a receiver needs; built once per api process."""
@@ -109,10 +126,16 @@ class Receiver:
         return positions, rejected
 
     async def _count_unknown(self, device_ids: list[str]) -> None:
+        """Count refused ids: per id up to a cap, beyond it together (anonymous senders may
+        invent any number of ids), in a hash that expires once the refusals stop."""
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for uid in device_ids:
-                    pipe.hincrby(self.keys.unknown_devices, uid, 1)
-                await pipe.execute()
+            await self.redis.eval(
+                _COUNT_UNKNOWN_LUA,
+                1,
+                self.keys.unknown_devices,
+                self.settings.unknown_devices_max,
+                self.settings.unknown_devices_ttl_s,
+                *device_ids,
+            )
         except RedisError as exc:  # counting is best effort; the rejection is what matters
             log.warning("could not count unknown devices: %s", exc)

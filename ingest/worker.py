@@ -340,7 +340,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> WorkerStats:
     enricher = Enricher(
         settings=settings,
         pool=pool,
-        devices=DeviceRegistry(pool),
+        devices=DeviceRegistry(pool, max_entries=settings.ingest.device_cache_max),
         live=LiveState(redis, RedisKeys(settings.redis.key_prefix)),
         producer=producer,
         movement=MovementTracker(settings, plans),

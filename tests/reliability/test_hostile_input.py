@@ -1,0 +1,94 @@
+"""Anonymous input cannot grow memory without bound: a flood of invented device ids.
+
+Receivers refuse unknown devices and count them; the ids are the sender's choice, so both the
+Redis count and each process's device cache are bounded (``FLEETPULSE_INGEST__UNKNOWN_DEVICES_*``,
+``DEVICE_CACHE_MAX``). The flood goes through the real app (batch endpoint, real Redis and
+PostgreSQL); the figures it prints are the ones docs/security.md quotes.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import orjson
+import pytest
+from asgi_lifespan import LifespanManager
+
+from infrastructure.redis import RedisKeys
+from infrastructure.settings import Settings
+from ingest.receive import UNKNOWN_OVERFLOW_FIELD
+
+pytestmark = [pytest.mark.integration]
+
+CAP = 500
+CACHE_MAX = 1_000
+ROUNDS, PER_ROUND = 10, 2_000  # 20,000 invented ids
+
+
+@pytest.fixture(scope="module")
+async def flood_app(
+    settings: Settings, database: str, topics: None, redis_clean: None
+) -> AsyncIterator[tuple[httpx.AsyncClient, Settings, object]]:
+    from api.main import create_app
+
+    small = settings.model_copy(
+        update={
+            "redis": settings.redis.model_copy(
+                update={"key_prefix": f"{settings.redis.key_prefix}flood:"}
+            ),
+            "ingest": settings.ingest.model_copy(
+                update={
+                    "unknown_devices_max": CAP,
+                    "unknown_devices_ttl_s": 3_600,
+                    "device_cache_max": CACHE_MAX,
+                }
+            ),
+        }
+    )
+    app = create_app(small)
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            yield c, small, app.state.fleetpulse
+
+
+async def test_a_flood_of_invented_device_ids_stays_bounded(
+    flood_app: tuple[httpx.AsyncClient, Settings, object],
+    traccar_headers: dict[str, str],
+) -> None:
+    client, settings, state = flood_app
+    redis = state.redis  # type: ignore[attr-defined]
+    devices = state.devices  # type: ignore[attr-defined]
+    key = RedisKeys(settings.redis.key_prefix).unknown_devices
+    now = int(time.time() * 1000)
+    first_id = ""
+    for _ in range(ROUNDS):
+        ids = [f"ghost-{uuid.uuid4().hex}" for _ in range(PER_ROUND)]
+        first_id = first_id or min(ids)  # refusals are counted in id order
+        lines = [
+            orjson.dumps({"deviceId": i, "fixTime": now - 1_000, "lat": 1.0, "lon": 2.0})
+            for i in ids
+        ]
+        resp = await client.post(
+            "/api/positions/batch",
+            content=b"\n".join(lines),
+            headers={**traccar_headers, "Content-Type": "application/x-ndjson"},
+        )
+        # per-line refusals (batch semantics), nothing accepted, never a 5xx
+        assert resp.status_code == 200 and resp.json()["accepted"] == 0, resp.status_code
+        assert len(devices) <= CACHE_MAX + PER_ROUND  # one batch may overshoot, not more
+    fields = await redis.hlen(key)
+    assert fields == CAP + 1  # the first CAP ids one by one, the rest together
+    assert await redis.hget(key, first_id) == b"1"  # an early id still counted on its own
+    overflow = int(await redis.hget(key, UNKNOWN_OVERFLOW_FIELD))
+    assert overflow == ROUNDS * PER_ROUND - CAP
+    assert 0 < await redis.ttl(key) <= 3_600  # forgotten once the refusals stop
+    usage = await redis.memory_usage(key)
+    print(  # noqa: T201 - the figures docs/security.md quotes
+        f"\nflood: {ROUNDS * PER_ROUND} invented ids -> unknown-devices hash {fields} fields, "
+        f"{usage} bytes; device cache {len(devices)} entries (cap {CACHE_MAX})"
+    )
+    await redis.delete(key)
