@@ -17,7 +17,7 @@ from ingest.devices import DeviceRegistry
 from ingest.errors import InvalidPosition, UnknownDevice
 from ingest.model import Fix, Position
 from ingest.producer import Publisher
-from ingest.validation import check_fix_time
+from ingest.validation import check_fix_time, check_storable
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ class Receiver:
                 max_future_s=self.settings.max_future_skew_s,
                 max_age_s=self.retention_days * 86400,
             )
+            check_storable(fix.device_id, fix.attributes)
         known = await self.devices.resolve_many({f.device_id for f in fixes})
         unknown = sorted(
             {
@@ -103,6 +104,7 @@ class Receiver:
                     max_future_s=self.settings.max_future_skew_s,
                     max_age_s=self.retention_days * 86400,
                 )
+                check_storable(fix.device_id, fix.attributes)
             except InvalidPosition as exc:
                 rejected[i] = exc
         candidates = [i for i in range(len(fixes)) if i not in rejected]

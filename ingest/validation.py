@@ -32,6 +32,24 @@ def check_fix_time(fix_ms: int, now_ms: int, *, max_future_s: int, max_age_s: in
         raise InvalidPosition(f"fix time {iso_ms(fix_ms)} is older than the history retention")
 
 
+def check_storable(device_id: str, attributes: dict[str, Any]) -> None:
+    """Reject text PostgreSQL cannot store (NUL), anywhere in the id or the attributes.
+
+    Refused here with a 4xx instead of acknowledged and then dead-lettered by the worker.
+    """
+    stack: list[Any] = [device_id, attributes]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise InvalidPosition("text with a NUL character cannot be stored")
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+
+
 def check_optional_number(name: str, value: float | None, low: float, high: float) -> float | None:
     """Return the value if it is finite and within [low, high], None if absent; else raise."""
     if value is None:

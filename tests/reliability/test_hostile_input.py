@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import UTC, datetime
 from collections.abc import AsyncIterator
 
 import httpx
@@ -92,3 +93,42 @@ async def test_a_flood_of_invented_device_ids_stays_bounded(
         f"{usage} bytes; device cache {len(devices)} entries (cap {CACHE_MAX})"
     )
     await redis.delete(key)
+
+
+async def test_text_postgresql_cannot_store_is_refused_at_the_edge(
+    client: httpx.AsyncClient, traccar_headers: dict[str, str]
+) -> None:
+    """A NUL was acknowledged (200) and then dead-lettered by the worker; now it is a 4xx and
+    nothing is produced."""
+    ts = int(time.time()) - 30
+    resp = await client.get(
+        "/api/osmand?id=DEV002&lat=40.71&lon=-74.0&timestamp=" + str(ts) + "&note=a%00b"
+    )
+    assert resp.status_code == 400 and "NUL" in resp.text
+    body = {
+        "device_id": "DEV002",
+        "location": {
+            "timestamp": datetime.fromtimestamp(ts, UTC).isoformat(),
+            "coords": {"latitude": 40.71, "longitude": -74.0},
+            "extras": {"note": "a\u0000b"},
+        },
+    }
+    resp = await client.post(
+        "/api/osmand", content=orjson.dumps(body), headers={"Content-Type": "application/json"}
+    )
+    assert resp.status_code == 400 and "NUL" in resp.text
+    line = {
+        "deviceId": "DEV002",
+        "fixTime": ts * 1000,
+        "lat": 40.71,
+        "lon": -74.0,
+        "attributes": {"nested": ["ok", {"k\u0000": 1}]},
+    }
+    resp = await client.post(
+        "/api/positions/batch",
+        content=orjson.dumps(line),
+        headers={**traccar_headers, "Content-Type": "application/x-ndjson"},
+    )
+    assert resp.status_code < 500
+    report = resp.json()
+    assert report["accepted"] == 0 and "NUL" in report["rejected"][0]["message"]
