@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
@@ -217,6 +218,38 @@ class History:
             geometry=geoms,
             crs="EPSG:4326",
         )
+
+    def export_geoparquet(
+        self,
+        tenant: str,
+        start: datetime | str,
+        end: datetime | str,
+        path: str | Path,
+        *,
+        bbox: tuple[float, float, float, float] | None = None,
+        max_rows: int | None = None,
+    ) -> Path:
+        """Write the tenant's raw fixes in [start, end) (optionally inside ``bbox``) to a
+        GeoParquet file, the same file ``GET /api/exports/fleet`` answers; return its path.
+
+        Read it with ``geopandas.read_parquet(path)`` (points, EPSG:4326) or DuckDB.
+
+        Examples
+        --------
+        >>> path = History().export_geoparquet("tenant-1", "2026-03-02", "2026-03-09",
+        ...                                    "week.parquet")   # doctest: +SKIP
+        >>> geopandas.read_parquet(path).groupby("driver_id").size()  # doctest: +SKIP
+        """
+        from analytics.geoparquet import export_fixes
+
+        limit = max_rows or self.settings.analytics.export_max_rows
+        s, e = queries.as_utc(start), queries.as_utc(end)
+        body, _ = self._run(
+            lambda c: export_fixes(c, tenant=tenant, start=s, end=e, bbox=bbox, max_rows=limit)
+        )
+        out = Path(path)
+        out.write_bytes(body)
+        return out
 
     def eta_accuracy(self, tenant: str, start: datetime | str, end: datetime | str) -> pd.DataFrame:
         """Return, per fix that carried an ETA to a visit that was reached, the predicted

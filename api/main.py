@@ -22,6 +22,7 @@ from api.routers import (
     customers,
     dead_letters,
     drivers,
+    exports,
     geofences,
     health,
     live,
@@ -117,7 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeaders, hsts=settings.environment == "production")
     for router in (health.router, auth.router, traccar.router, drivers.router):
         app.include_router(router)
-    for router in (playback.router, analytics.router):
+    for router in (playback.router, analytics.router, exports.router):
         app.include_router(router)
     for router in (routes.router, visits.router, customers.router, geofences.router):
         app.include_router(router)

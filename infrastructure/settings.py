@@ -185,6 +185,10 @@ class AnalyticsSettings(BaseModel):
     playback_raw_max_s: int = 86_400
     # Longest window any analytics route accepts.
     max_window_days: int = 31
+    # Fleet exports (GeoParquet): the longest window, and the most fixes one file may hold
+    # (the file is built in memory: ~20 bytes a fix compressed).
+    export_max_window_days: int = Field(default=7, ge=1)
+    export_max_rows: int = Field(default=5_000_000, ge=1)
 
 
 class LiveSettings(BaseModel):

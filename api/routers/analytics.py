@@ -12,6 +12,7 @@ from analytics import queries
 from analytics.export import track_to_csv, track_to_geojson, track_to_gpx
 from api.dependencies import ConnDep, StateDep, UserDep, driver_in_scope, fleet_reader
 from api.errors import BadRequest
+from api.exports import driver_day_geoparquet
 from api.params import parse_date, query_bbox, time_window
 from api.responses import GeoJSONResponse, OrjsonResponse
 from geo.cells import cell_to_string, cells_to_features
@@ -113,17 +114,23 @@ async def driver_trips(
     }
 
 
-@router.get("/drivers/{driver_id}/export", summary="Export a driver-day: GeoJSON, GPX, CSV")
+@router.get(
+    "/drivers/{driver_id}/export", summary="Export a driver-day: GeoJSON, GPX, CSV, GeoParquet"
+)
 async def driver_export(
     driver_id: str,
     conn: ConnDep,
+    state: StateDep,
     user: UserDep,
     date: Annotated[str, Query()],
-    format: Annotated[Literal["geojson", "gpx", "csv"], Query()] = "geojson",
+    format: Annotated[Literal["geojson", "gpx", "csv", "geoparquet"], Query()] = "geojson",
 ) -> Response:
-    """Every fix of one UTC day (raw, not downsampled) in the chosen format."""
+    """Every fix of one UTC day (raw, not downsampled) in the chosen format (GeoParquet:
+    the fleet export's schema, a row per fix)."""
     day = parse_date("date", date)
     did = await driver_in_scope(conn, user, driver_id)
+    if format == "geoparquet":
+        return await driver_day_geoparquet(conn, user, did, day, state.settings)
     track, segments = await queries.trips(conn, driver_id=did, day=day)
     name = f"driver-{did}-{day}"
     disposition = {"Content-Disposition": f'attachment; filename="{name}.{format}"'}
