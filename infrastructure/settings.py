@@ -109,6 +109,10 @@ class IngestSettings(BaseModel):
     max_batch_positions: int = 5_000
     # Fixes further than this in the future (device clock skew) are rejected at the edge.
     max_future_skew_s: int = 24 * 3600
+    # A fix this far ahead of its arrival is stored in history but moves no live state (the
+    # snapshot, Redis, the feed, visit and movement tracking): a forged future fix cannot pin
+    # a driver's live position.
+    live_future_tolerance_s: int = Field(default=300, ge=0)
     h3_resolution: int = 10
     osmand_port: int = 5055
     # Unknown device ids are counted per id (the unknown-devices hash in Redis) up to this

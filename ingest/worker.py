@@ -105,6 +105,13 @@ class Enricher:
         """Enrich and fan out one batch to every sink; return history rows newly stored."""
         enriched = await self.enrich(positions)
         drivers = {e.device.driver_id for e in enriched}
+        tolerance_s = self.settings.ingest.live_future_tolerance_s
+        # A fix dated further ahead of its arrival than a clock can be wrong is stored, but
+        # moves no live state: not the tracker, the snapshot, Redis or the feed. Otherwise one
+        # forged fix (OsmAnd has no key) would freeze a driver's live position until then.
+        live = [
+            e.position.fix_time_ms <= e.position.received_ms + tolerance_s * 1000 for e in enriched
+        ]
         async with self.pool.acquire() as conn:
             decisions = await self.movement.decide(
                 conn,
@@ -122,6 +129,7 @@ class Enricher:
                         e.position.valid,
                     )
                     for i, e in enumerate(enriched)
+                    if live[i]
                 ],
             )
             no_movement = Movement()
@@ -133,19 +141,22 @@ class Enricher:
             ]
             try:
                 async with conn.transaction():
-                    stored = await write_history_and_snapshot(conn, enriched, self.partitions)
+                    stored = await write_history_and_snapshot(
+                        conn, enriched, self.partitions, future_tolerance_s=tolerance_s
+                    )
                     await decisions.apply(conn, self.movement.tracks, self.settings.kafka.topic)
             except BaseException:
                 self.movement.forget(drivers)
                 raise
             self.movement.commit(decisions)
             await self.publish_outbox(conn, decisions.published)
-        messages = [orjson.dumps(e.to_message()) for e in enriched]  # encoded once, used twice
-        await self.live.move(enriched, messages)
+        current = [e for e, ok in zip(enriched, live, strict=True) if ok]
+        messages = [orjson.dumps(e.to_message()) for e in current]  # encoded once, used twice
+        await self.live.move(current, messages)
         await produce_batches(
             self.producer,
             self.settings.kafka.topic(GPS_POSITIONS_ENRICHED),
-            [(e.device.driver_id.encode(), m) for e, m in zip(enriched, messages, strict=True)],
+            [(e.device.driver_id.encode(), m) for e, m in zip(current, messages, strict=True)],
         )
         return stored
 

@@ -68,6 +68,8 @@ SELECT DISTINCT ON (driver_id) driver_id, tenant_id, device_unique_id, fix_time,
     valid, h3_cell, attributes, route_id, next_visit_id, distance_to_next_m, eta_s, geofence_id,
     now()
 FROM positions_stage
+-- a fix from the future (beyond the tolerance) is history only: it must not pin the snapshot
+WHERE fix_time <= received_at + make_interval(secs => $1)
 ORDER BY driver_id, fix_time DESC
 ON CONFLICT (driver_id) DO UPDATE SET
     tenant_id = EXCLUDED.tenant_id, device_unique_id = EXCLUDED.device_unique_id,
@@ -188,9 +190,16 @@ class PartitionKeeper:
 
 
 async def write_history_and_snapshot(
-    conn: Conn, batch: Sequence[EnrichedPosition], partitions: PartitionKeeper
+    conn: Conn,
+    batch: Sequence[EnrichedPosition],
+    partitions: PartitionKeeper,
+    *,
+    future_tolerance_s: float,
 ) -> int:
-    """Store the batch in history and move snapshots forward; return rows newly stored."""
+    """Store the batch in history and move snapshots forward; return rows newly stored.
+
+    Fixes more than ``future_tolerance_s`` ahead of their receive time go to history only.
+    """
     days = {e.position.fix_time_ms // DAY_MS for e in batch}
     await partitions.ensure(conn, {EPOCH_DAY + timedelta(days=d) for d in days})
     async with conn.transaction():
@@ -199,7 +208,7 @@ async def write_history_and_snapshot(
             "positions_stage", records=[e.history_row() for e in batch], columns=HISTORY_COLUMNS
         )
         status = await conn.execute(_INSERT_HISTORY)
-        await conn.execute(_UPSERT_SNAPSHOT)
+        await conn.execute(_UPSERT_SNAPSHOT, float(future_tolerance_s))
     return int(status.split()[-1])
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import UTC, datetime
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import orjson
@@ -21,6 +22,7 @@ from asgi_lifespan import LifespanManager
 from infrastructure.redis import RedisKeys
 from infrastructure.settings import Settings
 from ingest.receive import UNKNOWN_OVERFLOW_FIELD
+from tests.helpers import eventually
 
 pytestmark = [pytest.mark.integration]
 
@@ -132,3 +134,55 @@ async def test_text_postgresql_cannot_store_is_refused_at_the_edge(
     assert resp.status_code < 500
     report = resp.json()
     assert report["accepted"] == 0 and "NUL" in report["rejected"][0]["message"]
+
+
+async def test_a_forged_future_fix_cannot_pin_the_live_position(
+    app: Any,
+    client: httpx.AsyncClient,
+    pg: Any,
+    settings: Settings,
+    worker: None,
+    tenant1_headers: dict[str, str],
+) -> None:
+    """OsmAnd has no key: anyone who guesses a device id could send a fix dated 23 h ahead,
+    which the forward-only live state kept for 23 hours. Now it is history only."""
+    device = f"FUTURE-{uuid.uuid4().hex[:8]}"
+    driver = await pg.fetchval(
+        """INSERT INTO drivers (tenant_id, name, device_unique_id) VALUES ('tenant-1', $1, $1)
+           RETURNING id::text""",
+        device,
+    )
+    now = int(time.time())
+
+    async def osmand(ts: int, lat: float, lon: float) -> None:
+        resp = await client.get(
+            "/api/osmand", params={"id": device, "lat": lat, "lon": lon, "timestamp": ts}
+        )
+        assert resp.status_code == 200, resp.text
+
+    await osmand(now - 20, 40.7130, -74.0060)
+    await osmand(now + 23 * 3600, 41.0, -73.5)  # the forgery: accepted (clock skew allowed)
+    await osmand(now - 10, 40.7135, -74.0050)
+
+    async def stored() -> int:
+        n: int = await pg.fetchval(
+            "SELECT count(*) FROM positions WHERE driver_id = $1::uuid", driver
+        )
+        return n
+
+    await eventually(stored, lambda n: n == 3, within=30, what="three fixes in history")
+    snapshot = await pg.fetchrow(
+        "SELECT lat, lon, fix_time FROM driver_positions WHERE driver_id = $1::uuid", driver
+    )
+    assert (snapshot["lat"], snapshot["lon"]) == (40.7135, -74.0050)
+    latest = await app.state.fleetpulse.redis.get(
+        RedisKeys(settings.redis.key_prefix).latest(driver)
+    )
+    assert latest is not None and orjson.loads(latest)["lat"] == 40.7135
+    near = await client.get(
+        "/api/drivers/near",
+        params={"lat": 40.7135, "lon": -74.0050, "radius_m": 50},
+        headers=tenant1_headers,
+    )
+    assert near.status_code == 200
+    assert driver in {d.get("driverId", d.get("id")) for d in near.json()["drivers"]}
