@@ -65,6 +65,8 @@ async def _serve_api(settings: Settings, host: str, port: int | None) -> None:
         def capture_signals(self) -> Iterator[None]:
             yield  # one handler below stops both servers
 
+    proxies = settings.api.trusted_proxy_list()
+
     def config(app: object, bind_port: int, lifespan: str) -> uvicorn.Config:
         return uvicorn.Config(
             app,  # type: ignore[arg-type]
@@ -75,6 +77,10 @@ async def _serve_api(settings: Settings, host: str, port: int | None) -> None:
             access_log=False,  # query strings may carry an apiKey: never log them
             ws_per_message_deflate=False,  # live frames are shared; deflate is per socket
             http=BoundedHttpToolsProtocol,  # header deadline and size limit (slowloris)
+            # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: a forged header
+            # would give each request its own per-address login counter
+            proxy_headers=bool(proxies),
+            forwarded_allow_ips=proxies or None,
         )
 
     app = create_app(settings)

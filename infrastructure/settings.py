@@ -98,10 +98,18 @@ class AuthSettings(BaseModel):
 class ApiSettings(BaseModel):
     # Comma-separated origins allowed by CORS ("*" for any); empty disables CORS headers.
     cors_origins: str = ""
+    # Comma-separated addresses of reverse proxies whose X-Forwarded-For / X-Forwarded-Proto
+    # are believed; empty: the TCP peer is the client (per-address limits cannot be split by
+    # a forged header).
+    trusted_proxies: str = ""
 
     def cors_origin_list(self) -> list[str]:
         """Return the configured CORS origins as a list."""
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    def trusted_proxy_list(self) -> list[str]:
+        """Return the configured trusted proxy addresses as a list."""
+        return [o.strip() for o in self.trusted_proxies.split(",") if o.strip()]
 
 
 class IngestSettings(BaseModel):

@@ -167,10 +167,11 @@ def _tokens(state: AppState, row: Row, refresh: str) -> dict[str, Any]:
     }
 
 
-def _limit_keys(state: AppState, body: LoginBody, address: str) -> tuple[str, str]:
+def _limit_keys(state: AppState, body: LoginBody, email: str, address: str) -> tuple[str, str]:
+    """The failure counters: ``email`` as the database lowers it (the lookup's own rule)."""
     p = state.keys.prefix
     return (
-        f"{p}auth:login_failures:account:{body.tenantId}:{body.email.lower()}",
+        f"{p}auth:login_failures:account:{body.tenantId}:{email}",
         f"{p}auth:login_failures:address:{address}",
     )
 
@@ -212,13 +213,16 @@ async def login(
     body: LoginBody, conn: ConnDep, state: StateDep, request: Request
 ) -> dict[str, Any]:
     address = request.client.host if request.client else "unknown"
-    keys = _limit_keys(state, body, address)
+    # Python's lower() and PostgreSQL's differ (Turkish dotted İ): a counter keyed by one
+    # while the lookup used the other gave each spelling of an account its own counter
+    email = await conn.fetchval("SELECT lower($1::text)", body.email)
+    keys = _limit_keys(state, body, email, address)
     await _refuse_if_limited(state, keys)
     row = await conn.fetchrow(
         """SELECT id, tenant_id, email, password_hash, name, role, driver_id, active
-           FROM users WHERE tenant_id = $1 AND lower(email) = lower($2)""",
+           FROM users WHERE tenant_id = $1 AND lower(email) = $2""",
         body.tenantId,
-        body.email,
+        email,
     )
     ok = await asyncio.to_thread(
         verify_password, row["password_hash"] if row else None, body.password

@@ -221,3 +221,31 @@ async def test_login_is_rate_limited_per_account_and_per_address(
             # Another address is not affected.
             ok = await c.post("/api/auth/login", json=attempt(bystander.email, PASSWORD))
             assert ok.status_code == 200
+
+
+async def test_spellings_of_one_account_share_its_login_counter(
+    client: httpx.AsyncClient, tenant1_headers: dict[str, str], settings: Settings
+) -> None:
+    """PostgreSQL lowers 'İ' to 'i', Python to 'i̇': each dotted-İ spelling of an email finds
+    the same user, so it must count on the same counter (it had one of its own)."""
+    victim = await make_account(client, tenant1_headers, "tenant-1", "dispatcher")
+    k = victim.email.index("i")
+    dotted = victim.email[:k] + "İ" + victim.email[k + 1 :]
+    spellings = [victim.email.upper(), dotted, dotted.upper()]
+    from api.main import create_app
+
+    app = create_app(_limited_settings(settings))
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app, client=("198.51.100.31", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as a:
+            for email in spellings:  # three failures, three spellings
+                resp = await a.post(
+                    "/api/auth/login",
+                    json={"email": email, "password": "wrong", "tenantId": "tenant-1"},
+                )
+                assert resp.status_code == 401, resp.text
+            locked = await a.post(
+                "/api/auth/login",
+                json={"email": victim.email, "password": PASSWORD, "tenantId": "tenant-1"},
+            )
+            assert locked.status_code == 429, locked.text

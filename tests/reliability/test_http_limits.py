@@ -157,3 +157,30 @@ async def test_deeply_nested_json_is_a_4xx(
         assert 400 <= resp.status_code < 500, (resp.status_code, resp.text[:300])
         assert "error" in resp.json()
     await assert_still_serving(api.url)
+
+
+async def test_a_forged_forwarded_for_does_not_split_the_login_limit(fleet: Fleet) -> None:
+    """uvicorn believed X-Forwarded-For from 127.0.0.1, so each forged address got a fresh
+    per-address counter. Without trusted proxies the TCP peer is the address."""
+    from infrastructure.redis import create_redis
+
+    api = fleet.alive("api")[0]
+    limit = fleet.settings.auth.login_max_failures_per_address
+    statuses = []
+    try:
+        async with httpx.AsyncClient(base_url=api.url, timeout=10) as http:
+            for i in range(limit + 1):
+                resp = await http.post(
+                    "/api/auth/login",
+                    json={"email": f"nobody{i}@x.org", "password": "w", "tenantId": "t"},
+                    headers={"X-Forwarded-For": f"203.0.113.{i + 1}"},
+                )
+                statuses.append(resp.status_code)
+    finally:  # the other tests log in from 127.0.0.1 too
+        redis = create_redis(fleet.settings.redis)
+        await redis.delete(
+            f"{fleet.settings.redis.key_prefix}auth:login_failures:address:127.0.0.1"
+        )
+        await redis.aclose()
+    assert statuses[:limit] == [401] * limit
+    assert statuses[limit] == 429
