@@ -25,8 +25,9 @@ ALTER TABLE positions SET (
     timescaledb.compress_segmentby = 'driver_id',
     timescaledb.compress_orderby = 'fix_time'
 );
-SELECT add_compression_policy('positions', INTERVAL '7 days');
-SELECT add_retention_policy('positions', INTERVAL '365 days');
+-- No policies here: `fleetpulse migrate` adds them from the settings once every migration
+-- is in (analytics.refresh.sync_policies), so no background job runs while later migrations
+-- change the table.
 
 -- Chunks are created by TimescaleDB itself; keep the function the worker calls.
 CREATE FUNCTION fleetpulse_ensure_position_partitions(first_day date, last_day date)

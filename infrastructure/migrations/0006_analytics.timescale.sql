@@ -1,7 +1,5 @@
--- Analytics on TimescaleDB: positions_1m is a continuous aggregate with a refresh policy;
--- same relation names and columns as 0006_analytics.plain.sql. Retention of positions is the
--- policy from 0002. NOT executed here (no TimescaleDB on this machine): reviewed against the
--- Timescale docs, see docs/analytics.md.
+-- Analytics on TimescaleDB: positions_1m is a continuous aggregate; same relation names and
+-- columns as 0006_analytics.plain.sql. Replaced by 0017 (the movement aggregates).
 
 CREATE MATERIALIZED VIEW positions_1m WITH (timescaledb.continuous) AS
 SELECT tenant_id,
@@ -20,13 +18,9 @@ GROUP BY tenant_id, driver_id, time_bucket(INTERVAL '1 minute', fix_time)
 WITH NO DATA;
 -- No CREATE INDEX: a continuous aggregate gets a composite index per GROUP BY column with
 -- the bucket, i.e. (tenant_id, bucket) and (driver_id, bucket), the two the queries use.
--- Late data within 2 hours is folded in by the policy; older: refresh_continuous_aggregate.
-SELECT add_continuous_aggregate_policy('positions_1m',
-    start_offset => INTERVAL '2 hours',
-    end_offset => INTERVAL '1 minute',
-    schedule_interval => INTERVAL '1 minute');
+-- Its refresh policy is added from the settings after migrating (sync_policies).
 
--- Retention is add_retention_policy (0002); keep the function the maintenance loop calls.
+-- Retention is a policy (sync_policies); keep the function the maintenance loop calls.
 CREATE FUNCTION fleetpulse_drop_position_partitions(before date)
 RETURNS integer LANGUAGE sql AS $$ SELECT 0 $$;
 

@@ -313,7 +313,13 @@ async def test_bad_query_parameters_are_4xx(
         assert resp.status_code == 400, resp.text
 
 
-async def test_health_reports_each_dependency(client: httpx.AsyncClient, pg: Any) -> None:
+async def test_health_reports_each_dependency(
+    client: httpx.AsyncClient, pg: Any, settings: Settings
+) -> None:
+    from analytics.refresh import sync_policies
+
+    async with pg.acquire() as conn:  # what `fleetpulse migrate` does after migrating
+        await sync_policies(conn, settings.analytics)
     resp = await client.get("/api/health")
     assert resp.status_code == 200
     body = resp.json()
