@@ -30,6 +30,7 @@ from api.routers import (
     osmand,
     playback,
     routes,
+    tiles,
     traccar,
     visits,
 )
@@ -137,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(live.router)
     app.state.live_gateway = gateway
     app.include_router(map.router)
+    app.include_router(tiles.router)
     # The built dashboard at / (SPA fallback); a catch-all mount, so it stays the last route.
     if (dashboard := map.dashboard_files()) is not None:
         app.mount("/", dashboard, name="dashboard")
