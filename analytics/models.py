@@ -340,6 +340,24 @@ road_edges = Table(
     Column("loaded_at", _tz(), nullable=False),
 )
 
+# Base-map features from the OpenStreetMap extract (0018): the vector tiles' "base" layers.
+basemap_features = Table(
+    "basemap_features",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("source", Text, nullable=False),
+    Column("layer", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("name", Text),
+    Column("osm_id", BigInteger, nullable=False),
+    Column(
+        "geom",
+        Geometry(geometry_type="GEOMETRY", srid=SRID, spatial_index=False),
+        nullable=False,
+    ),
+    Column("loaded_at", _tz(), nullable=False),
+)
+
 # Relations with longitude/latitude columns instead of a geometry: (lon, lat) column names.
 _POINT_COLUMNS = {
     "positions": ("lon", "lat"),
@@ -348,7 +366,12 @@ _POINT_COLUMNS = {
     "driver_positions": ("lon", "lat"),
 }
 # Relations with a geometry column: its name.
-_GEOMETRY_COLUMNS = {"geofences": "geom", "routes": "planned_geom", "road_edges": "geom"}
+_GEOMETRY_COLUMNS = {
+    "geofences": "geom",
+    "routes": "planned_geom",
+    "road_edges": "geom",
+    "basemap_features": "geom",
+}
 
 
 def geometry(table: Table, name: str = "geometry") -> ColumnElement[Any]:

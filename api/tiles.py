@@ -1,8 +1,11 @@
 """Vector tiles (Mapbox Vector Tile) of the base map, built by PostGIS (``ST_AsMVT``).
 
-Layer sets are named groups of layers: ``roads`` (``road_edges``, what the simulator loads
-from OpenStreetMap). A tile's bytes are kept in a small in-process LRU for ``TTL_S`` and
-carry an ETag, so a browser revalidating gets 304 without a query.
+Layer sets are named groups of layers: ``roads`` (``road_edges``, the simulator's drivable
+network) and ``base`` (``basemap_features``, loaded by ``fleetpulse basemap`` from the same
+OpenStreetMap extract: water, landuse, buildings, railways, roads of every class, places).
+``style(tiles_url)`` is the MapLibre style drawing ``base``. A tile's bytes are kept in a
+small in-process LRU (``TileCache``) and carry an ETag, so a browser revalidating gets 304
+without a query.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import hashlib
 import time
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 from api.errors import BadRequest, NotFound
 from infrastructure.postgres import Conn
@@ -19,9 +23,20 @@ MAX_ZOOM = 22
 TILE_EXTENT = 4096
 WEB_MERCATOR_SPAN_M = 40_075_016.685578488
 ROADS_SQL = (Path(__file__).parent / "sql" / "tiles_roads.sql").read_text()
+BASE_SQL = (Path(__file__).parent / "sql" / "tiles_base.sql").read_text()
 MAJOR = ["motorway", "motorway_link", "trunk", "trunk_link", "primary", "primary_link"]
 MEDIUM = [*MAJOR, "secondary", "secondary_link", "tertiary", "tertiary_link"]
-LAYER_SETS = ("roads",)
+LAYER_SETS = ("roads", "base")
+MINOR_WAYS = ["footway", "path", "steps", "cycleway", "corridor", "trail", "pedestrian", "track"]
+# The base layer set's layers, from the zoom each is drawn at.
+BASE_LAYERS_FROM_ZOOM = {
+    "water": 0,
+    "landuse": 11,
+    "railways": 11,
+    "roads": 0,
+    "places": 11,
+    "buildings": 14,
+}
 MEDIA_TYPE = "application/vnd.mapbox-vector-tile"
 
 
@@ -49,11 +64,37 @@ def simplify_tolerance_m(z: int) -> float:
     return WEB_MERCATOR_SPAN_M / float(2**z) / TILE_EXTENT / 2
 
 
+def base_road_classes(z: int) -> list[str] | None:
+    """Return the base map's highway classes at zoom ``z``: footways and paths from 15."""
+    if z >= 15:
+        return None
+    classes = road_classes(z)
+    if classes is not None:
+        return classes
+    return [*MEDIUM, "residential", "unclassified", "service", "living_street", "road"]
+
+
+def hidden_places(z: int) -> list[str]:
+    """Return the place kinds left out at zoom ``z`` (squares from 15, blocks from 16)."""
+    if z >= 16:
+        return []
+    if z >= 15:
+        return ["city_block"]
+    return ["city_block", "square"]
+
+
 async def render_tile(conn: Conn, layer_set: str, z: int, x: int, y: int) -> bytes:
     """Return the tile's MVT bytes (empty when nothing is inside)."""
     check_tile(layer_set, z, x, y)
-    body = await conn.fetchval(ROADS_SQL, z, x, y, simplify_tolerance_m(z), road_classes(z))
-    return bytes(body or b"")
+    tolerance = simplify_tolerance_m(z)
+    if layer_set == "roads":
+        body = await conn.fetchval(ROADS_SQL, z, x, y, tolerance, road_classes(z))
+        return bytes(body or b"")
+    layers = [name for name, first in BASE_LAYERS_FROM_ZOOM.items() if z >= first]
+    rows = await conn.fetch(
+        BASE_SQL, z, x, y, tolerance, layers, base_road_classes(z), hidden_places(z)
+    )
+    return b"".join(bytes(r[1]) for r in rows)  # an MVT's layers concatenate
 
 
 def etag(body: bytes) -> str:
@@ -86,3 +127,111 @@ class TileCache:
         while len(self._tiles) > self.max_tiles:
             self._tiles.popitem(last=False)
         return tag
+
+
+def _line_width(base: float) -> list[Any]:
+    """A road width that doubles every zoom level from 12 (MapLibre expression)."""
+    return ["interpolate", ["exponential", 2], ["zoom"], 12, base * 0.5, 18, base * 16]
+
+
+def style(tiles_url: str) -> dict[str, Any]:
+    """Return the MapLibre style (v8) drawing the ``base`` layer set from ``tiles_url`` (a
+    ``{z}/{x}/{y}`` template). No glyphs or sprites, so it needs nothing from the internet;
+    labels are left to the client (browser fonts)."""
+    major = ["match", ["get", "kind"], MAJOR, True, False]
+    medium = ["match", ["get", "kind"], MEDIUM, True, False]
+    minor = ["match", ["get", "kind"], MINOR_WAYS, True, False]
+    green = ["park", "garden", "grass", "pitch", "playground", "common", "meadow", "forest"]
+    return {
+        "version": 8,
+        "name": "FleetPulse base map",
+        "sources": {
+            "base": {
+                "type": "vector",
+                "tiles": [tiles_url],
+                "minzoom": 0,
+                "maxzoom": 16,
+                "attribution": "© OpenStreetMap contributors",
+            }
+        },
+        "layers": [
+            {"id": "background", "type": "background", "paint": {"background-color": "#f2efe9"}},
+            {
+                "id": "landuse",
+                "type": "fill",
+                "source": "base",
+                "source-layer": "landuse",
+                "paint": {
+                    "fill-color": ["match", ["get", "kind"], green, "#c8e6b4", "#e6e1d7"],
+                },
+            },
+            {
+                "id": "water",
+                "type": "fill",
+                "source": "base",
+                "source-layer": "water",
+                "filter": ["==", ["geometry-type"], "Polygon"],
+                "paint": {"fill-color": "#a8d1e6"},
+            },
+            {
+                "id": "waterways",
+                "type": "line",
+                "source": "base",
+                "source-layer": "water",
+                "filter": ["==", ["geometry-type"], "LineString"],
+                "paint": {"line-color": "#7fb6d6", "line-width": 1.5},
+            },
+            {
+                "id": "buildings",
+                "type": "fill",
+                "source": "base",
+                "source-layer": "buildings",
+                "minzoom": 14,
+                "paint": {"fill-color": "#d9d0c9", "fill-outline-color": "#c4b9b0"},
+            },
+            {
+                "id": "railways",
+                "type": "line",
+                "source": "base",
+                "source-layer": "railways",
+                "paint": {
+                    "line-color": ["match", ["get", "kind"], "tram", "#b08fa8", "#8c8c8c"],
+                    "line-width": 1.2,
+                    "line-dasharray": [3, 2],
+                },
+            },
+            {
+                "id": "paths",
+                "type": "line",
+                "source": "base",
+                "source-layer": "roads",
+                "filter": minor,
+                "paint": {"line-color": "#c9bfb3", "line-width": 1, "line-dasharray": [2, 1]},
+            },
+            {
+                "id": "roads-casing",
+                "type": "line",
+                "source": "base",
+                "source-layer": "roads",
+                "filter": ["!", minor],
+                "layout": {"line-cap": "round", "line-join": "round"},
+                "paint": {
+                    "line-color": "#bcb4a8",
+                    "line-width": ["case", major, _line_width(1.4), _line_width(1.0)],
+                    "line-gap-width": 0,
+                },
+            },
+            {
+                "id": "roads",
+                "type": "line",
+                "source": "base",
+                "source-layer": "roads",
+                "filter": ["!", minor],
+                "layout": {"line-cap": "round", "line-join": "round"},
+                "paint": {
+                    "line-color": ["case", major, "#f7d58b", medium, "#fdf1c7", "#ffffff"],
+                    "line-width": ["case", major, _line_width(1.1), _line_width(0.75)],
+                },
+            },
+        ],
+    }

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 from starlette.responses import Response
 
 from api import tiles
 from api.dependencies import StateDep, UserDep
+from api.errors import NotFound
 
 router = APIRouter(prefix="/api/tiles", tags=["map"])
 
@@ -18,6 +19,17 @@ def _cache(request: Request) -> tiles.TileCache:
     if cache is None:
         cache = request.app.state.tile_cache = tiles.TileCache()
     return cache
+
+
+@router.get("/{layer_set}/style.json", summary="The MapLibre style drawing a layer set")
+async def tile_style(layer_set: str, request: Request, user: UserDep) -> dict[str, Any]:
+    """A MapLibre style (v8) for the ``base`` layer set whose source is this api's tiles
+    (absolute URL, built from the request). No glyphs or sprites: nothing from the
+    internet. Tiles need the bearer token too (MapLibre's ``transformRequest``)."""
+    if layer_set != "base":
+        raise NotFound("a style exists for the layer set 'base' only")
+    root = str(request.base_url).rstrip("/")
+    return tiles.style(f"{root}/api/tiles/base/{{z}}/{{x}}/{{y}}.mvt")
 
 
 @router.get(
@@ -40,7 +52,8 @@ async def tile(
     user: UserDep,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    """Layer set ``roads``: layer ``roads`` with ``highway`` and ``name``, major classes
+    """Layer set ``base`` (water, landuse, buildings, railways, roads, places; see
+    ``api.tiles``), or ``roads``: layer ``roads`` with ``highway`` and ``name``, major classes
     only below zoom 11, up to tertiary below 13, everything from 13; lines simplified to
     half a tile pixel. Empty tiles are 200 with no body. ETag and ``Cache-Control``."""
     tiles.check_tile(layer_set, z, x, y)

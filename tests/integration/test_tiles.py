@@ -12,7 +12,7 @@ import mapbox_vector_tile
 import pytest
 import shapely
 
-from tests.conftest import RUN_ID, Backend
+from tests.conftest import RUN_ID, Backend, settings_env
 
 NETWORK = f"test-tiles-{RUN_ID}"
 # A few streets near Helsinki's railway station (lon, lat).
@@ -124,3 +124,110 @@ async def test_bad_tiles(backend: Backend, path: str, status: int) -> None:
 async def test_tiles_need_a_token(backend: Backend) -> None:
     resp = await backend.client.get("/api/tiles/roads/1/0/0.mvt")
     assert resp.status_code == 401 and resp.json()["error"]
+
+
+# ---- the base layer set: the Helsinki extract loaded by infrastructure.basemap ----
+
+
+@pytest.fixture(scope="module")
+async def basemap(backend: Backend) -> dict[str, int]:
+    from infrastructure.basemap import ensure_basemap
+
+    async with backend.pool.acquire() as conn:
+        counts = await ensure_basemap(conn, replace=True)
+        assert counts is not None
+        # a second load without replace finds it; with replace it does not duplicate rows
+        assert await ensure_basemap(conn) is None
+        again = await ensure_basemap(conn, replace=True)
+        stored = await conn.fetch(
+            "SELECT layer, count(*) AS n FROM basemap_features WHERE source = 'helsinki'"
+            " GROUP BY layer"
+        )
+    assert again == counts == {r["layer"]: r["n"] for r in stored}
+    return counts
+
+
+def test_the_extract_has_every_layer(basemap: dict[str, int]) -> None:
+    assert set(basemap) == {"water", "landuse", "buildings", "railways", "roads", "places"}
+    assert all(n > 0 for n in basemap.values()), basemap
+    assert basemap["buildings"] > 400 and basemap["roads"] > 2000
+
+
+async def base_tile(backend: Backend, z: int) -> dict[str, object]:
+    x, y = tile_of(24.941, 60.170, z)  # the railway station
+    resp = await backend.client.get(
+        f"/api/tiles/base/{z}/{x}/{y}.mvt", headers=backend.tenant1_headers
+    )
+    assert resp.status_code == 200 and resp.content
+    decoded: dict[str, object] = mapbox_vector_tile.decode(resp.content)
+    return decoded
+
+
+async def test_street_zoom_base_tile(backend: Backend, basemap: dict[str, int]) -> None:
+    tile = await base_tile(backend, 16)
+    assert {"buildings", "landuse", "railways", "roads", "places"} <= set(tile)
+    roads = tile["roads"]["features"]  # type: ignore[index]
+    names = {f["properties"].get("name") for f in roads}
+    assert "Mannerheimintie" in names  # the main street past the station
+    kinds = {f["properties"]["kind"] for f in roads}
+    assert "footway" in kinds and "primary" in kinds
+    rail = {f["properties"]["kind"] for f in tile["railways"]["features"]}  # type: ignore[index]
+    assert "tram" in rail
+    places = {f["properties"]["kind"] for f in tile["places"]["features"]}  # type: ignore[index]
+    assert places and all(
+        f["geometry"]["type"] == "Point"
+        for f in tile["places"]["features"]  # type: ignore[index]
+    )
+
+
+async def test_city_zoom_base_tile_is_lighter(backend: Backend, basemap: dict[str, int]) -> None:
+    tile = await base_tile(backend, 12)
+    assert "buildings" not in tile  # from zoom 14
+    kinds = {f["properties"]["kind"] for f in tile["roads"]["features"]}  # type: ignore[index]
+    assert "primary" in kinds and not kinds & {"footway", "residential", "service"}
+    street = await base_tile(backend, 16)
+    assert len(street["roads"]["features"]) > 0  # type: ignore[index]
+
+
+async def test_style_draws_the_tiles_layers(backend: Backend, basemap: dict[str, int]) -> None:
+    resp = await backend.client.get("/api/tiles/base/style.json", headers=backend.tenant1_headers)
+    assert resp.status_code == 200
+    style = resp.json()
+    assert style["version"] == 8 and "glyphs" not in style and "sprite" not in style
+    (url,) = style["sources"]["base"]["tiles"]
+    assert url == "http://test/api/tiles/base/{z}/{x}/{y}.mvt"
+    used = {layer.get("source-layer") for layer in style["layers"]} - {None}
+    tile = await base_tile(backend, 16)
+    assert used <= set(tile) | {"water"}  # no water at the station; elsewhere (test below)
+    x, y = tile_of(24.9505, 60.1665, 15)  # the harbour basin, south-east of the extract
+    water = await backend.client.get(
+        f"/api/tiles/base/15/{x}/{y}.mvt", headers=backend.tenant1_headers
+    )
+    assert "water" in mapbox_vector_tile.decode(water.content)
+    bad = await backend.client.get("/api/tiles/roads/style.json", headers=backend.tenant1_headers)
+    assert bad.status_code == 404 and bad.json()["error"]
+
+
+async def test_the_basemap_command_loads_a_source(backend: Backend) -> None:
+    import asyncio
+    import sys
+
+    source = f"cli-{RUN_ID}"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "api.cli",
+        "basemap",
+        "--source",
+        source,
+        env=settings_env(backend.settings),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()
+    assert f"base map '{source}' loaded: water" in out.decode()
+    async with backend.pool.acquire() as conn:
+        n = await conn.fetchval("SELECT count(*) FROM basemap_features WHERE source = $1", source)
+        await conn.execute("DELETE FROM basemap_features WHERE source = $1", source)
+    assert n > 3000
