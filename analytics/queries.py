@@ -72,11 +72,27 @@ def _nan(v: Any) -> float:
     return float("nan") if v is None else float(v)
 
 
+# Times and dates outside these cannot be in any fleet's history: refusing them up front
+# keeps date arithmetic and the database's conversions away from year 1 and 9999.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
 def as_utc(value: datetime | str) -> datetime:
     """Return an ISO-8601 time (or a datetime) as an aware datetime, UTC when it has no
-    offset; ValueError when the text is not ISO-8601."""
+    offset; ValueError when the text is not ISO-8601 or the time is not in 2000..2099."""
     dt = value if isinstance(value, datetime) else datetime.fromisoformat(value)
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+    dt = dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+    if not EARLIEST <= dt < LATEST:
+        raise ValueError(f"{dt.isoformat()} is not between 2000 and 2099")
+    return dt
+
+
+def check_day(day: date) -> date:
+    """Return ``day``; ValueError unless it is in 2000..2099 (see ``as_utc``)."""
+    if not EARLIEST.date() <= day < LATEST.date():
+        raise ValueError(f"{day.isoformat()} is not between 2000 and 2099")
+    return day
 
 
 def check_window(start: datetime, end: datetime, max_window: timedelta) -> None:

@@ -57,8 +57,55 @@ def encode_cursor(values: Sequence[Key]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+class Int4(int):
+    """Cursor kind of an ``integer`` (int4) column: a value past its range is malformed."""
+
+
+INT4_RANGE = (-(2**31), 2**31 - 1)
+INT8_RANGE = (-(2**63), 2**63 - 1)
+# The dates the database and datetime can both hold, with room for time zone offsets.
+MIN_DATE, MAX_DATE = date(1, 1, 2), date(9999, 12, 30)
+
+
+def _cursor_value(kind: type, v: Any) -> Any:
+    """Convert one cursor value to ``kind``; ValueError when it cannot be one."""
+    if kind is datetime:
+        if not isinstance(v, str):
+            raise ValueError("not a time")
+        dt = datetime.fromisoformat(v)
+        if dt.tzinfo is None:
+            raise ValueError("naive time")
+        if not MIN_DATE <= dt.date() <= MAX_DATE:
+            raise ValueError("time out of range")
+        return dt
+    if kind is date:
+        if not isinstance(v, str):
+            raise ValueError("not a date")
+        return date.fromisoformat(v)
+    if kind is uuid.UUID:
+        if not isinstance(v, str):
+            raise ValueError("not a uuid")
+        return uuid.UUID(v)
+    if kind is int or kind is Int4:
+        low, high = INT4_RANGE if kind is Int4 else INT8_RANGE
+        if not isinstance(v, int) or isinstance(v, bool) or not low <= v <= high:
+            raise ValueError("not an integer of the column's range")
+        return v
+    if kind is float:
+        if not isinstance(v, int | float) or isinstance(v, bool):
+            raise ValueError("not a number")
+        return float(v)
+    if not isinstance(v, str):
+        raise ValueError("not a string")
+    return v
+
+
 def decode_cursor(cursor: str | None, kinds: Sequence[type]) -> list[Any] | None:
-    """Return the sort key a cursor carries, converted to ``kinds``; 400 when malformed."""
+    """Return the sort key a cursor carries, converted to ``kinds``; 400 when malformed.
+
+    ``Int4`` for an ``integer`` column, ``int`` for ``bigint``: a key outside the column's
+    range is malformed, not a database error.
+    """
     if cursor is None or cursor == "":
         return None
     try:
@@ -66,28 +113,7 @@ def decode_cursor(cursor: str | None, kinds: Sequence[type]) -> list[Any] | None
         values = orjson.loads(raw)
         if not isinstance(values, list) or len(values) != len(kinds):
             raise ValueError("wrong arity")
-        out: list[Any] = []
-        for kind, v in zip(kinds, values, strict=True):
-            if kind is datetime:
-                dt = datetime.fromisoformat(v)
-                if dt.tzinfo is None:
-                    raise ValueError("naive time")
-                out.append(dt)
-            elif kind is date:
-                out.append(date.fromisoformat(v))
-            elif kind is uuid.UUID:
-                out.append(uuid.UUID(v))
-            elif kind is int:
-                if not isinstance(v, int) or isinstance(v, bool):
-                    raise ValueError("not an int")
-                out.append(v)
-            elif kind is float:
-                out.append(float(v))
-            else:
-                if not isinstance(v, str):
-                    raise ValueError("not a string")
-                out.append(v)
-        return out
+        return [_cursor_value(kind, v) for kind, v in zip(kinds, values, strict=True)]
     except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError) as exc:
         raise BadRequest("cursor is malformed; use the X-Next-Cursor of a previous page") from exc
 

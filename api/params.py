@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
 from fastapi import Query
+from pydantic import AfterValidator
 
 from analytics import queries
 from analytics.errors import InvalidQuery
@@ -31,19 +32,27 @@ ToQuery = Annotated[
 
 
 def parse_time(name: str, value: str) -> datetime:
-    """Parse an ISO-8601 time (UTC when it has no offset) or raise BadRequest."""
+    """Parse an ISO-8601 time (UTC when it has no offset) in 2000..2099 or raise BadRequest."""
     try:
         return queries.as_utc(value)
     except ValueError as exc:
-        raise BadRequest(f"{name} must be an ISO-8601 time, got {value!r}") from exc
+        raise BadRequest(
+            f"{name} must be an ISO-8601 time between 2000 and 2099, got {value!r}"
+        ) from exc
 
 
 def parse_date(name: str, value: str) -> date:
-    """Parse a YYYY-MM-DD date or raise BadRequest."""
+    """Parse a YYYY-MM-DD date in 2000..2099 or raise BadRequest."""
     try:
-        return date.fromisoformat(value)
+        return queries.check_day(date.fromisoformat(value))
     except ValueError as exc:
-        raise BadRequest(f"{name} must be a date YYYY-MM-DD, got {value!r}") from exc
+        raise BadRequest(
+            f"{name} must be a date YYYY-MM-DD between 2000 and 2099, got {value!r}"
+        ) from exc
+
+
+# A date taken by a model or query parameter: 422 outside 2000..2099, like any bad field.
+SaneDate = Annotated[date, AfterValidator(queries.check_day)]
 
 
 def time_window(from_: str, to: str, max_window: timedelta) -> tuple[datetime, datetime]:

@@ -87,13 +87,15 @@ async def _read(
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Read [start, end) offsets of the given partitions of the DLQ topic."""
     topic = settings.topic(GPS_POSITIONS_DLQ)
+    tps = [TopicPartition(topic, p) for p in wanted if wanted[p][0] < wanted[p][1]]
+    if not tps:
+        # nothing to read; a reader started and stopped with nothing assigned is cancelled
+        # inside aiokafka, which answered an empty dead-letter list with a 500
+        return []
     consumer = create_reader(settings)
     records: list[ConsumerRecord[bytes, bytes]] = []
     try:
         await consumer.start()
-        tps = [TopicPartition(topic, p) for p in wanted if wanted[p][0] < wanted[p][1]]
-        if not tps:
-            return []
         consumer.assign(tps)
         for tp in tps:
             consumer.seek(tp, wanted[tp.partition][0])

@@ -30,7 +30,15 @@ from api.dependencies import (
     parse_uuid,
 )
 from api.errors import Conflict, InvalidInput
-from api.pagination import CursorQuery, LimitQuery, decode_cursor, paginate, paginated_responses
+from api.pagination import (
+    CursorQuery,
+    Int4,
+    LimitQuery,
+    decode_cursor,
+    paginate,
+    paginated_responses,
+)
+from api.params import SaneDate
 from api.records import visits as records
 from api.records.customers import customer_name
 from api.records.drivers import JOHN, check_driver
@@ -103,7 +111,7 @@ class VisitCreate(BaseModel):
     driverId: uuid.UUID | None = Field(
         default=None, description="Must be the route's driver when given."
     )
-    scheduledDate: date | None = Field(default=None, description="Default: the route's date.")
+    scheduledDate: SaneDate | None = Field(default=None, description="Default: the route's date.")
     timeWindowStart: time | None = None
     timeWindowEnd: time | None = None
     notes: str | None = Field(default=None, max_length=2_000)
@@ -183,7 +191,7 @@ async def visits_by_route(
     rid = parse_uuid(route_id, "route")
     route = await fetch_route(conn, user.tenant_id, rid)
     check_driver_scope(user, route["driver_id"], "route")
-    after = decode_cursor(cursor, [int])
+    after = decode_cursor(cursor, [Int4])  # sequence_number
     rows = await records.visits_by_route(
         conn, user.tenant_id, rid, after=after[0] if after else None, limit=limit + 1
     )
@@ -204,13 +212,13 @@ async def visits_by_driver(
     response: Response,
     limit: LimitQuery = 100,
     cursor: CursorQuery = None,
-    date_: Annotated[date | None, Query(alias="date", examples=["2026-02-07"])] = None,
+    date_: Annotated[SaneDate | None, Query(alias="date", examples=["2026-02-07"])] = None,
     status: Annotated[VisitStatus | None, Query(examples=["pending"])] = None,
 ) -> list[dict[str, Any]]:
     did = parse_uuid(driver_id, "driver")
     check_driver_scope(user, did, "driver")
     await check_driver(conn, user.tenant_id, did)
-    after = decode_cursor(cursor, [date, int, uuid.UUID])
+    after = decode_cursor(cursor, [date, Int4, uuid.UUID])
     rows = await records.visits_by_driver(
         conn, user.tenant_id, did, day=date_, status=status, after=after, limit=limit + 1
     )

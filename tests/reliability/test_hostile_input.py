@@ -8,6 +8,7 @@ PostgreSQL); the figures it prints are the ones docs/security.md quotes.
 
 from __future__ import annotations
 
+import base64
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -186,3 +187,104 @@ async def test_a_forged_future_fix_cannot_pin_the_live_position(
     )
     assert near.status_code == 200
     assert driver in {d.get("driverId", d.get("id")) for d in near.json()["drivers"]}
+
+
+def cursor(values: object) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(values)).decode().rstrip("=")
+
+
+BAD_CURSORS = [
+    cursor([123]),
+    cursor([1.5]),
+    cursor([{"a": 1}]),
+    cursor(["2026-01-01", 5]),
+    cursor([2**63]),
+    cursor([2**31]),
+    cursor(["0001-01-01T00:00:00+14:00", "a1b2c3d4-0001-4000-8000-000000000001"]),
+    cursor([None]),
+    "WzEyM10",
+    "!!!",
+]
+
+
+async def test_no_cursor_and_no_date_gets_a_5xx(
+    client: httpx.AsyncClient, tenant1_headers: dict[str, str]
+) -> None:
+    """What the attacker found answering 500: malformed or out-of-range cursors, dates at the
+    ends of the calendar, a route for 9999-12-31, the dead-letter list."""
+    john, jane = "a1b2c3d4-0001-4000-8000-000000000001", "a1b2c3d4-0002-4000-8000-000000000002"
+    resp = await client.post(
+        "/api/routes",
+        json={"driverId": john, "scheduledDate": "2026-06-01", "name": "hostile"},
+        headers=tenant1_headers,
+    )
+    assert resp.status_code == 201, resp.text
+    route = resp.json()["id"]
+    lists = [
+        "/api/drivers",
+        "/api/routes",
+        "/api/customers",
+        "/api/geofences",
+        f"/api/visits/route/{route}",
+        f"/api/visits/driver/{john}",
+        f"/api/drivers/{jane}/history",
+    ]
+    statuses: dict[tuple[str, str], int] = {}
+    for path in lists:
+        for bad in BAD_CURSORS:
+            resp = await client.get(path, params={"cursor": bad}, headers=tenant1_headers)
+            statuses[(path, bad)] = resp.status_code
+            assert resp.status_code < 500, (path, bad, resp.text[:200])
+    # malformed for the column: 400 (bigint ids: 2**63 is past the range; int4 sequence
+    # numbers: 2**31 is; uuid ids: a number is not one)
+    for path, bad in [
+        ("/api/customers", cursor([1.5])),
+        ("/api/customers", cursor([{"a": 1}])),
+        ("/api/customers", cursor([2**63])),
+        ("/api/customers", "!!!"),
+        (f"/api/visits/route/{route}", cursor([2**31])),
+        ("/api/drivers", cursor([123])),
+        ("/api/drivers", "WzEyM10"),
+    ]:
+        assert statuses[(path, bad)] == 400, (path, bad)
+    extremes = [
+        {"from": "0001-01-01T00:00:00+14:00", "to": "0001-01-02T00:00:00+14:00"},
+        {"from": "9999-12-30T00:00:00-14:00", "to": "9999-12-31T00:00:00-14:00"},
+        {"to": "0001-01-01T00:00:00"},
+        {"from": "1999-12-31T00:00:00Z", "to": "2000-01-01T10:00:00Z"},
+    ]
+    windows = [
+        f"/api/drivers/{john}/history",
+        f"/api/routes/{route}/history",
+        f"/api/drivers/{john}/playback",
+        "/api/playback",
+        "/api/analytics/heatmap",
+    ]
+    for path in windows:
+        for params in extremes:
+            extra = {"bbox": "-180,-80,180,80"} if path == "/api/playback" else {}
+            resp = await client.get(path, params=params | extra, headers=tenant1_headers)
+            assert 400 <= resp.status_code < 500, (path, params, resp.text[:200])
+            assert "error" in resp.json()
+    days = [
+        (f"/api/drivers/{john}/trips", {}),
+        (f"/api/drivers/{john}/export", {}),
+        ("/api/analytics/drivers/daily", {}),
+        (f"/api/drivers/{john}/stats", {"from": "2026-01-01"}),
+        ("/api/routes", {}),
+        (f"/api/visits/driver/{john}", {}),
+    ]
+    for path, extra in days:
+        for day in ("9999-12-31", "0001-01-01"):
+            key = "to" if "from" in extra else "date"
+            resp = await client.get(path, params=extra | {key: day}, headers=tenant1_headers)
+            assert 400 <= resp.status_code < 500, (path, day, resp.text[:200])
+    resp = await client.post(
+        "/api/routes",
+        json={"driverId": john, "scheduledDate": "9999-12-31", "name": "never"},
+        headers=tenant1_headers,
+    )
+    assert resp.status_code == 422, resp.text
+    resp = await client.get("/api/admin/dead-letters", headers=tenant1_headers)
+    assert resp.status_code < 500 and resp.headers["content-type"].startswith("application/")
+    assert resp.headers.get("x-content-type-options") == "nosniff"
