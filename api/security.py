@@ -51,6 +51,12 @@ class InvalidToken(ValueError):
     pass
 
 
+def token_times(token: str) -> tuple[float, float]:
+    """Return an already verified token's (issued at, expires at), epoch seconds."""
+    claims = jwt.decode(token, options={"verify_signature": False})
+    return float(claims["iat"]), float(claims["exp"])
+
+
 def verify_access_token(token: str, settings: AuthSettings) -> Principal:
     """Return the token's principal; raise InvalidToken if forged, expired or malformed."""
     try:

@@ -46,6 +46,11 @@ class RedisKeys:
         """Hash driver id -> latest fix time in ms; guards live state against going back."""
         return f"{self.prefix}pos:fix"
 
+    def logged_out(self, user_id: str) -> str:
+        """Epoch seconds of the user's last logout (kept an access token's lifetime): the
+        live feed drops sockets whose token was issued before it."""
+        return f"{self.prefix}auth:logged_out:{user_id}"
+
     @property
     def unknown_devices(self) -> str:
         """Hash device unique id -> rejected fixes from it (admins register from this)."""

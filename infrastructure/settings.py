@@ -220,6 +220,14 @@ class LiveSettings(BaseModel):
     socket_backlog_bytes: int = Field(default=1_048_576, ge=1024)
     # How often admins get cdc:lag (seconds).
     cdc_lag_interval_s: float = Field(default=5.0, gt=0)
+    # Rooms one socket may be in at once (its default rooms included).
+    max_rooms_per_client: int = Field(default=50, ge=2)
+    # Requests (joins, leaves, get-active-drivers ...) one socket may make: per second, and a
+    # burst; get-active-drivers costs 10 (it answers every driver of the tenant).
+    client_requests_per_s: float = Field(default=10.0, gt=0)
+    client_request_burst: float = Field(default=30.0, ge=10)
+    # How often sockets are checked for an expired token or a logout (seconds).
+    session_check_interval_s: float = Field(default=5.0, gt=0)
 
 
 class Settings(BaseSettings):

@@ -34,6 +34,23 @@ class ClientFeed:
     events: deque[eio_packet.Packet] = field(default_factory=deque)
     dropped: int = 0
     sent: int = 0
+    # the token's exp and iat (epoch s): the session loop drops the socket at expiry, or
+    # once its user logged out after the token was issued
+    expires_at: float = float("inf")
+    issued_at: float = 0.0
+    # requests it may still make: refilled at a fixed rate up to a burst (one socket cannot
+    # keep the process busy for everyone)
+    budget: float = 0.0
+    budget_at: float = 0.0
+
+    def spend(self, now: float, rate: float, burst: float, cost: float = 1.0) -> bool:
+        """Take ``cost`` from the request budget; False (nothing taken) when it is empty."""
+        self.budget = min(burst, self.budget + (now - self.budget_at) * rate)
+        self.budget_at = now
+        if self.budget < cost:
+            return False
+        self.budget -= cost
+        return True
 
     def push_frame(self, pkt: eio_packet.Packet) -> int:
         """Queue a droppable packet; return how many old ones were dropped to make room."""

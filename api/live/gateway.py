@@ -53,7 +53,7 @@ from api.live.rooms import (
     tenant_room,
 )
 from api.records.drivers import room_owner
-from api.security import InvalidToken, verify_access_token
+from api.security import InvalidToken, token_times, verify_access_token
 from infrastructure.kafka import GPS_POSITIONS_ENRICHED, VISITS_EVENTS, create_reader
 from infrastructure.postgres import Conn
 from infrastructure.redis import RedisKeys
@@ -78,6 +78,12 @@ class LiveCounters:
     refused_joins: int = 0
     slow_disconnects: int = 0
     cdc_lag_broadcasts: int = 0
+    rate_limited: int = 0  # requests refused for an empty budget
+    sessions_ended: int = 0  # sockets dropped for an expired token or a logout
+
+
+# get-active-drivers answers every tracked driver of the tenant: it costs this many requests
+ACTIVE_DRIVERS_COST = 10.0
 
 
 class LiveGateway:
@@ -127,6 +133,7 @@ class LiveGateway:
             asyncio.create_task(self._tick_loop(), name="live-batch"),
             asyncio.create_task(self._pump_loop(), name="live-pump"),
             asyncio.create_task(self._cdc_lag_loop(), name="live-cdc-lag"),
+            asyncio.create_task(self._session_loop(), name="live-sessions"),
         ]
 
     def _new_consumer(self) -> AIOKafkaConsumer:
@@ -186,6 +193,8 @@ class LiveGateway:
             max_events=self.live.client_max_events,
             direct=DirectSocket.from_environ(environ) if self.live.direct_websocket else None,
         )
+        feed.issued_at, feed.expires_at = token_times(token or "")
+        feed.budget, feed.budget_at = self.live.client_request_burst, time.monotonic()
         self.clients[sid] = feed
         for room in default_rooms(principal):
             self._enter(feed, room)
@@ -208,9 +217,15 @@ class LiveGateway:
             feed = await self._authenticated(sid)
             if feed is None:
                 return {"ok": False, "error": "unauthenticated"}
+            if not await self._within_budget(feed, f"join-{kind}"):
+                return {"ok": False, "error": "rate_limited"}
             try:
                 target = join_target(kind, data)
                 room = await authorize_join(feed.principal, kind, target, self._owner)
+                if room not in feed.rooms and len(feed.rooms) >= self.live.max_rooms_per_client:
+                    raise JoinRefused(
+                        f"at most {self.live.max_rooms_per_client} rooms per connection"
+                    )
             except JoinRefused as exc:
                 self.counters.refused_joins += 1
                 await self.sio.emit(
@@ -230,6 +245,8 @@ class LiveGateway:
             feed = self.clients.get(sid)
             if feed is None:
                 return {"ok": False, "error": "unauthenticated"}
+            if not await self._within_budget(feed, f"leave-{kind}"):
+                return {"ok": False, "error": "rate_limited"}
             try:
                 target = join_target(kind, data)
             except JoinRefused as exc:
@@ -253,6 +270,52 @@ class LiveGateway:
             return None
         return feed
 
+    async def _within_budget(self, feed: ClientFeed, event: str, cost: float = 1.0) -> bool:
+        """Spend from the socket's request budget; when it is empty say so and refuse."""
+        if feed.spend(
+            time.monotonic(), self.live.client_requests_per_s, self.live.client_request_burst, cost
+        ):
+            return True
+        self.counters.rate_limited += 1
+        await self.sio.emit(
+            "error",
+            {"message": "too many requests: slow down", "event": event},
+            to=feed.sid,
+            namespace=NAMESPACE,
+        )
+        return False
+
+    async def check_sessions(self) -> int:
+        """Disconnect sockets whose token expired or whose user logged out since it was
+        issued; return how many. (Checking only when a socket spoke let one keep receiving.)"""
+        now = time.time()
+        ended = {sid: "token expired" for sid, f in self.clients.items() if f.expires_at <= now}
+        if self._redis is not None and self._keys is not None and self.clients:
+            users = sorted({f.principal.user_id for f in self.clients.values()})
+            for i in range(0, len(users), 1000):
+                chunk = users[i : i + 1000]
+                marks = await self._redis.mget([self._keys.logged_out(u) for u in chunk])
+                logged_out = {u: float(m) for u, m in zip(chunk, marks, strict=True) if m}
+                for sid, f in self.clients.items():
+                    at = logged_out.get(f.principal.user_id)
+                    if at is not None and f.issued_at <= at:
+                        ended.setdefault(sid, "logged out")
+        for sid, why in ended.items():
+            self.counters.sessions_ended += 1
+            await self._refuse(sid, f"{why}: reconnect with a fresh token")
+            await self._on_disconnect(sid)  # stop feeding it now, not when the close lands
+        return len(ended)
+
+    async def _session_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.live.session_check_interval_s)
+            try:
+                await self.check_sessions()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("live feed: session check failed")
+
     async def _owner(self, kind: RoomKind, target: str) -> Owner | None:
         assert self._pool is not None
         async with self._pool.acquire() as conn:
@@ -263,6 +326,8 @@ class LiveGateway:
         """The latest position of each of the tenant's tracked drivers (a driver: their own)."""
         feed = await self._authenticated(sid)
         if feed is None:
+            return []
+        if not await self._within_budget(feed, "get-active-drivers", ACTIVE_DRIVERS_COST):
             return []
         assert self._redis is not None and self._keys is not None
         p = feed.principal
@@ -287,6 +352,8 @@ class LiveGateway:
         feed = self.clients.get(sid)
         if feed is None:
             return {"ok": False, "error": "unauthenticated"}
+        if not await self._within_budget(feed, "subscribe-bbox"):
+            return {"ok": False, "error": "rate_limited"}
         try:
             feed.bbox = BBox.parse(data)
         except ValueError as exc:
@@ -594,6 +661,8 @@ class LiveGateway:
             "dropped": c.dropped,
             "refusedConnects": c.refused_connects,
             "refusedJoins": c.refused_joins,
+            "rateLimited": c.rate_limited,
+            "sessionsEnded": c.sessions_ended,
             "slowDisconnects": c.slow_disconnects,
             "cdcLagBroadcasts": c.cdc_lag_broadcasts,
             "backloggedClients": len(self.backlogged),

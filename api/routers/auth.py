@@ -10,6 +10,7 @@ login answers 429 with Retry-After until the window ends.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -291,6 +292,7 @@ async def refresh(body: RefreshBody, conn: ConnDep, state: StateDep) -> dict[str
 async def logout(
     user: UserDep,
     conn: ConnDep,
+    state: StateDep,
     body: Annotated[
         LogoutBody | None, Body(examples=[{"refreshToken": _REFRESH_EXAMPLE}, {}])
     ] = None,
@@ -311,6 +313,10 @@ async def logout(
                WHERE user_id = $1 AND revoked_at IS NULL""",
             uid,
         )
+    # live sockets opened with this user's tokens close at the gateway's next session check
+    await state.redis.set(
+        state.keys.logged_out(user.user_id), time.time(), ex=state.settings.auth.access_ttl_s
+    )
     return Response(status_code=204)
 
 

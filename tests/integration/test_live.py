@@ -37,6 +37,7 @@ from infrastructure.kafka import GPS_POSITIONS_ENRICHED
 from infrastructure.settings import Settings
 from tests.conftest import settings_env
 from tests.helpers import eventually
+from tests.integration.api_support import make_account
 
 NS = "/tracking"
 LON0, LAT0 = 24.93, 60.17
@@ -630,3 +631,63 @@ async def test_two_api_processes_both_deliver_frames(
             assert len(procs) == 2
             for v in viewers:
                 await v.close()
+
+
+async def test_a_socket_is_dropped_when_its_token_expires_or_its_user_logs_out(
+    live: LiveServer, client: httpx.AsyncClient, tenant1_headers: dict[str, str]
+) -> None:
+    """It kept receiving after expiry or logout until it next sent something."""
+    secret = live.settings.auth.jwt_secret.get_secret_value()
+    now = int(time.time())
+    claims = {"sub": str(uuid.uuid4()), "tenant": "tenant-1", "role": "admin", "typ": "access"}
+    short = jwt.encode({**claims, "iat": now, "exp": now + 2}, secret, "HS256")
+    expiring = await connect(live.url, short)
+    # a real user's socket, then that user logs out (through the api, as the dashboard does)
+    acct = await make_account(client, tenant1_headers, "tenant-1", "dispatcher")
+    mine = await connect(live.url, acct.tokens["accessToken"])
+    other = await connect(live.url, token_for(live.settings, "tenant-1"))
+    await asyncio.sleep(2.5)  # the short token is now past its exp; nobody sent anything
+    resp = await client.post(
+        "/api/auth/logout", headers={"Authorization": f"Bearer {acct.tokens['accessToken']}"}
+    )
+    assert resp.status_code == 204
+    ended = await live.gateway.check_sessions()  # what the session loop runs every few s
+    assert ended == 2
+    async with asyncio.timeout(10):
+        await expiring.disconnected.wait()
+        await mine.disconnected.wait()
+    assert "expired" in expiring.got("error")[-1]["message"]
+    assert "logged out" in mine.got("error")[-1]["message"]
+    assert not other.disconnected.is_set()  # a valid session stays
+    await other.close()
+
+
+async def test_one_socket_is_bounded_in_rooms_and_in_requests(
+    live: LiveServer, pg: asyncpg.Pool
+) -> None:
+    viewer = await connect(live.url, token_for(live.settings, "tenant-1"))
+    cap = live.settings.live.max_rooms_per_client
+    drivers = [await make_driver(pg, "tenant-1") for _ in range(cap + 2)]
+    answers = []
+    for i, d in enumerate(drivers):
+        answers.append(await viewer.call("join-driver", {"driverId": d}))
+        if i % 5 == 4:
+            await asyncio.sleep(0.6)  # stay within the request budget: this is about rooms
+    joined = [a for a in answers if a.get("ok")]
+    refused = [a for a in answers if not a.get("ok")]
+    assert joined and len(refused) >= 2 and all("rooms" in a["error"] for a in refused)
+    assert answers[: len(joined)] == joined  # the first ones in, the rest refused
+    # its default rooms count too: the socket is in exactly the cap
+    assert sorted(len(f.rooms) for f in live.gateway.clients.values())[-1] == cap
+    await viewer.close()
+
+    greedy = await connect(live.url, token_for(live.settings, "tenant-1"))
+    burst = live.settings.live.client_request_burst
+    before = live.gateway.counters.rate_limited
+    for _ in range(int(burst / 10) + 3):  # each costs 10 of the burst
+        await greedy.call("get-active-drivers")
+    assert live.gateway.counters.rate_limited > before  # refused once the budget was spent
+    assert any("too many requests" in e["message"] for e in greedy.got("error"))
+    await asyncio.sleep(1.5)  # the budget refills
+    assert (await greedy.call("join-tenant", "tenant-1")).get("ok") is True
+    await greedy.close()
