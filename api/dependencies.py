@@ -83,6 +83,17 @@ staff_only = require_roles("admin", "dispatcher")
 any_role = require_roles("admin", "dispatcher", "driver")
 
 AdminDep = Annotated[Principal, Depends(admin_only)]
+
+
+def operator_only(user: AdminDep, state: StateDep) -> Principal:
+    """An admin of an operator tenant (process-wide data spans every tenant), else 403."""
+    if user.tenant_id not in state.settings.auth.operator_tenant_set():
+        raise Forbidden("this needs a platform operator: an admin of an operator tenant")
+    return user
+
+
+# Admins of the operator tenants (FLEETPULSE_AUTH__OPERATOR_TENANTS): process-wide data.
+OperatorDep = Annotated[Principal, Depends(operator_only)]
 # Admins and dispatchers: everything about drivers, routes, visits, customers in the tenant.
 StaffDep = Annotated[Principal, Depends(staff_only)]
 # Any role; routes using it restrict drivers to their own objects themselves.

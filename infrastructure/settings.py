@@ -93,6 +93,13 @@ class AuthSettings(BaseModel):
     login_max_failures_per_account: int = 5
     login_max_failures_per_address: int = 20
     login_window_s: int = 15 * 60
+    # Tenants (comma-separated) whose admins operate the platform: only they see process-wide
+    # data (CDC sync status and lag, live-feed metrics, the cdc:lag broadcast).
+    operator_tenants: str = "tenant-1"
+
+    def operator_tenant_set(self) -> frozenset[str]:
+        """Return the operator tenants as a set."""
+        return frozenset(t.strip() for t in self.operator_tenants.split(",") if t.strip())
 
 
 class ApiSettings(BaseModel):

@@ -39,6 +39,7 @@ from api.live.clients import ClientFeed
 from api.live.direct import DirectSocket, frame_of
 from api.live.rooms import (
     NAMESPACE,
+    OPERATORS_ROOM,
     ROOM_KINDS,
     JoinRefused,
     Owner,
@@ -47,7 +48,6 @@ from api.live.rooms import (
     default_rooms,
     driver_room,
     join_target,
-    role_room,
     room_name,
     route_room,
     tenant_room,
@@ -196,7 +196,7 @@ class LiveGateway:
         feed.issued_at, feed.expires_at = token_times(token or "")
         feed.budget, feed.budget_at = self.live.client_request_burst, time.monotonic()
         self.clients[sid] = feed
-        for room in default_rooms(principal):
+        for room in default_rooms(principal, self.settings.auth.operator_tenant_set()):
             self._enter(feed, room)
         return True
 
@@ -601,7 +601,7 @@ class LiveGateway:
                     log.exception("live feed: pump failed")
 
     async def _cdc_lag_loop(self) -> None:
-        """``cdc:lag`` to the ``role:admin`` room every interval, while admins are connected."""
+        """``cdc:lag`` to the operators' room every interval, while operators are connected."""
         while True:
             await asyncio.sleep(self.live.cdc_lag_interval_s)
             try:
@@ -612,7 +612,7 @@ class LiveGateway:
                 log.exception("live feed: cdc:lag broadcast failed")
 
     async def broadcast_cdc_lag(self) -> None:
-        admins = self.rooms.get(role_room("admin"))
+        admins = self.rooms.get(OPERATORS_ROOM)
         if not admins or self.cdc_lag_source is None or self._pool is None:
             return
         async with self._pool.acquire() as conn:

@@ -44,9 +44,18 @@ def room_name(kind: RoomKind, target: str) -> str:
     return f"{kind}:{target}"
 
 
-def default_rooms(principal: Principal) -> list[str]:
-    """Rooms joined on connect: staff get their tenant's room, a driver only their own room."""
+# Admins of the operator tenants: they get cdc:lag (process-wide, every tenant's tables).
+OPERATORS_ROOM = "operators"
+
+
+def default_rooms(
+    principal: Principal, operator_tenants: frozenset[str] = frozenset()
+) -> list[str]:
+    """Rooms joined on connect: staff get their tenant's room, a driver only their own room,
+    an admin of an operator tenant the operators' room."""
     rooms = [role_room(principal.role)]
+    if principal.role == "admin" and principal.tenant_id in operator_tenants:
+        rooms.append(OPERATORS_ROOM)
     if principal.role == "driver":
         if principal.driver_id:
             rooms.append(driver_room(principal.driver_id))

@@ -6,14 +6,14 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from api.dependencies import AdminDep, StateDep
+from api.dependencies import OperatorDep, StateDep
 from api.errors import ServiceUnavailable
 
 router = APIRouter(prefix="/api/live", tags=["live"])
 
 
 @router.get("/metrics")
-async def metrics(user: AdminDep, state: StateDep) -> dict[str, Any]:
+async def metrics(user: OperatorDep, state: StateDep) -> dict[str, Any]:
     """Clients, rooms, frames/s, drops and per-client queue depths of this api process."""
     if state.live is None:
         raise ServiceUnavailable("the live feed is not running in this process")

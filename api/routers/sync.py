@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Path, Query, Request
 
 from analytics.customers import CustomerCache
-from api.dependencies import AdminDep, ConnDep, StateDep
+from api.dependencies import AdminDep, ConnDep, OperatorDep, StateDep
 from api.errors import NotFound, ServiceUnavailable
 from ingest.cdc_lag import lag_snapshot, sync_rows
 
@@ -51,7 +51,7 @@ Offset = Annotated[int, Query(ge=0, le=10_000_000)]
 
 
 @router.get("/status")
-async def status(conn: ConnDep, user: AdminDep, request: Request) -> dict[str, Any]:
+async def status(conn: ConnDep, user: OperatorDep, request: Request) -> dict[str, Any]:
     """Sync state per table (events, errors, last source time, last applied time)."""
     rows = await sync_rows(conn)
     for row in rows.values():
@@ -60,7 +60,7 @@ async def status(conn: ConnDep, user: AdminDep, request: Request) -> dict[str, A
 
 
 @router.get("/lag")
-async def lag(conn: ConnDep, user: AdminDep, state: StateDep) -> dict[str, Any]:
+async def lag(conn: ConnDep, user: OperatorDep, state: StateDep) -> dict[str, Any]:
     """The CdcLagSnapshot: per-table lag, Kafka consumer lag per partition, totals (admin)."""
     return await lag_snapshot(conn, state.settings)
 

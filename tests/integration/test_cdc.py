@@ -359,6 +359,11 @@ async def test_lag_is_admin_only_and_health_has_a_cdc_section(
     dispatcher = await bearer(api, "dispatch@tenant1.com", "tenant-1")
     resp = await api.get("/api/sync/lag", headers=dispatcher)
     assert resp.status_code == 403 and resp.json()["error"] == "forbidden"
+    # process-wide: another tenant's admin is not an operator (FLEETPULSE_AUTH__OPERATOR_TENANTS)
+    other = await bearer(api, "admin@tenant2.com", "tenant-2")
+    for path in ("/api/sync/lag", "/api/sync/status"):
+        resp = await api.get(path, headers=other)
+        assert resp.status_code == 403 and resp.json()["error"] == "forbidden", path
 
     snap = (await api.get("/api/sync/lag", headers=t1)).json()
     statuses = {"healthy", "warning", "degraded", "critical"}

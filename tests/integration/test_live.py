@@ -319,8 +319,12 @@ async def test_bbox_viewer_gets_only_drivers_inside_and_get_active_drivers(
     await viewer.close()
 
 
-async def test_cdc_lag_goes_to_admins_only_at_every_interval(live: LiveServer) -> None:
+async def test_cdc_lag_goes_to_operators_only_at_every_interval(live: LiveServer) -> None:
+    """cdc:lag spans every tenant's tables: an operator tenant's admins get it, another
+    tenant's admin does not (FLEETPULSE_AUTH__OPERATOR_TENANTS)."""
+    assert live.settings.auth.operator_tenant_set() == {"tenant-1"}
     admin = await connect(live.url, token_for(live.settings, "tenant-1", "admin"))
+    other_admin = await connect(live.url, token_for(live.settings, "tenant-2", "admin"))
     dispatcher = await connect(live.url, token_for(live.settings, "tenant-1", "dispatcher"))
     driver = await connect(
         live.url, token_for(live.settings, "tenant-1", "driver", driver_id=str(uuid.uuid4()))
@@ -338,7 +342,8 @@ async def test_cdc_lag_goes_to_admins_only_at_every_interval(live: LiveServer) -
     stamps = [x["timestamp"] for x in lags]
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
     assert dispatcher.got("cdc:lag") == [] and driver.got("cdc:lag") == []
-    for v in (admin, dispatcher, driver):
+    assert other_admin.got("cdc:lag") == []
+    for v in (admin, other_admin, dispatcher, driver):
         await v.close()
 
 
@@ -501,6 +506,8 @@ async def test_a_slow_client_is_bounded_and_its_drops_are_counted(
             assert m["framesPerSecond"] > 0
             staff = {"Authorization": f"Bearer {token_for(live.settings, 'tenant-1', 'driver')}"}
             assert (await http.get("/api/live/metrics", headers=staff)).status_code == 403
+            tenant2 = {"Authorization": f"Bearer {token_for(live.settings, 'tenant-2')}"}
+            assert (await http.get("/api/live/metrics", headers=tenant2)).status_code == 403
             assert (await http.get("/api/live/metrics")).status_code == 401
 
 
