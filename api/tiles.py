@@ -129,9 +129,19 @@ class TileCache:
         return tag
 
 
-def _line_width(base: float) -> list[Any]:
-    """A road width that doubles every zoom level from 12 (MapLibre expression)."""
-    return ["interpolate", ["exponential", 2], ["zoom"], 12, base * 0.5, 18, base * 16]
+def _line_width(major: list[Any], wide: float, narrow: float) -> list[Any]:
+    """A road width doubling every zoom level from 12, ``wide`` for major roads (MapLibre
+    only takes ``zoom`` as the input of a top-level interpolate: the class test goes in
+    the stops)."""
+    return [
+        "interpolate",
+        ["exponential", 2],
+        ["zoom"],
+        12,
+        ["case", major, wide * 0.5, narrow * 0.5],
+        18,
+        ["case", major, wide * 16, narrow * 16],
+    ]
 
 
 def style(tiles_url: str) -> dict[str, Any]:
@@ -157,7 +167,7 @@ def style(tiles_url: str) -> dict[str, Any]:
         "layers": [
             {"id": "background", "type": "background", "paint": {"background-color": "#f2efe9"}},
             {
-                "id": "landuse",
+                "id": "base-landuse",
                 "type": "fill",
                 "source": "base",
                 "source-layer": "landuse",
@@ -166,7 +176,7 @@ def style(tiles_url: str) -> dict[str, Any]:
                 },
             },
             {
-                "id": "water",
+                "id": "base-water",
                 "type": "fill",
                 "source": "base",
                 "source-layer": "water",
@@ -174,7 +184,7 @@ def style(tiles_url: str) -> dict[str, Any]:
                 "paint": {"fill-color": "#a8d1e6"},
             },
             {
-                "id": "waterways",
+                "id": "base-waterways",
                 "type": "line",
                 "source": "base",
                 "source-layer": "water",
@@ -182,7 +192,7 @@ def style(tiles_url: str) -> dict[str, Any]:
                 "paint": {"line-color": "#7fb6d6", "line-width": 1.5},
             },
             {
-                "id": "buildings",
+                "id": "base-buildings",
                 "type": "fill",
                 "source": "base",
                 "source-layer": "buildings",
@@ -190,7 +200,7 @@ def style(tiles_url: str) -> dict[str, Any]:
                 "paint": {"fill-color": "#d9d0c9", "fill-outline-color": "#c4b9b0"},
             },
             {
-                "id": "railways",
+                "id": "base-railways",
                 "type": "line",
                 "source": "base",
                 "source-layer": "railways",
@@ -201,7 +211,7 @@ def style(tiles_url: str) -> dict[str, Any]:
                 },
             },
             {
-                "id": "paths",
+                "id": "base-paths",
                 "type": "line",
                 "source": "base",
                 "source-layer": "roads",
@@ -209,7 +219,7 @@ def style(tiles_url: str) -> dict[str, Any]:
                 "paint": {"line-color": "#c9bfb3", "line-width": 1, "line-dasharray": [2, 1]},
             },
             {
-                "id": "roads-casing",
+                "id": "base-roads-casing",
                 "type": "line",
                 "source": "base",
                 "source-layer": "roads",
@@ -217,12 +227,11 @@ def style(tiles_url: str) -> dict[str, Any]:
                 "layout": {"line-cap": "round", "line-join": "round"},
                 "paint": {
                     "line-color": "#bcb4a8",
-                    "line-width": ["case", major, _line_width(1.4), _line_width(1.0)],
-                    "line-gap-width": 0,
+                    "line-width": _line_width(major, 1.4, 1.0),
                 },
             },
             {
-                "id": "roads",
+                "id": "base-roads",
                 "type": "line",
                 "source": "base",
                 "source-layer": "roads",
@@ -230,7 +239,7 @@ def style(tiles_url: str) -> dict[str, Any]:
                 "layout": {"line-cap": "round", "line-join": "round"},
                 "paint": {
                     "line-color": ["case", major, "#f7d58b", medium, "#fdf1c7", "#ffffff"],
-                    "line-width": ["case", major, _line_width(1.1), _line_width(0.75)],
+                    "line-width": _line_width(major, 1.1, 0.75),
                 },
             },
         ],

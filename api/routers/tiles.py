@@ -22,14 +22,21 @@ def _cache(request: Request) -> tiles.TileCache:
 
 
 @router.get("/{layer_set}/style.json", summary="The MapLibre style drawing a layer set")
-async def tile_style(layer_set: str, request: Request, user: UserDep) -> dict[str, Any]:
+async def tile_style(
+    layer_set: str, request: Request, state: StateDep, user: UserDep
+) -> dict[str, Any]:
     """A MapLibre style (v8) for the ``base`` layer set whose source is this api's tiles
     (absolute URL, built from the request). No glyphs or sprites: nothing from the
-    internet. Tiles need the bearer token too (MapLibre's ``transformRequest``)."""
+    internet. Tiles need the bearer token too (MapLibre's ``transformRequest``).
+    ``metadata["fleetpulse:loaded"]`` tells whether a base map is loaded at all."""
     if layer_set != "base":
         raise NotFound("a style exists for the layer set 'base' only")
     root = str(request.base_url).rstrip("/")
-    return tiles.style(f"{root}/api/tiles/base/{{z}}/{{x}}/{{y}}.mvt")
+    body = tiles.style(f"{root}/api/tiles/base/{{z}}/{{x}}/{{y}}.mvt")
+    async with state.pool.acquire() as conn:
+        loaded = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM basemap_features)")
+    body["metadata"] = {"fleetpulse:loaded": bool(loaded)}
+    return body
 
 
 @router.get(

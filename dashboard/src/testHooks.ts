@@ -1,4 +1,5 @@
 // What the browser tests read (window.__fleetpulse): the app's own figures, not pixels.
+import type maplibregl from "maplibre-gl";
 import { useStore } from "./store";
 
 export interface TestHooks {
@@ -18,6 +19,11 @@ export interface TestHooks {
   hexagons: number;
   /** Base map: road features loaded from /api/map/roads for the current view. */
   roads: number;
+  /** Base map: layers added from /api/tiles/base/style.json, vector tiles loaded. */
+  baseLayers: number;
+  baseTiles: number;
+  /** The map of the page shown (the test moves it to look at the base map). */
+  map: maplibregl.Map | null;
   /** deck.gl frames rendered per page (proves WebGL draws). */
   frames: number;
 }
@@ -33,6 +39,9 @@ export const hooks: TestHooks = {
   playbackTracks: 0,
   hexagons: 0,
   roads: 0,
+  baseLayers: 0,
+  baseTiles: 0,
+  map: null,
   frames: 0,
 };
 

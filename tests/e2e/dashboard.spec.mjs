@@ -156,6 +156,28 @@ try {
   out.heatmap = { hexagons: await hook(page, "h.hexagons"), legend: await page.textContent("[data-testid=legend]") };
   await shot(page, "05-heatmap.png");
 
+  // The base map: vector tiles from PostGIS (the Helsinki extract), at street and city zoom;
+  // its style checked by MapLibre's own validator (an invalid layer is skipped silently).
+  const style = await page.evaluate(async () => {
+    const token = window.__fleetpulse.state().auth.accessToken;
+    const resp = await fetch("/api/tiles/base/style.json", { headers: { Authorization: `Bearer ${token}` } });
+    return resp.json();
+  });
+  const styleSpec = require("@maplibre/maplibre-gl-style-spec");
+  out.basemap = {
+    layers: await hook(page, "h.baseLayers"),
+    styleErrors: styleSpec.validateStyleMin(style).map((e) => e.message),
+    views: [],
+  };
+  for (const [zoom, name] of [[16, "05b-basemap-street.png"], [13.5, "05c-basemap-city.png"]]) {
+    const before = await hook(page, "h.baseTiles");
+    await page.evaluate(`window.__fleetpulse.map.jumpTo({ center: [24.9415, 60.1700], zoom: ${zoom} })`);
+    await waitHook(page, `h.baseTiles > ${before} && h.map.areTilesLoaded()`);
+    await sleep(500);
+    await shot(page, name);
+    out.basemap.views.push({ zoom, screenshot: join(cfg.artifacts, name), tiles: await hook(page, "h.baseTiles") - before });
+  }
+
   // Monitoring (admin).
   await page.click("header nav >> text=Monitoring");
   await page.waitForSelector("[data-testid=cdc-lag] tbody tr", { timeout: 15_000 });

@@ -194,6 +194,7 @@ async def test_style_draws_the_tiles_layers(backend: Backend, basemap: dict[str,
     assert resp.status_code == 200
     style = resp.json()
     assert style["version"] == 8 and "glyphs" not in style and "sprite" not in style
+    assert style["metadata"] == {"fleetpulse:loaded": True}
     (url,) = style["sources"]["base"]["tiles"]
     assert url == "http://test/api/tiles/base/{z}/{x}/{y}.mvt"
     used = {layer.get("source-layer") for layer in style["layers"]} - {None}

@@ -1,11 +1,14 @@
-// The base map: MapLibre with a plain offline style plus our road network (GET
-// /api/map/roads), or a configured tile style (VITE_MAP_STYLE_URL), and deck.gl on top.
+// The base map: MapLibre with a plain offline style, the api's own vector tiles from PostGIS
+// (GET /api/tiles/base/style.json: water, landuse, buildings, railways, roads) when a base
+// map is loaded, else our road network (GET /api/map/roads); or a configured tile style
+// (VITE_MAP_STYLE_URL); deck.gl on top.
 import { useEffect, useRef } from "react";
 import maplibregl, { type StyleSpecification } from "maplibre-gl";
 import "maplibre-gl/dist/maplibre-gl.css";
 import { MapboxOverlay } from "@deck.gl/mapbox";
 import type { Layer } from "@deck.gl/core";
 import { api, query } from "../api";
+import { useStore } from "../store";
 import { hooks } from "../testHooks";
 
 export const STYLE_URL: string | undefined = import.meta.env.VITE_MAP_STYLE_URL || undefined;
@@ -40,6 +43,33 @@ export const OFFLINE_STYLE: StyleSpecification = {
   ],
 };
 
+interface BaseStyle extends StyleSpecification {
+  metadata?: { "fleetpulse:loaded"?: boolean };
+}
+
+/** Tiles from our api need the bearer token (MapLibre fetches them itself). */
+function withToken(url: string): maplibregl.RequestParameters {
+  const token = useStore.getState().auth?.accessToken;
+  if (token && url.includes("/api/tiles/")) {
+    return { url, headers: { Authorization: `Bearer ${token}` } };
+  }
+  return { url };
+}
+
+/** Add the api's base-map layers under our own; return whether a base map is loaded. */
+async function addBaseMap(map: maplibregl.Map): Promise<boolean> {
+  const style = await api<BaseStyle>("/api/tiles/base/style.json");
+  if (!style.metadata?.["fleetpulse:loaded"]) return false;
+  for (const [id, source] of Object.entries(style.sources)) map.addSource(id, source);
+  for (const layer of style.layers) {
+    if (layer.type === "background") continue;
+    map.addLayer(layer, "roads");
+    hooks.baseLayers += 1;
+  }
+  map.setLayoutProperty("roads", "visibility", "none"); // the base map draws every road
+  return true;
+}
+
 export interface MapHandle {
   map: maplibregl.Map;
   overlay: MapboxOverlay;
@@ -67,14 +97,21 @@ export function MapView({ layers, center = [24.94, 60.17], zoom = 12, onReady, t
       zoom,
       attributionControl: false,
       fadeDuration: 0,
+      transformRequest: withToken,
     });
     map.addControl(new maplibregl.NavigationControl({ showCompass: false }), "top-right");
     const overlay = new MapboxOverlay({ interleaved: false, layers: [] });
     map.addControl(overlay);
     handle.current = { map, overlay };
+    hooks.map = map;
     let controller: AbortController | null = null;
+    // The road network's GeoJSON waits until we know whether the base map draws the roads.
+    let baseMap: boolean | null = STYLE_URL ? false : null;
+    map.on("sourcedata", (e) => {
+      if (e.sourceId === "base" && e.tile) hooks.baseTiles += 1;
+    });
     const loadRoads = () => {
-      if (STYLE_URL || map.getZoom() < ROADS_MIN_ZOOM) return;
+      if (STYLE_URL || baseMap !== false || map.getZoom() < ROADS_MIN_ZOOM) return;
       const b = map.getBounds();
       const bbox = [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()]
         .map((v) => v.toFixed(5))
@@ -91,11 +128,22 @@ export function MapView({ layers, center = [24.94, 60.17], zoom = 12, onReady, t
         .catch(() => undefined); // no roads (box too wide, table missing): plain background
     };
     map.on("moveend", loadRoads);
-    map.on("load", loadRoads);
+    map.on("load", () => {
+      if (STYLE_URL) return;
+      addBaseMap(map)
+        .then((loaded) => {
+          baseMap = loaded;
+        })
+        .catch(() => {
+          baseMap = false; // no base map: the road network below
+        })
+        .finally(loadRoads);
+    });
     onReady?.(handle.current);
     return () => {
       controller?.abort();
       handle.current = null;
+      if (hooks.map === map) hooks.map = null;
       map.remove();
     };
     // eslint-disable-next-line react-hooks/exhaustive-deps
