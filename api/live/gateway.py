@@ -632,6 +632,10 @@ class LiveGateway:
 
     # -- metrics ---------------------------------------------------------------------------
 
+    def seed_stats(self) -> dict[str, int]:
+        """The seed's health block: this process's connected sockets and rooms with members."""
+        return {"connectedClients": len(self.clients), "activeRooms": len(self.rooms)}
+
     def metrics(self) -> dict[str, Any]:
         """Clients, rooms, frames/s, drops and queue depths of this process's gateway."""
         samples = self._rate_samples

@@ -145,6 +145,12 @@ async def health(state: StateDep) -> OrjsonResponse:
             "services": {name: s["status"] for name, s in services.items()},
             "details": services,
             "cdc": await _cdc(state),
+            # the seed's block: this process's live gateway (each api process has its own)
+            "websocket": (
+                state.live.seed_stats()
+                if state.live is not None
+                else {"connectedClients": 0, "activeRooms": 0}
+            ),
         }
     )
 

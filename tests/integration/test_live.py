@@ -698,3 +698,30 @@ async def test_one_socket_is_bounded_in_rooms_and_in_requests(
     await asyncio.sleep(1.5)  # the budget refills
     assert (await greedy.call("join-tenant", "tenant-1")).get("ok") is True
     await greedy.close()
+
+
+async def test_health_has_the_seeds_websocket_block_from_this_processs_gateway(
+    live: LiveServer, pg: asyncpg.Pool
+) -> None:
+    async def block() -> dict[str, Any]:
+        async with httpx.AsyncClient(base_url=live.url) as http:
+            resp = await http.get("/api/health")
+        assert resp.status_code == 200
+        ws: dict[str, Any] = resp.json()["websocket"]
+        return ws
+
+    before = await block()
+    assert set(before) == {"connectedClients", "activeRooms"}
+    assert before == live.gateway.seed_stats()
+    driver = await make_driver(pg, "tenant-2")
+    viewer = await connect(live.url, token_for(live.settings, "tenant-2", "dispatcher"))
+    assert (await viewer.call("join-driver", {"driverId": driver}))["ok"] is True
+    after = await block()
+    assert after["connectedClients"] == before["connectedClients"] + 1
+    assert after["activeRooms"] > before["activeRooms"]  # at least the new driver room
+    assert after == live.gateway.seed_stats()
+    # a refused connect (bad token) is not counted once it is dropped
+    bad = await connect(live.url, "not-a-token")
+    await asyncio.wait_for(bad.disconnected.wait(), 10)
+    await viewer.close()
+    assert await eventually(block, lambda b: b == before, within=10) == before
