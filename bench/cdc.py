@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 
 import orjson
 
+from bench.stats import percentile
 from infrastructure.kafka import delete_topics
 from infrastructure.mariadb import connect_mariadb
 from infrastructure.migrate import migrate
@@ -44,11 +45,6 @@ def _settings(run: str) -> Settings:
             "mariadb": base.mariadb.model_copy(update={"database": f"core_business_bench{run}"}),
         }
     )
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 async def main(updates: int) -> dict[str, object]:
@@ -105,8 +101,8 @@ async def main(updates: int) -> dict[str, object]:
             "updates": updates,
             "connector": (status or {}).get("connector", {}).get("state"),
             "p50_ms": round(statistics.median(latencies), 1),
-            "p90_ms": round(_pct(latencies, 0.90), 1),
-            "p99_ms": round(_pct(latencies, 0.99), 1),
+            "p90_ms": round(percentile(latencies, 0.90), 1),
+            "p99_ms": round(percentile(latencies, 0.99), 1),
             "max_ms": round(max(latencies), 1),
             "min_ms": round(min(latencies), 1),
             "wall_s": round(elapsed, 2),

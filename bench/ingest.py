@@ -70,6 +70,7 @@ import orjson
 import psutil
 from aiokafka import AIOKafkaConsumer
 
+from bench.stats import percentile_or_none
 from infrastructure.event_loop import run as run_on_event_loop
 from infrastructure.kafka import GPS_POSITIONS_ENRICHED, ensure_topics
 from infrastructure.postgres import connect
@@ -254,13 +255,6 @@ class ProcessMeter:
         busy = (now.user + now.system) - (self.machine0.user + self.machine0.system)
         out["machine"] = {"cpu_cores": round(busy / wall, 2), "of": psutil.cpu_count()}
         return out
-
-
-def pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    s = sorted(values)
-    return round(s[min(len(s) - 1, int(len(s) * q))], 1)
 
 
 @dataclasses.dataclass
@@ -448,19 +442,23 @@ async def run_step(
         "stored_per_s_while_sending": stored_rate,
         "all_stored_after_s": round(drained_wall, 1),
         "latency_received_to_enriched_ms": {
-            "p50": pct(latencies, 0.5),
-            "p95": pct(latencies, 0.95),
-            "p99": pct(latencies, 0.99),
-            "max": pct(latencies, 1.0),
+            "p50": percentile_or_none(latencies, 0.5),
+            "p95": percentile_or_none(latencies, 0.95),
+            "p99": percentile_or_none(latencies, 0.99),
+            "max": percentile_or_none(latencies, 1.0),
         },
         "latency_including_warmup_ms": {
-            "p50": pct(all_latencies, 0.5),
-            "p99": pct(all_latencies, 0.99),
+            "p50": percentile_or_none(all_latencies, 0.5),
+            "p99": percentile_or_none(all_latencies, 0.99),
         },
         "latency_p50_p99_by_10s": [
-            (pct(by_window[w], 0.5), pct(by_window[w], 0.99)) for w in sorted(by_window)
+            (percentile_or_none(by_window[w], 0.5), percentile_or_none(by_window[w], 0.99))
+            for w in sorted(by_window)
         ],
-        "request_latency_ms": {"p50": pct(st.ack_ms, 0.5), "p99": pct(st.ack_ms, 0.99)},
+        "request_latency_ms": {
+            "p50": percentile_or_none(st.ack_ms, 0.5),
+            "p99": percentile_or_none(st.ack_ms, 0.99),
+        },
         "sender_lag_s": stats.lag_summary(),
         "processes": processes,
     }

@@ -42,6 +42,7 @@ import asyncpg
 import httpx
 import orjson
 
+from bench.stats import percentile_or_none
 from infrastructure.kafka import GPS_POSITIONS, delete_topics, end_offsets, ensure_topics
 from infrastructure.postgres import connect
 from infrastructure.redis import create_redis
@@ -84,9 +85,7 @@ class Phase:
             "end_to_end_seconds": round(e2e_s, 2),
             "end_to_end_per_s": round(self.rows / e2e_s, 1) if e2e_s else None,
             "latency_ms_p50": round(statistics.median(lat), 2) if lat else None,
-            "latency_ms_p99": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 2)
-            if lat
-            else None,
+            "latency_ms_p99": percentile_or_none(lat, 0.99, 2),
             "rows_in_history": self.rows,
             "retried_requests_after_503": self.retries,
             "lost": self.lost,

@@ -44,7 +44,6 @@ import asyncio
 import json
 import os
 import random
-import statistics
 import sys
 import time
 import uuid
@@ -66,6 +65,7 @@ from analytics.generate import (
     write_tracks,
 )
 from analytics.refresh import ROLLUPS, refresh_range, sql
+from bench.stats import summary
 from infrastructure.migrate import history_backend, migrate
 from infrastructure.postgres import connect
 from infrastructure.redis import create_redis
@@ -95,20 +95,6 @@ def log(msg: str) -> None:
 
 def loadavg() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
-
-
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
-
-
-def summary(ms: list[float]) -> dict[str, float]:
-    return {
-        "p50_ms": round(statistics.median(ms), 2),
-        "p99_ms": round(pct(ms, 99), 2),
-        "max_ms": round(max(ms), 2),
-        "samples": len(ms),
-    }
 
 
 async def timed(fns: dict[str, Query], samples: int, warmup: int = 3) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from asgi_lifespan import LifespanManager
 
 from api.main import create_app
 from api.security import Principal, issue_access_token
+from bench.stats import summary
 from infrastructure.basemap import ensure_basemap
 from infrastructure.migrate import migrate
 from infrastructure.postgres import connect
@@ -50,19 +51,6 @@ def tile_range(bbox: tuple[float, float, float, float], z: int) -> list[tuple[in
     x0, y1 = xy(bbox[0], bbox[1])
     x1, y0 = xy(bbox[2], bbox[3])
     return [(x, y) for x in range(x0, x1 + 1) for y in range(y0, y1 + 1)]
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
-
-
-def summary(ms: list[float]) -> dict[str, float]:
-    return {
-        "p50_ms": round(statistics.median(ms), 2),
-        "p99_ms": round(pct(ms, 0.99), 2),
-        "max_ms": round(max(ms), 2),
-    }
 
 
 async def prepare(settings: Settings) -> tuple[float, float, float, float]:

@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.stats import percentile_or_none
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 NS = "/tracking"
@@ -290,13 +292,6 @@ async def _generate(drivers: int, tenants: list[str], rate: float, seconds: floa
         await producer.stop()
 
 
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    values = sorted(values)
-    return round(values[min(len(values) - 1, int(q * len(values)))], 1)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=500)
@@ -443,15 +438,15 @@ def main() -> None:
             "uvicornWs": args.ws,
             "durationS": args.duration,
             "latencyMs": {
-                "p50": _percentile(latencies, 0.50),
-                "p99": _percentile(latencies, 0.99),
-                "max": _percentile(latencies, 1.0),
+                "p50": percentile_or_none(latencies, 0.50),
+                "p99": percentile_or_none(latencies, 0.99),
+                "max": percentile_or_none(latencies, 1.0),
                 "samples": len(latencies),
             },
             "latencyMsPythonSocketioClients": {
                 "clients": full,
-                "p50": _percentile(full_latencies, 0.50),
-                "p99": _percentile(full_latencies, 0.99),
+                "p50": percentile_or_none(full_latencies, 0.50),
+                "p99": percentile_or_none(full_latencies, 0.99),
                 "samples": len(full_latencies),
             },
             "framesReceivedPerSecond": round(stats["frames"] / args.duration, 1),
