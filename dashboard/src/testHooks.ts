@@ -22,6 +22,8 @@ export interface TestHooks {
   /** Base map: layers added from /api/tiles/base/style.json, vector tiles loaded. */
   baseLayers: number;
   baseTiles: number;
+  /** Base map: the label texts drawn for the current view. */
+  labels: string[];
   /** The map of the page shown (the test moves it to look at the base map). */
   map: maplibregl.Map | null;
   /** deck.gl frames rendered per page (proves WebGL draws). */
@@ -42,6 +44,7 @@ export const hooks: TestHooks = {
   baseLayers: 0,
   baseTiles: 0,
   map: null,
+  labels: [],
   frames: 0,
 };
 

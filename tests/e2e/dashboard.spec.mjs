@@ -173,9 +173,15 @@ try {
     const before = await hook(page, "h.baseTiles");
     await page.evaluate(`window.__fleetpulse.map.jumpTo({ center: [24.9415, 60.1700], zoom: ${zoom} })`);
     await waitHook(page, `h.baseTiles > ${before} && h.map.areTilesLoaded()`);
+    await waitHook(page, "h.labels.length > 0");
     await sleep(500);
     await shot(page, name);
-    out.basemap.views.push({ zoom, screenshot: join(cfg.artifacts, name), tiles: await hook(page, "h.baseTiles") - before });
+    out.basemap.views.push({
+      zoom,
+      screenshot: join(cfg.artifacts, name),
+      tiles: (await hook(page, "h.baseTiles")) - before,
+      labels: await hook(page, "h.labels"),
+    });
   }
 
   // Monitoring (admin).

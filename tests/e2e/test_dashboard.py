@@ -353,6 +353,10 @@ async def test_dashboard_in_chromium(
     # at city zoom: parks, major roads and water, no buildings yet (from zoom 14)
     assert city_px[GREEN] > 0.01 and city_px[MAJOR_ROAD] > 0.0002, city_px
     assert city_px[WATER] > 0.0003 and city_px[BUILDING] < 0.01, city_px
+    # labels from browser fonts: the main street at street zoom, districts at city zoom
+    assert "Mannerheimintie" in street["labels"], street["labels"]
+    assert {"Kluuvi", "Kaisaniemi"} <= set(city["labels"]), city["labels"]
+    assert "Mannerheimintie" not in city["labels"]  # streets from zoom 14
     # The whole fleet's replay: both of tenant-1's drivers, not tenant-2's.
     assert seen["fleetTracks"] == 2
     # Heatmap: hexagons drawn.

@@ -7,9 +7,11 @@ import maplibregl, { type StyleSpecification } from "maplibre-gl";
 import "maplibre-gl/dist/maplibre-gl.css";
 import { MapboxOverlay } from "@deck.gl/mapbox";
 import type { Layer } from "@deck.gl/core";
+import { TextLayer } from "@deck.gl/layers";
 import { api, query } from "../api";
 import { useStore } from "../store";
 import { hooks } from "../testHooks";
+import { labelsFor, type Label, type LabelSource } from "../lib/labels";
 
 export const STYLE_URL: string | undefined = import.meta.env.VITE_MAP_STYLE_URL || undefined;
 /** Below this zoom the road network would be too much to ship; the plain style shows. */
@@ -70,6 +72,47 @@ async function addBaseMap(map: maplibregl.Map): Promise<boolean> {
   return true;
 }
 
+/** The base map's labels in view: street and place names from the loaded vector tiles. */
+function baseLabels(map: maplibregl.Map): Label[] {
+  const sources: LabelSource[] = [];
+  for (const layer of ["roads", "places"] as const) {
+    for (const f of map.querySourceFeatures("base", { sourceLayer: layer })) {
+      const g = f.geometry;
+      const lines =
+        g.type === "LineString"
+          ? [g.coordinates as [number, number][]]
+          : g.type === "MultiLineString"
+            ? (g.coordinates as [number, number][][])
+            : g.type === "Point"
+              ? [[g.coordinates as [number, number]]]
+              : [];
+      const props = f.properties as { kind?: string; name?: string | null };
+      sources.push({ layer, kind: props.kind ?? "", name: props.name, lines });
+    }
+  }
+  return labelsFor(sources, map.getZoom());
+}
+
+const PLACE_KINDS = new Set(["city", "suburb", "neighbourhood", "quarter"]);
+
+function labelLayer(labels: Label[]): TextLayer<Label> {
+  return new TextLayer<Label>({
+    id: "base-labels",
+    data: labels,
+    getPosition: (d) => d.position,
+    getText: (d) => d.text,
+    getAngle: (d) => d.angle,
+    getSize: (d) => d.size,
+    sizeUnits: "pixels",
+    getColor: (d) => (PLACE_KINDS.has(d.kind) ? [90, 70, 110] : [50, 50, 50]),
+    fontFamily: "system-ui, 'DejaVu Sans', sans-serif",
+    characterSet: "auto",
+    fontSettings: { sdf: true },
+    outlineWidth: 3,
+    outlineColor: [255, 255, 255, 230],
+  });
+}
+
 export interface MapHandle {
   map: maplibregl.Map;
   overlay: MapboxOverlay;
@@ -100,6 +143,9 @@ export function MapView({ layers, center = [24.94, 60.17], zoom = 12, onReady, t
       transformRequest: withToken,
     });
     map.addControl(new maplibregl.NavigationControl({ showCompass: false }), "top-right");
+    // Labels under the page's own layers (markers stay on top).
+    const labelsOverlay = new MapboxOverlay({ interleaved: false, layers: [] });
+    map.addControl(labelsOverlay);
     const overlay = new MapboxOverlay({ interleaved: false, layers: [] });
     map.addControl(overlay);
     handle.current = { map, overlay };
@@ -127,6 +173,18 @@ export function MapView({ layers, center = [24.94, 60.17], zoom = 12, onReady, t
         })
         .catch(() => undefined); // no roads (box too wide, table missing): plain background
     };
+    let labelled = "";
+    map.on("idle", () => {
+      if (!baseMap) return;
+      const c = map.getCenter();
+      const view = `${map.getZoom().toFixed(2)},${c.lng.toFixed(5)},${c.lat.toFixed(5)}`;
+      const key = `${view},${hooks.baseTiles}`;
+      if (key === labelled) return; // idle also follows our own redraws
+      labelled = key;
+      const labels = baseLabels(map);
+      labelsOverlay.setProps({ layers: [labelLayer(labels)] });
+      hooks.labels = labels.map((l) => l.text);
+    });
     map.on("moveend", loadRoads);
     map.on("load", () => {
       if (STYLE_URL) return;
