@@ -76,20 +76,15 @@ from infrastructure.kafka import GPS_POSITIONS_ENRICHED, ensure_topics
 from infrastructure.postgres import connect
 from infrastructure.settings import Settings
 from simulator.driving import DrivingConfig
-from simulator.fleet import (
+from simulator.fleet import Fleet, FleetConfig, RunStats, SimClock, build_fleet, drive_fleet
+from simulator.protocols import HttpPoster, Sender
+from simulator.replay import (
     DueReport,
-    Fleet,
-    FleetConfig,
     RecordedDriver,
-    RunStats,
-    SimClock,
-    build_fleet,
-    drive_fleet,
     forward_as_gateway,
     record_reports,
     recorded_batch_reports,
 )
-from simulator.protocols import HttpPoster, Sender
 from simulator.run import RunOptions, prepare
 
 ROOT = Path(__file__).resolve().parent.parent

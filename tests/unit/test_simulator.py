@@ -19,17 +19,7 @@ from ingest.osmand import parse_request
 from ingest.traccar import parse_positions_body
 from simulator import fleet as fleet_module
 from simulator.driving import Driver, DrivingConfig, Fix
-from simulator.fleet import (
-    FleetConfig,
-    RecordedDriver,
-    SimClock,
-    build_fleet,
-    drive_fleet,
-    forward_as_gateway,
-    record_reports,
-    recorded_batch_reports,
-    start_of_run_ms,
-)
+from simulator.fleet import FleetConfig, SimClock, build_fleet, drive_fleet, start_of_run_ms
 from simulator.network import CLASS_SPEED_KMH, RoadNetwork, load_network, speed_for
 from simulator.planning import TravelTimes, order_stops, place_customers
 from simulator.protocols import (
@@ -39,6 +29,12 @@ from simulator.protocols import (
     batch_line,
     osmand_form,
     traccar_forward,
+)
+from simulator.replay import (
+    RecordedDriver,
+    forward_as_gateway,
+    record_reports,
+    recorded_batch_reports,
 )
 from simulator.scoring import Detected, EtaSample, score
 
