@@ -36,6 +36,7 @@ VisitStatus = Literal[
     "cancelled",
 ]
 
+# Finishing statuses: they stamp completed_at ("completed" may still be followed by "departed").
 TERMINAL: frozenset[str] = frozenset({"completed", "skipped", "failed", "cancelled"})
 
 ALLOWED: dict[str, frozenset[str]] = {
@@ -44,7 +45,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "in_progress": frozenset({"departed", "completed", "failed"}),
     # Left the geofence: can still be confirmed done (or not) afterwards, or come back.
     "departed": frozenset({"arrived", "completed", "failed", "skipped"}),
-    "completed": frozenset(),
+    # The seed's flow ends pending → arrived → in_progress → completed → departed: a seed
+    # client reports leaving after finishing. The visit stays counted as completed (0019).
+    "completed": frozenset({"departed"}),
     "skipped": frozenset(),
     "failed": frozenset(),
     "cancelled": frozenset(),

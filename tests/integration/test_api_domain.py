@@ -304,6 +304,46 @@ async def test_every_legal_visit_transition_succeeds_and_every_illegal_one_is_40
             assert recorded.get(visit["id"]) == target, (current, target)
 
 
+async def test_the_seeds_visit_flow_ends_completed_then_departed(
+    client: httpx.AsyncClient, tenant1_headers: dict[str, str], pg: asyncpg.Pool
+) -> None:
+    # Issue 20: the seed allows completed → departed (completed was terminal here before).
+    driver = await make_driver(client, tenant1_headers)
+    route = await make_route(client, tenant1_headers, driver["id"])
+    visit = await make_visit(client, tenant1_headers, route["id"], 1, 1)
+    url = f"/api/visits/{visit['id']}/status"
+    for status in ("arrived", "in_progress", "completed", "departed"):
+        resp = await client.patch(url, json={"status": status}, headers=tenant1_headers)
+        assert resp.status_code == 200, (status, resp.text)
+        assert resp.json()["status"] == status
+    row = await pg.fetchrow("SELECT * FROM planned_visits WHERE id = $1::uuid", visit["id"])
+    assert row["completed_at"] is not None and row["departed_at"] >= row["completed_at"]
+    # still counted as done: the route's counter and the completion record keep it
+    got = await client.get(f"/api/routes/{route['id']}", headers=tenant1_headers)
+    assert got.json()["completedStops"] == 1
+    done = await pg.fetchrow(
+        "SELECT status, departed_at, dwell_s FROM visit_completions WHERE visit_id = $1::uuid",
+        visit["id"],
+    )
+    assert done["status"] == "completed" and done["departed_at"] == row["departed_at"]
+    assert done["dwell_s"] >= 0
+    # bad input: departing twice, or going back from a completed visit, is still a 409
+    again = await client.patch(url, json={"status": "departed"}, headers=tenant1_headers)
+    assert again.status_code == 409
+    other = await make_visit(client, tenant1_headers, route["id"], 2, 2)
+    for status in ("arrived", "completed"):
+        resp = await client.patch(
+            f"/api/visits/{other['id']}/status", json={"status": status}, headers=tenant1_headers
+        )
+        assert resp.status_code == 200, resp.text
+    for target in ("arrived", "in_progress", "pending", "completed"):
+        resp = await client.patch(
+            f"/api/visits/{other['id']}/status", json={"status": target}, headers=tenant1_headers
+        )
+        assert resp.status_code == 409, (target, resp.text)
+        assert resp.json()["details"]["allowedNext"] == ["departed"]
+
+
 async def test_a_driver_user_sees_and_moves_only_their_own(
     client: httpx.AsyncClient, tenant1_headers: dict[str, str]
 ) -> None:
