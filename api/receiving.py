@@ -16,8 +16,8 @@ from api.errors import ApiError, PayloadTooLarge, Unauthorized
 from api.state import AppState
 from infrastructure.secrets import is_public
 from infrastructure.seed import api_key_digest
-from ingest.errors import InvalidPosition
-from ingest.osmand import parse_request
+from ingest.errors import InvalidPosition, UnknownDevice
+from ingest.osmand import is_json_request, parse_request
 
 ApiKey = Annotated[str | None, Header(alias="X-API-Key")]
 
@@ -58,6 +58,12 @@ class OsmAndRejected(ApiError):
     status, code = 400, "invalid_position"
 
 
+class OsmAndJsonUnknownDevice(ApiError):
+    """Traccar answers 404 to a JSON body of an unregistered device (query/form: 400)."""
+
+    status, code = 404, "unknown_device"
+
+
 async def accept_osmand(state: AppState, query: str, content_type: str | None, body: bytes) -> None:
     """Decode one OsmAnd request and publish its fix(es); return once Kafka acknowledged."""
     check_query_size(query)
@@ -66,3 +72,8 @@ async def accept_osmand(state: AppState, query: str, content_type: str | None, b
         await state.receiver.accept(fixes)
     except InvalidPosition as exc:
         raise OsmAndRejected(str(exc), details=exc.details or None) from exc
+    except UnknownDevice as exc:
+        if is_json_request(content_type):
+            details = {"deviceIds": exc.device_ids}
+            raise OsmAndJsonUnknownDevice(str(exc), details=details) from exc
+        raise

@@ -50,11 +50,16 @@ _LOCAL_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}
 _MAX_MS = 32_503_680_000_000
 
 
+def is_json_request(content_type: str | None) -> bool:
+    """Whether a request's body is Traccar Client's JSON (else query or form parameters)."""
+    return content_type is not None and content_type.strip().lower().startswith("application/json")
+
+
 def parse_request(
     query_string: str, content_type: str | None, body: bytes, *, now_ms: int
 ) -> list[Fix]:
     """Decode one OsmAnd HTTP request (GET or POST) into its fixes, as Traccar would."""
-    if content_type is not None and content_type.strip().lower().startswith("application/json"):
+    if is_json_request(content_type):
         return parse_json(body, now_ms=now_ms)
     params = parse_qsl(query_string, keep_blank_values=True)
     if not params and body:

@@ -324,6 +324,8 @@ def expected_status(receiver: str, case: str) -> int:
         return 413
     if receiver == "batch":
         return 415 if case == "wrong-ctype" else 200  # a bad line is reported, not fatal
+    if case == UNKNOWN and receiver.startswith("osmand-json"):
+        return 404  # Traccar answers a JSON body of an unknown device 404 (query/form: 400)
     if receiver.startswith("osmand") or case == UNKNOWN:
         return 400
     if case == "wrong-ctype" and receiver == "traccar-json":
@@ -440,6 +442,15 @@ async def test_unknown_osmand_devices_are_counted(
             }
             keys = RedisKeys(settings.redis.key_prefix)
             assert await redis.hget(keys.unknown_devices, ghost) == str(expected).encode()
+        # Traccar Client's JSON body: 404 as Traccar answers it, counted the same way
+        resp = await send(client, build("osmand-json", device=ghost, fix_ms=whole_second_ms(5)), {})
+        assert resp.status_code == 404
+        assert resp.json() == {
+            "error": "unknown_device",
+            "message": f"unknown device(s): {ghost}",
+            "details": {"deviceIds": [ghost]},
+        }
+        assert await redis.hget(keys.unknown_devices, ghost) == b"3"
     finally:
         await redis.aclose()
 
