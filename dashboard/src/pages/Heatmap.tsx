@@ -8,6 +8,7 @@ import { MapView, fitTo, type MapHandle } from "../map/MapView";
 import { METRICS, colorOf, legend, scaleOf, type Metric } from "../lib/heat";
 import { formatCount, toLocalInput } from "../lib/format";
 import { boundsOf } from "../lib/track";
+import { mainCluster } from "../lib/cluster";
 import { hooks } from "../testHooks";
 
 interface Cell {
@@ -58,10 +59,11 @@ export function Heatmap() {
     const key = `${metric}:${resolution}:${from}:${to}`;
     if (data.length && fitted.current !== key) {
       fitted.current = key;
-      fitTo(handle.current, boundsOf([data.map((c) => {
+      const centres = data.map((c) => {
         const [lat, lon] = cellToLatLng(c.cell);
         return [lon, lat] as [number, number];
-      })]));
+      });
+      fitTo(handle.current, boundsOf([mainCluster(centres)]));
     }
   }, [data, scale, metric, resolution, from, to]);
 

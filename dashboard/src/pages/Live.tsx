@@ -9,6 +9,7 @@ import { MapView, fitTo, type MapHandle } from "../map/MapView";
 import { positionAt } from "../lib/interpolate";
 import { formatAge, formatDistance, formatEta, formatSpeed } from "../lib/format";
 import { boundsOf } from "../lib/track";
+import { mainCluster } from "../lib/cluster";
 import { filterDrivers, liveStatus, useStore, type LiveDriver, type LiveStatus } from "../store";
 import { hooks } from "../testHooks";
 import type { LiveDriverRow, Route } from "../types";
@@ -107,7 +108,7 @@ export function Live() {
       .filter((d) => d.position)
       .map((d) => [d.position!.lon, d.position!.lat] as [number, number]);
     if (pts.length) {
-      fitTo(handle.current, boundsOf([pts]));
+      fitTo(handle.current, boundsOf([mainCluster(pts)])); // where most of the fleet is
       fitted.current = true;
     }
   }, [drivers]);

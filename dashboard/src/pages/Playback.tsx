@@ -8,6 +8,7 @@ import { MapView, fitTo, type MapHandle } from "../map/MapView";
 import { SPEEDS, clockTime, newClock, pause, play, seek, setSpeed, type Clock } from "../lib/clock";
 import { formatClock, toLocalInput } from "../lib/format";
 import { boundsOf, positionAtTime, toTrip, type Columns, type Trip } from "../lib/track";
+import { mainCluster } from "../lib/cluster";
 import { useStore } from "../store";
 import { hooks } from "../testHooks";
 import type { PlaybackEvent } from "../types";
@@ -116,7 +117,7 @@ export function Playback() {
       setData(loaded);
       hooks.playbackTracks = loaded.trips.length;
       setClock(seek(newClock(f, t, performance.now(), clock?.speed ?? 10), startAt, performance.now()));
-      fitTo(handle.current, boundsOf(loaded.trips.map((x) => x.path)));
+      fitTo(handle.current, boundsOf([mainCluster(loaded.trips.flatMap((x) => x.path))]));
     } catch (e) {
       setError(e instanceof Error ? e.message : String(e));
     }
