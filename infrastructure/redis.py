@@ -41,6 +41,15 @@ class RedisKeys:
         """GEO set of a tenant's drivers at their latest position."""
         return f"{self.prefix}geo:drivers:{tenant_id}"
 
+    def seen(self, tenant_id: str) -> str:
+        """Sorted set of a tenant's drivers scored by latest fix time (ms): what to prune."""
+        return f"{self.prefix}pos:seen:{tenant_id}"
+
+    @property
+    def live_tenants(self) -> str:
+        """Set of the tenants that have live state (the pruner walks their ``seen`` sets)."""
+        return f"{self.prefix}pos:tenants"
+
     @property
     def fix_times(self) -> str:
         """Hash driver id -> latest fix time in ms; guards live state against going back."""

@@ -235,6 +235,15 @@ class LiveSettings(BaseModel):
     client_request_burst: float = Field(default=30.0, ge=10)
     # How often sockets are checked for an expired token or a logout (seconds).
     session_check_interval_s: float = Field(default=5.0, gt=0)
+    # A driver is active while its latest fix is at most this old (seconds; the seed's Redis
+    # TTL): /api/drivers/near, /within and get-active-drivers leave older ones out unless
+    # asked to include stale drivers.
+    active_window_s: int = Field(default=300, ge=1)
+    # Latest positions older than this (seconds of fix time) leave Redis: key, GEO member and
+    # fix-time guard (bounded memory when devices churn); at least the active window.
+    latest_retention_s: int = Field(default=86_400, ge=60)
+    # How often a worker prunes what is past the retention (seconds).
+    prune_interval_s: float = Field(default=60.0, gt=0)
 
 
 class Settings(BaseSettings):

@@ -352,7 +352,12 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> WorkerStats:
         settings=settings,
         pool=pool,
         devices=DeviceRegistry(pool, max_entries=settings.ingest.device_cache_max),
-        live=LiveState(redis, RedisKeys(settings.redis.key_prefix)),
+        live=LiveState(
+            redis,
+            RedisKeys(settings.redis.key_prefix),
+            retention_s=settings.live.latest_retention_s,
+            prune_interval_s=settings.live.prune_interval_s,
+        ),
         producer=producer,
         movement=MovementTracker(settings, plans),
     )

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -82,11 +83,14 @@ ON CONFLICT (driver_id) DO UPDATE SET
     geofence_id = EXCLUDED.geofence_id, updated_at = now()
 WHERE dp.fix_time < EXCLUDED.fix_time"""
 
-# ARGV holds 7 values per driver: id, fix ms, lon, lat, json, geo key, latest key.
-# Only moves a driver whose new fix is newer than the one recorded in KEYS[1].
+# KEYS[1] the fix-time guard hash, KEYS[2] the set of tenants with live state; ARGV[1] the
+# latest key's TTL (ms), then 9 values per driver: id, fix ms, lon, lat, json, geo key,
+# latest key, seen key, tenant id. Only moves a driver whose new fix is newer than the one
+# recorded in KEYS[1].
 _MOVE_LIVE_LUA = """
+local ttl = tonumber(ARGV[1])
 local moved = 0
-for i = 1, #ARGV, 7 do
+for i = 2, #ARGV, 9 do
   local id = ARGV[i]
   local fix = tonumber(ARGV[i + 1])
   local current = tonumber(redis.call('HGET', KEYS[1], id) or '-1')
@@ -96,12 +100,29 @@ for i = 1, #ARGV, 7 do
     if lat > -85.05112878 and lat < 85.05112878 then
       redis.call('GEOADD', ARGV[i + 5], ARGV[i + 2], ARGV[i + 3], id)
     end
-    redis.call('SET', ARGV[i + 6], ARGV[i + 4])
+    redis.call('SET', ARGV[i + 6], ARGV[i + 4], 'PX', ttl)
+    redis.call('ZADD', ARGV[i + 7], fix, id)
+    redis.call('SADD', KEYS[2], ARGV[i + 8])
     moved = moved + 1
   end
 end
 return moved
 """
+
+# KEYS[1] a tenant's seen set, KEYS[2] its GEO set, KEYS[3] the fix-time guard hash; ARGV:
+# cutoff (fix ms), the most drivers to prune in one call, the latest keys' prefix. Removes
+# drivers whose latest fix is at or before the cutoff; returns how many.
+_PRUNE_LIVE_LUA = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('ZREM', KEYS[2], id)
+  redis.call('HDEL', KEYS[3], id)
+  redis.call('DEL', ARGV[3] .. id)
+end
+return #ids
+"""
+PRUNE_CHUNK = 1000  # drivers per script call: Redis is single-threaded, keep each call short
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,34 +234,81 @@ async def write_history_and_snapshot(
 
 
 class LiveState:
-    """Latest position per driver in Redis: JSON + tenant GEO set, forward-only."""
+    """Latest position per driver in Redis: JSON + tenant GEO set, forward-only, bounded.
 
-    def __init__(self, redis: Redis, keys: RedisKeys) -> None:
+    A driver whose latest fix is older than ``retention_s`` leaves Redis (key, GEO member,
+    fix-time guard): ``prune`` does it, ``move`` calls it every ``prune_interval_s``, and the
+    latest key also expires on its own ``retention_s`` after it was written.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        keys: RedisKeys,
+        *,
+        retention_s: float = 86_400,
+        prune_interval_s: float = 60.0,
+    ) -> None:
         self._redis = redis
         self._keys = keys
         self._script = redis.register_script(_MOVE_LIVE_LUA)
+        self._prune_script = redis.register_script(_PRUNE_LIVE_LUA)
+        self.retention_ms = int(retention_s * 1000)
+        self.prune_interval_s = prune_interval_s
+        self._pruned_at = time.monotonic()
 
     async def move(self, batch: Sequence[EnrichedPosition], messages: Sequence[bytes]) -> int:
         """Move drivers whose fix is newer than what Redis has; return how many moved.
 
-        ``messages`` are the batch's encoded ``to_message()``, in the same order.
+        ``messages`` are the batch's encoded ``to_message()``, in the same order. Fixes past
+        the retention are left out (they would only be pruned again).
         """
+        oldest = int(time.time() * 1000) - self.retention_ms
         newest: dict[str, tuple[EnrichedPosition, bytes]] = {}
         for e, message in zip(batch, messages, strict=True):
+            if e.position.fix_time_ms <= oldest:
+                continue
             cur = newest.get(e.device.driver_id)
             if cur is None or e.position.fix_time_ms > cur[0].position.fix_time_ms:
                 newest[e.device.driver_id] = (e, message)
-        args: list[str | bytes | int | float] = []
+        args: list[str | bytes | int | float] = [self.retention_ms]
         for driver_id, (e, message) in newest.items():
+            tenant = e.position.tenant_id
             args += [
                 driver_id,
                 e.position.fix_time_ms,
                 e.position.lon,
                 e.position.lat,
                 message,
-                self._keys.geo(e.position.tenant_id),
+                self._keys.geo(tenant),
                 self._keys.latest(driver_id),
+                self._keys.seen(tenant),
+                tenant,
             ]
-        if not args:
-            return 0
-        return int(await self._script(keys=[self._keys.fix_times], args=args))
+        moved = 0
+        if newest:
+            keys = [self._keys.fix_times, self._keys.live_tenants]
+            moved = int(await self._script(keys=keys, args=args))
+        if time.monotonic() - self._pruned_at >= self.prune_interval_s:
+            self._pruned_at = time.monotonic()
+            await self.prune()
+        return moved
+
+    async def prune(self, now_ms: int | None = None) -> int:
+        """Remove drivers whose latest fix is past the retention; return how many."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        cutoff = now_ms - self.retention_ms
+        removed = 0
+        for raw in await self._redis.smembers(self._keys.live_tenants):
+            tenant = raw.decode() if isinstance(raw, bytes) else str(raw)
+            keys = [self._keys.seen(tenant), self._keys.geo(tenant), self._keys.fix_times]
+            while True:
+                n = int(
+                    await self._prune_script(
+                        keys=keys, args=[cutoff, PRUNE_CHUNK, self._keys.latest("")]
+                    )
+                )
+                removed += n
+                if n < PRUNE_CHUNK:
+                    break
+        return removed

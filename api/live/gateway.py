@@ -53,6 +53,7 @@ from api.live.rooms import (
     tenant_room,
 )
 from api.records.drivers import room_owner
+from api.records.latest import fix_age_s, is_active
 from api.security import InvalidToken, token_times, verify_access_token
 from infrastructure.kafka import GPS_POSITIONS_ENRICHED, VISITS_EVENTS, create_reader
 from infrastructure.postgres import Conn
@@ -323,7 +324,11 @@ class LiveGateway:
         return None if owner is None else Owner(*owner)
 
     async def _on_active_drivers(self, sid: str, data: Any = None) -> list[dict[str, Any]]:
-        """The latest position of each of the tenant's tracked drivers (a driver: their own)."""
+        """The latest position of each of the tenant's active drivers (a driver: their own).
+
+        Active: the latest fix is at most ``active_window_s`` old. ``{"includeStale": true}``
+        also answers older ones (still in Redis, within the retention), each with ``ageS``.
+        """
         feed = await self._authenticated(sid)
         if feed is None:
             return []
@@ -336,6 +341,8 @@ class LiveGateway:
         else:
             members = await self._redis.zrange(self._keys.geo(p.tenant_id), 0, -1)
             ids = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
+        include_stale = isinstance(data, dict) and data.get("includeStale") is True
+        window_s, now_ms = self.live.active_window_s, int(time.time() * 1000)
         out: list[dict[str, Any]] = []
         for i in range(0, len(ids), 1000):
             chunk = ids[i : i + 1000]
@@ -344,8 +351,13 @@ class LiveGateway:
                 if raw is None:
                     continue
                 msg = orjson.loads(raw)
-                if isinstance(msg, dict) and msg.get("tenantId") == p.tenant_id:
-                    out.append(msg)
+                if not isinstance(msg, dict) or msg.get("tenantId") != p.tenant_id:
+                    continue
+                age = fix_age_s(msg, now_ms)
+                if include_stale:
+                    out.append(msg | {"ageS": age})
+                elif is_active(age, window_s):
+                    out.append(msg)  # the seed's shape, unchanged
         return out
 
     async def _on_subscribe_bbox(self, sid: str, data: Any = None) -> dict[str, Any]:

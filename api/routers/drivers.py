@@ -7,6 +7,7 @@ tenant; a driver-role caller sees only their own driver.
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, cast
@@ -32,6 +33,7 @@ from api.params import FromQuery, ToQuery, history_window
 from api.records import customers
 from api.records import drivers as records
 from api.records.drivers import driver_json, fetch_driver
+from api.records.latest import fix_age_s, is_active
 from api.records.positions import position_json
 from api.state import AppState
 from geo.areas import (
@@ -67,9 +69,17 @@ _LIVE_DRIVER_EXAMPLE: dict[str, Any] = {
     "driverId": "a1b2c3d4-0001-4000-8000-000000000001",
     "distanceM": 42.7,
     "lastFixTime": "2026-02-07T09:15:02.000Z",
+    "ageS": 3.2,
     "position": {"lat": 40.713, "lon": -74.0055, "speed": 18.5, "fixTime": "..."},
 }
 _BBOX_EXAMPLE = "-74.02,40.70,-73.97,40.75"
+IncludeStaleQuery = Annotated[
+    bool,
+    Query(
+        description="also drivers whose latest fix is older than the active window "
+        "(FLEETPULSE_LIVE__ACTIVE_WINDOW_S, default 300 s); each entry has ageS either way"
+    ),
+]
 
 
 class DriverCreate(BaseModel):
@@ -208,19 +218,52 @@ async def drivers_near(
     lon: Annotated[float, Query(ge=-180, le=180, examples=[-74.006])],
     radius_m: Annotated[float, Query(gt=0, le=100_000, examples=[1000])] = 1_000,
     limit: Annotated[int, Query(ge=1, le=1_000, examples=[50])] = 50,
+    include_stale: IncludeStaleQuery = False,
 ) -> dict[str, Any]:
     """Drivers of the caller's tenant whose latest position is within radius_m, nearest first."""
-    hits = await _geosearch(state, user.tenant_id, lon, lat, radius_m, limit)
+    found = await _live_search(state, user.tenant_id, lon, lat, radius_m, limit, include_stale)
     drivers = [
         {
             "driverId": driver_id,
             "distanceM": round(dist, 1),
             "lastFixTime": pos.get("fixTime"),
+            "ageS": age,
             "position": pos,
         }
-        for driver_id, dist, pos in await _with_latest(state, hits)
+        for driver_id, dist, pos, age in found
     ]
     return {"center": {"lat": lat, "lon": lon}, "radiusM": radius_m, "drivers": drivers}
+
+
+LiveHit = tuple[str, float, dict[str, Any], float | None]  # id, distance, latest, age (s)
+
+
+async def _live_search(
+    state: AppState,
+    tenant: str,
+    lon: float,
+    lat: float,
+    radius_m: float,
+    limit: int | None,
+    include_stale: bool,
+) -> list[LiveHit]:
+    """Drivers in the circle with their latest position and age, nearest first.
+
+    Without ``include_stale`` only active drivers; when stale ones took places among the
+    nearest ``limit``, the whole circle is read again so the active ones still fill it.
+    """
+    window_s = state.settings.live.active_window_s
+    now_ms = int(time.time() * 1000)
+
+    async def search(count: int | None) -> tuple[int, list[LiveHit]]:
+        hits = await _geosearch(state, tenant, lon, lat, radius_m, count)
+        rows = [(i, d, p, fix_age_s(p, now_ms)) for i, d, p in await _with_latest(state, hits)]
+        return len(hits), [r for r in rows if include_stale or is_active(r[3], window_s)]
+
+    n, found = await search(limit)
+    if limit is not None and n == limit and len(found) < limit:
+        _, found = await search(None)
+    return found if limit is None else found[:limit]
 
 
 async def _geosearch(
@@ -248,13 +291,18 @@ async def _with_latest(
     latest = await state.redis.mget([state.keys.latest(i) for i, _ in hits])
     out = []
     for (driver_id, dist), raw in zip(hits, latest, strict=True):
-        if raw is not None:
+        if raw is not None:  # expired or pruned since the GEO search
             out.append((driver_id, dist, cast(dict[str, Any], orjson.loads(raw))))
     return out
 
 
 async def _drivers_within(
-    state: AppState, tenant: str, ring: list[tuple[float, float]], holes: list[Any], limit: int
+    state: AppState,
+    tenant: str,
+    ring: list[tuple[float, float]],
+    holes: list[Any],
+    limit: int,
+    include_stale: bool,
 ) -> dict[str, Any]:
     cover = covering_circle(ring)
     radius = cover.radius_m * _COVER_MARGIN + _COVER_PAD_M
@@ -263,16 +311,17 @@ async def _drivers_within(
             f"the area is too large for a live query (covering radius {radius / 1000:.0f} km, "
             f"at most {MAX_LIVE_RADIUS_M / 1000:.0f} km)"
         )
-    hits = await _geosearch(state, tenant, cover.lon, cover.lat, radius, None)
+    found = await _live_search(state, tenant, cover.lon, cover.lat, radius, None, include_stale)
     shape = prepared.prep(Polygon(ring, holes=holes))
     drivers = []
-    for driver_id, _dist, pos in await _with_latest(state, hits):
+    for driver_id, _dist, pos, age in found:
         # Exact test on the stored coordinates (the GEO set keeps a 52-bit approximation).
         if shape.covers(Point(float(pos["lon"]), float(pos["lat"]))):
             drivers.append(
                 {
                     "driverId": driver_id,
                     "lastFixTime": pos.get("fixTime"),
+                    "ageS": age,
                     "position": pos,
                 }
             )
@@ -304,9 +353,10 @@ async def drivers_within_bbox(
         ),
     ],
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1_000,
+    include_stale: IncludeStaleQuery = False,
 ) -> dict[str, Any]:
     ring = bbox_to_ring(*parse_bbox(bbox))
-    return await _drivers_within(state, user.tenant_id, ring, [], limit)
+    return await _drivers_within(state, user.tenant_id, ring, [], limit, include_stale)
 
 
 @router.post(
@@ -318,10 +368,13 @@ async def drivers_within_bbox(
     },
 )
 async def drivers_within_polygon(
-    body: WithinBody, state: StateDep, user: StaffDep
+    body: WithinBody, state: StateDep, user: StaffDep, include_stale: IncludeStaleQuery = False
 ) -> dict[str, Any]:
     area = validate_geojson_polygon(body.geometry)
-    return await _drivers_within(state, user.tenant_id, area.rings[0], area.rings[1:], body.limit)
+    rings = area.rings
+    return await _drivers_within(
+        state, user.tenant_id, rings[0], rings[1:], body.limit, include_stale
+    )
 
 
 @router.get(

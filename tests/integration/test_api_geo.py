@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -311,38 +312,56 @@ async def geo_world(
     }
 
 
+def ages_s(live: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Each driver's fix age now (the world's fixes are 0..3600 s old)."""
+    now_ms = time.time() * 1000
+    return {i: (now_ms - m["fixTimeMs"]) / 1000 for i, m in live.items()}
+
+
 async def test_drivers_near_agrees_with_brute_force(
     client: httpx.AsyncClient, geo_world: dict[str, Any]
 ) -> None:
     rng = random.Random(7)
     live = geo_world["live"]
-    for _ in range(15):
+    for i in range(15):
+        include_stale = i % 2 == 0  # the world's fixes are 0..60 min old: most are stale
         lon, lat = rng.uniform(-74.05, -73.90), rng.uniform(40.65, 40.85)
         radius = rng.uniform(300, 6000)
+        extra = {"include_stale": "true"} if include_stale else {}
         resp = await client.get(
             "/api/drivers/near",
-            params={"lat": lat, "lon": lon, "radius_m": radius, "limit": 1000},
+            params={"lat": lat, "lon": lon, "radius_m": radius, "limit": 1000, **extra},
             headers=geo_world["headers"],
         )
         assert resp.status_code == 200, resp.text
         got = resp.json()["drivers"]
         ids = {g["driverId"] for g in got}
+        age = ages_s(live)
         dist = {i: haversine_m(lon, lat, m["lon"], m["lat"]) for i, m in live.items()}
+        counted = {i for i in live if include_stale or age[i] < 295}
         # Redis keeps 52-bit geohashes (< 1 m off): only the metre at the edge is ambiguous.
-        assert {i for i, d in dist.items() if d < radius - 1} <= ids
+        assert {i for i, d in dist.items() if d < radius - 1 and i in counted} <= ids
         assert not {i for i in ids if dist[i] > radius + 1}
         assert [g["distanceM"] for g in got] == sorted(g["distanceM"] for g in got)
         for g in got:
             assert abs(g["distanceM"] - dist[g["driverId"]]) < 1.5
             assert g["lastFixTime"] == live[g["driverId"]]["fixTime"]
+            assert abs(g["ageS"] - age[g["driverId"]]) < 5
+            assert include_stale or g["ageS"] <= 305, g
         limited = await client.get(
             "/api/drivers/near",
-            params={"lat": lat, "lon": lon, "radius_m": radius, "limit": 3},
+            params={"lat": lat, "lon": lon, "radius_m": radius, "limit": 3, **extra},
             headers=geo_world["headers"],
         )
         assert [g["driverId"] for g in limited.json()["drivers"]] == [
             g["driverId"] for g in got[:3]
         ]
+    bad = await client.get(
+        "/api/drivers/near",
+        params={"lat": 40.7, "lon": -74.0, "include_stale": "perhaps"},
+        headers=geo_world["headers"],
+    )
+    assert bad.status_code == 422
 
 
 async def test_drivers_within_bbox_and_polygon_agree_with_brute_force(
@@ -355,13 +374,23 @@ async def test_drivers_within_bbox_and_polygon_agree_with_brute_force(
         y1, y2 = sorted(rng.uniform(40.64, 40.86) for _ in range(2))
         resp = await client.get(
             "/api/drivers/within",
-            params={"bbox": f"{x1},{y1},{x2},{y2}"},
+            params={"bbox": f"{x1},{y1},{x2},{y2}", "include_stale": "true"},
             headers=geo_world["headers"],
         )
         assert resp.status_code == 200, resp.text
         expected = {i for i, m in live.items() if x1 <= m["lon"] <= x2 and y1 <= m["lat"] <= y2}
         assert {g["driverId"] for g in resp.json()["drivers"]} == expected
         assert resp.json()["count"] == len(expected)
+        # by default only the active ones (fix at most 300 s old; the edge's 5 s left out)
+        active = await client.get(
+            "/api/drivers/within",
+            params={"bbox": f"{x1},{y1},{x2},{y2}"},
+            headers=geo_world["headers"],
+        )
+        age = ages_s(live)
+        got = {g["driverId"] for g in active.json()["drivers"]}
+        assert {i for i in expected if age[i] < 295} <= got
+        assert got <= {i for i in expected if age[i] < 305}
 
     # A concave polygon (a "C"), so a bbox or convex-hull shortcut would be wrong.
     c_shape = [
@@ -376,12 +405,21 @@ async def test_drivers_within_bbox_and_polygon_agree_with_brute_force(
         [-74.04, 40.66],
     ]
     resp = await client.post(
-        "/api/drivers/within", json={"geometry": polygon(c_shape)}, headers=geo_world["headers"]
+        "/api/drivers/within",
+        params={"include_stale": "true"},
+        json={"geometry": polygon(c_shape)},
+        headers=geo_world["headers"],
     )
     assert resp.status_code == 200, resp.text
     expected = {i for i, m in live.items() if inside(m["lon"], m["lat"], c_shape)}
     assert len(expected) > 10
     assert {g["driverId"] for g in resp.json()["drivers"]} == expected
+    active = await client.post(
+        "/api/drivers/within", json={"geometry": polygon(c_shape)}, headers=geo_world["headers"]
+    )
+    age = ages_s(live)
+    got = {g["driverId"] for g in active.json()["drivers"]}
+    assert {i for i in expected if age[i] < 295} <= got <= {i for i in expected if age[i] < 305}
 
     for bad, words in (
         ({"bbox": "-74,40,-75,41"}, "min < max"),

@@ -725,3 +725,34 @@ async def test_health_has_the_seeds_websocket_block_from_this_processs_gateway(
     await asyncio.wait_for(bad.disconnected.wait(), 10)
     await viewer.close()
     assert await eventually(block, lambda b: b == before, within=10) == before
+
+
+async def test_get_active_drivers_leaves_stale_ones_out_unless_asked(
+    live: LiveServer, pg: asyncpg.Pool, settings: Settings
+) -> None:
+    from infrastructure.redis import RedisKeys, create_redis
+
+    redis, keys = create_redis(settings.redis), RedisKeys(settings.redis.key_prefix)
+    fresh, stale = await make_driver(pg, "tenant-2"), await make_driver(pg, "tenant-2")
+    window_ms = live.settings.live.active_window_s * 1000
+    for d, age_ms in ((fresh, 2_000), (stale, window_ms + 60_000)):
+        msg = orjson.loads(enriched("tenant-2", d, LON0, LAT0))
+        msg["fixTimeMs"] -= age_ms
+        await redis.set(keys.latest(d), orjson.dumps(msg))
+        await redis.geoadd(keys.geo("tenant-2"), (LON0, LAT0, d))
+    await redis.aclose()
+    viewer = await connect(live.url, token_for(live.settings, "tenant-2", "dispatcher"))
+    default = {a["driverId"]: a for a in await viewer.call("get-active-drivers")}
+    assert fresh in default and stale not in default
+    assert "ageS" not in default[fresh]  # the seed's shape when not asked for stale ones
+    await asyncio.sleep(1.1)  # each call costs 10 of the request budget
+    every = {
+        a["driverId"]: a for a in await viewer.call("get-active-drivers", {"includeStale": True})
+    }
+    assert {fresh, stale} <= set(every)
+    assert every[fresh]["ageS"] < 10 and every[stale]["ageS"] >= window_ms / 1000 + 60
+    await asyncio.sleep(1.1)
+    # anything but a literal true is the default
+    odd = await viewer.call("get-active-drivers", {"includeStale": "yes"})
+    assert stale not in {a["driverId"] for a in odd}
+    await viewer.close()
