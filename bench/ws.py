@@ -66,9 +66,10 @@ def _clients_main(
     sample: int,
     out: Any,
     light: bool = False,
+    updates: bool = False,
 ) -> None:
     run = _light_clients if light else _clients
-    asyncio.run(run(url, tokens, warmup, duration, sample, out))
+    asyncio.run(run(url, tokens, warmup, duration, sample, out, updates))
 
 
 EVENT_PREFIX = f"42{NS},"
@@ -76,7 +77,13 @@ RECEIVED_AT = '"receivedAt":"'
 
 
 async def _light_clients(
-    url: str, tokens: list[str], warmup: float, duration: float, sample: int, out: Any
+    url: str,
+    tokens: list[str],
+    warmup: float,
+    duration: float,
+    sample: int,
+    out: Any,
+    updates: bool = False,
 ) -> None:
     """socket.io clients speaking the wire protocol directly (Engine.IO 4 / socket.io 5 over
     a websocket): the handshake, the namespace connect with the token, ping/pong, and every
@@ -91,6 +98,7 @@ async def _light_clients(
     latencies: list[float] = []
     stats = {"frames": 0, "entries": 0, "errors": 0, "disconnects": 0, "connected": 0}
     state = {"measuring": False, "done": False}
+    feed_event = '["position:update"' if updates else '["positions:batch"'
 
     def on_frame(data: str) -> None:
         now = time.time() * 1000
@@ -120,7 +128,8 @@ async def _light_clients(
         if not opened.startswith("0"):
             stats["errors"] += 1
             return
-        await ws.send_str(f"40{NS}," + orjson.dumps({"token": token}).decode())
+        auth = {"token": token, "batches": not updates}  # seed clients do not opt in
+        await ws.send_str(f"40{NS}," + orjson.dumps(auth).decode())
         async for msg in ws:
             if msg.type != aiohttp.WSMsgType.TEXT:
                 break
@@ -128,7 +137,7 @@ async def _light_clients(
             if data == "2":  # Engine.IO ping
                 await ws.send_str("3")
             elif data.startswith(EVENT_PREFIX):
-                if data.startswith('["positions:batch"', len(EVENT_PREFIX)):
+                if data.startswith(feed_event, len(EVENT_PREFIX)):
                     if state["measuring"]:
                         on_frame(data)
                 elif data.startswith('["error"', len(EVENT_PREFIX)):
@@ -162,7 +171,13 @@ async def _light_clients(
 
 
 async def _clients(
-    url: str, tokens: list[str], warmup: float, duration: float, sample: int, out: Any
+    url: str,
+    tokens: list[str],
+    warmup: float,
+    duration: float,
+    sample: int,
+    out: Any,
+    updates: bool = False,
 ) -> None:
     import socketio
 
@@ -185,7 +200,10 @@ async def _clients(
 
     async def one(token: str) -> None:
         sio = socketio.AsyncClient(reconnection=False, json=_OrjsonShim)
-        sio.on("positions:batch", on_batch, namespace=NS)
+        if updates:  # a seed client: one position per event
+            sio.on("position:update", lambda p: on_batch({"positions": [p]}), namespace=NS)
+        else:
+            sio.on("positions:batch", on_batch, namespace=NS)
 
         def err(data: Any = None) -> None:
             stats["errors"] += 1
@@ -201,7 +219,7 @@ async def _clients(
                 await sio.connect(
                     url,
                     namespaces=[NS],
-                    auth={"token": token},
+                    auth={"token": token, "batches": not updates},
                     transports=["websocket"],
                     wait_timeout=30,
                 )
@@ -313,6 +331,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--sample", type=int, default=20, help="latency samples per frame")
+    parser.add_argument(
+        "--feed",
+        choices=("batches", "updates"),
+        default="batches",
+        help="viewers opt into positions:batch, or are seed clients (position:update per "
+        "driver per interval in the tenant room)",
+    )
     args = parser.parse_args()
 
     import httpx
@@ -377,7 +402,7 @@ def main() -> None:
                 ctx.Process(
                     target=_clients_main,
                     args=(url, tokens[:full], connect_s + args.warmup, args.duration, 1, out),
-                    kwargs={"light": False},
+                    kwargs={"light": False, "updates": args.feed == "updates"},
                 )
             ]
             if full
@@ -394,7 +419,7 @@ def main() -> None:
                     args.sample,
                     out,
                 ),
-                kwargs={"light": True},
+                kwargs={"light": True, "updates": args.feed == "updates"},
             )
             for i in range(args.client_procs)
             if light_tokens[i :: args.client_procs]
@@ -449,6 +474,10 @@ def main() -> None:
                 "p99": percentile_or_none(full_latencies, 0.99),
                 "samples": len(full_latencies),
             },
+            "feed": args.feed,
+            "positionUpdatesSentPerSecond": round(
+                (m1["positionUpdatesSent"] - m0["positionUpdatesSent"]) / args.duration, 1
+            ),
             "framesReceivedPerSecond": round(stats["frames"] / args.duration, 1),
             "entriesReceivedPerSecond": round(stats["entries"] / args.duration, 1),
             "serverFramesPerSecond": m1["framesPerSecond"],

@@ -2,7 +2,8 @@
 
 The gateway hands a socket only a few packets at a time (Engine.IO queues without bound);
 the rest waits here. A viewer that stops reading therefore costs at most
-``max_frames`` position frames plus its undelivered visit events, and a viewer more than
+``max_frames`` position frames (or, for a seed client, one pending ``position:update`` per
+driver of its tenant room) plus its undelivered visit events, and a viewer more than
 ``max_events`` visit events behind is disconnected rather than fed forever (it reconnects
 and reloads, so nothing is silently lost).
 """
@@ -30,7 +31,11 @@ class ClientFeed:
     bbox: BBox | None = None
     direct: DirectSocket | None = None  # write frames straight to its websocket (direct.py)
     rooms: set[str] = field(default_factory=set)
+    # positions:batch frames (opted in), else seed-style position:update in tenant rooms
+    batches: bool = False
     frames: deque[eio_packet.Packet] = field(default_factory=deque)
+    # tenant-room position:update waiting, one per driver: a newer one replaces it in place
+    updates: dict[str, eio_packet.Packet] = field(default_factory=dict)
     events: deque[eio_packet.Packet] = field(default_factory=deque)
     dropped: int = 0
     sent: int = 0
@@ -62,6 +67,17 @@ class ClientFeed:
         self.dropped += dropped
         return dropped
 
+    def push_update(self, driver_id: str, pkt: eio_packet.Packet) -> int:
+        """Queue a driver's position:update, replacing one still waiting; return 1 if it did.
+
+        Coalescing per driver bounds the queue by the drivers in the client's rooms, the
+        same positions a batch frame would hold.
+        """
+        replaced = 1 if driver_id in self.updates else 0
+        self.updates[driver_id] = pkt
+        self.dropped += replaced
+        return replaced
+
     def push_event(self, pkt: eio_packet.Packet) -> bool:
         """Queue a packet that must not be dropped; False when the client is too far behind."""
         if len(self.events) >= self.max_events:
@@ -75,7 +91,10 @@ class ClientFeed:
             return self.events.popleft()
         if self.frames:
             return self.frames.popleft()
+        if self.updates:
+            driver = next(iter(self.updates))
+            return self.updates.pop(driver)
         return None
 
     def __len__(self) -> int:
-        return len(self.frames) + len(self.events)
+        return len(self.frames) + len(self.events) + len(self.updates)

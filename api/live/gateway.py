@@ -30,6 +30,7 @@ from redis.asyncio import Redis
 from api.live.batching import (
     BBox,
     InvalidLiveMessage,
+    LivePosition,
     RoomBatcher,
     batch_packet,
     event_packet,
@@ -41,6 +42,7 @@ from api.live.rooms import (
     NAMESPACE,
     OPERATORS_ROOM,
     ROOM_KINDS,
+    TENANT_ROOM_PREFIX,
     JoinRefused,
     Owner,
     RoomKind,
@@ -170,6 +172,8 @@ class LiveGateway:
             on(f"leave-{kind}", self._leave_handler(kind), namespace=NAMESPACE)
         on("get-active-drivers", self._on_active_drivers, namespace=NAMESPACE)
         on("subscribe-bbox", self._on_subscribe_bbox, namespace=NAMESPACE)
+        on("subscribe-batches", self._batches_handler(True), namespace=NAMESPACE)
+        on("unsubscribe-batches", self._batches_handler(False), namespace=NAMESPACE)
         on("unsubscribe-bbox", self._on_unsubscribe_bbox, namespace=NAMESPACE)
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
@@ -194,6 +198,8 @@ class LiveGateway:
             max_events=self.live.client_max_events,
             direct=DirectSocket.from_environ(environ) if self.live.direct_websocket else None,
         )
+        # positions:batch is ours: a client asks for it; a seed client gets position:update
+        feed.batches = isinstance(auth, dict) and auth.get("batches") is True
         feed.issued_at, feed.expires_at = token_times(token or "")
         feed.budget, feed.budget_at = self.live.client_request_burst, time.monotonic()
         self.clients[sid] = feed
@@ -378,6 +384,18 @@ class LiveGateway:
             return {"ok": False, "error": str(exc)}
         return {"ok": True}
 
+    def _batches_handler(self, on: bool) -> Callable[[str, Any], Awaitable[dict[str, Any]]]:
+        async def handler(sid: str, data: Any = None) -> dict[str, Any]:
+            feed = self.clients.get(sid)
+            if feed is None:
+                return {"ok": False, "error": "unauthenticated"}
+            if not await self._within_budget(feed, "subscribe-batches"):
+                return {"ok": False, "error": "rate_limited"}
+            feed.batches = on
+            return {"ok": True, "batches": on}
+
+        return handler
+
     async def _on_unsubscribe_bbox(self, sid: str, data: Any = None) -> dict[str, Any]:
         feed = self.clients.get(sid)
         if feed is not None:
@@ -528,7 +546,8 @@ class LiveGateway:
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
     async def flush_batches(self) -> None:
-        """Send each room's pending positions as one frame to each of its viewers."""
+        """Send each room's pending positions as one frame to each of its batch viewers, and
+        as one ``position:update`` per driver to the seed clients of tenant rooms."""
         touched: set[str] = set()
         for room, positions in self.batcher.drain().items():
             members = self.rooms.get(room)
@@ -536,9 +555,24 @@ class LiveGateway:
                 continue
             whole: eio_packet.Packet | None = None
             boxed: dict[BBox, eio_packet.Packet | None] = {}
+            updates: list[tuple[LivePosition, eio_packet.Packet]] | None = None
+            is_tenant_room = room.startswith(TENANT_ROOM_PREFIX)
             for sid in list(members):
                 feed = self.clients.get(sid)
                 if feed is None:
+                    continue
+                if not feed.batches:
+                    # driver and route rooms sent them every fix already (_on_position)
+                    if not is_tenant_room:
+                        continue
+                    if updates is None:
+                        updates = [(p, event_packet("position:update", p.raw)) for p in positions]
+                    box = feed.bbox
+                    for p, update in updates:
+                        if box is None or box.contains(p.lon, p.lat):
+                            self.counters.dropped += feed.push_update(p.driver_id, update)
+                            self.counters.position_updates += 1
+                    touched.add(sid)
                     continue
                 if feed.bbox is None:
                     if whole is None:

@@ -24,8 +24,11 @@ class JoinRefused(LiveError, PermissionError):
     """The principal may not join this room (another tenant's, another driver's, unknown)."""
 
 
+TENANT_ROOM_PREFIX = "tenant:"
+
+
 def tenant_room(tenant_id: str) -> str:
-    return f"tenant:{tenant_id}"
+    return f"{TENANT_ROOM_PREFIX}{tenant_id}"
 
 
 def driver_room(driver_id: str) -> str:

@@ -1,5 +1,6 @@
 // The live feed: socket.io namespace /tracking with the access token; the server puts us in
-// our tenant's room, so positions:batch frames carry exactly our tenant's drivers.
+// our tenant's room, so positions:batch frames carry exactly our tenant's drivers. We opt into
+// those frames (`batches: true`); a client that does not gets the seed's position:update.
 import { io, type Socket } from "socket.io-client";
 import { useStore } from "./store";
 import type { LivePosition } from "./types";
@@ -16,7 +17,7 @@ export function connectLive(token: string): Socket {
   const store = useStore.getState();
   store.setSocket("connecting");
   const socket = io("/tracking", {
-    auth: { token },
+    auth: { token, batches: true },
     transports: ["websocket", "polling"],
     reconnectionDelayMax: 10_000,
   });

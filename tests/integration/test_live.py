@@ -128,7 +128,8 @@ class Viewer:
             await self.sio.disconnect()
 
 
-async def connect(url: str, token: str | None) -> Viewer:
+async def connect(url: str, token: str | None, *, batches: bool = True) -> Viewer:
+    """A viewer; ``batches`` opts into positions:batch (else the seed's position:update)."""
     sio = socketio.AsyncClient(reconnection=False)
     viewer = Viewer(sio)
     for name in ("positions:batch", "position:update", "visit:update", "error", "cdc:lag"):
@@ -145,7 +146,7 @@ async def connect(url: str, token: str | None) -> Viewer:
     await sio.connect(
         url,
         namespaces=[NS],
-        auth={"token": token} if token is not None else None,
+        auth={"token": token, "batches": batches} if token is not None else None,
         transports=["websocket"],
         wait_timeout=10,
     )
@@ -458,15 +459,20 @@ async def test_a_reconnecting_client_gets_frames_again(
         await feeder
 
 
+@pytest.mark.parametrize("batches", [True, False], ids=["batch-frames", "seed-updates"])
 async def test_a_slow_client_is_bounded_and_its_drops_are_counted(
-    live: LiveServer, producer: AIOKafkaProducer, client: httpx.AsyncClient
+    live: LiveServer, producer: AIOKafkaProducer, client: httpx.AsyncClient, batches: bool
 ) -> None:
-    """A socket that stops reading: its queue stays at the limit, drops are counted."""
+    """A socket that stops reading: its queue stays at the limit, drops are counted.
+
+    The limit: ``client_queue_frames`` batch frames, or for a seed client (position:update)
+    one pending update per driver (a newer one replaces it: counted as a drop)."""
     token = token_for(live.settings, "tenant-1", "dispatcher")
     ws_url = live.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
     async with websockets.connect(ws_url, max_queue=1, max_size=None, compression=None) as ws:
         assert str(await ws.recv()).startswith("0")  # Engine.IO open
-        await ws.send(f"40{NS}," + orjson.dumps({"token": token}).decode())
+        auth = {"token": token, "batches": batches}
+        await ws.send(f"40{NS}," + orjson.dumps(auth).decode())
         assert str(await ws.recv()).startswith(f"40{NS},")
         sid = next(s for s, f in live.gateway.clients.items() if f.token == token)
         feed = live.gateway.clients[sid]
@@ -486,7 +492,7 @@ async def test_a_slow_client_is_bounded_and_its_drops_are_counted(
         await eventually(
             lambda: asyncio.sleep(0, feed.dropped), lambda n: n > 0, what="drops", within=30
         )
-        limit = live.settings.live.client_queue_frames
+        limit = live.settings.live.client_queue_frames if batches else len(drivers)
         assert max(depths) <= limit and len(feed) <= limit
         eio = live.gateway.sio.eio.sockets[feed.eio_sid]
         assert eio.queue.qsize() <= live.settings.live.socket_backlog_packets
@@ -503,7 +509,10 @@ async def test_a_slow_client_is_bounded_and_its_drops_are_counted(
             assert m["dropped"] >= feed.dropped > 0
             assert m["maxClientQueue"] <= limit
             assert m["clients"] >= 1 and m["rooms"] >= 1 and m["directClients"] >= 1
-            assert m["framesPerSecond"] > 0
+            if batches:
+                assert m["framesPerSecond"] > 0
+            else:
+                assert m["positionUpdatesSent"] > 0
             staff = {"Authorization": f"Bearer {token_for(live.settings, 'tenant-1', 'driver')}"}
             assert (await http.get("/api/live/metrics", headers=staff)).status_code == 403
             tenant2 = {"Authorization": f"Bearer {token_for(live.settings, 'tenant-2')}"}
@@ -756,3 +765,64 @@ async def test_get_active_drivers_leaves_stale_ones_out_unless_asked(
     odd = await viewer.call("get-active-drivers", {"includeStale": "yes"})
     assert stale not in {a["driverId"] for a in odd}
     await viewer.close()
+
+
+async def test_a_seed_client_in_its_tenant_room_gets_position_update_coalesced(
+    live: LiveServer, producer: AIOKafkaProducer
+) -> None:
+    # The seed's client: auto-joined to its tenant room, listens for position:update only.
+    seed = await connect(
+        live.url, token_for(live.settings, "tenant-2", "dispatcher"), batches=False
+    )
+    ours = await connect(live.url, token_for(live.settings, "tenant-2", "dispatcher"))
+    late = await connect(
+        live.url, token_for(live.settings, "tenant-2", "dispatcher"), batches=False
+    )
+    assert await late.call("subscribe-batches") == {"ok": True, "batches": True}
+    drivers = [str(uuid.uuid4()) for _ in range(5)]
+    foreign = str(uuid.uuid4())
+    # 20 fixes per driver in one go: the seed client gets at most one per driver per interval
+    messages = []
+    for k in range(20):
+        for d in drivers:
+            messages.append((d, enriched("tenant-2", d, LON0 + k * 1e-4, LAT0, seq=k)))
+    messages.append((foreign, enriched("tenant-1", foreign, LON0, LAT0)))
+    await produce(producer, live.settings, messages)
+
+    def newest(v: Viewer) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for u in v.got("position:update"):
+            out[u["driverId"]] = max(out.get(u["driverId"], -1), u["seq"])
+        return out
+
+    await eventually(
+        lambda: asyncio.sleep(0, newest(seed)),
+        lambda n: n == dict.fromkeys(drivers, 19),
+        what="each driver's newest fix as position:update",
+    )
+    await asyncio.sleep(0.3)
+    updates = seed.got("position:update")
+    assert {u["driverId"] for u in updates} == set(drivers)  # no other tenant's driver
+    assert len(updates) < 20 * len(drivers)  # coalesced per driver per interval
+    assert updates[-1]["tenantId"] == "tenant-2" and "driverName" in updates[-1]  # full message
+    assert seed.got("positions:batch") == []
+    # a client that opted in (auth field or subscribe-batches) gets frames and no updates
+    for v in (ours, late):
+        await eventually(
+            lambda v=v: asyncio.sleep(0, set(batch_drivers(v.got("positions:batch")))),
+            lambda got: set(drivers) <= got,
+            what="batch frames",
+        )
+        assert v.got("position:update") == []
+    # switching back is allowed; a bad payload is ignored, not an error
+    assert await late.call("unsubscribe-batches", {"whatever": 1}) == {"ok": True, "batches": False}
+    await produce(
+        producer,
+        live.settings,
+        [(drivers[0], enriched("tenant-2", drivers[0], LON0, LAT0, seq=99))],
+    )
+    await eventually(
+        lambda: asyncio.sleep(0, newest(late)), lambda n: n.get(drivers[0]) == 99, what="update"
+    )
+    for v in (seed, ours, late):
+        await v.close()
