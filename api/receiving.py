@@ -68,8 +68,16 @@ async def accept_osmand(state: AppState, query: str, content_type: str | None, b
     """Decode one OsmAnd request and publish its fix(es); return once Kafka acknowledged."""
     check_query_size(query)
     try:
-        fixes = parse_request(query, content_type, body, now_ms=int(time.time() * 1000))
-        await state.receiver.accept(fixes)
+        fixes = parse_request(
+            query,
+            content_type,
+            body,
+            now_ms=int(time.time() * 1000),
+            json_min_accuracy_m=state.settings.ingest.osmand_json_min_accuracy_m,
+        )
+        # a fix older than the retention is acknowledged, not stored: Traccar accepts it, and
+        # a phone that got 400 would retry it forever (docs/receivers.md)
+        await state.receiver.accept(fixes, discard_old=True)
     except InvalidPosition as exc:
         raise OsmAndRejected(str(exc), details=exc.details or None) from exc
     except UnknownDevice as exc:

@@ -61,6 +61,12 @@ class RedisKeys:
         return f"{self.prefix}auth:logged_out:{user_id}"
 
     @property
+    def old_fixes(self) -> str:
+        """Hash device unique id -> fixes acknowledged but not stored: older than the
+        history retention (OsmAnd: a phone would otherwise retry them forever)."""
+        return f"{self.prefix}ingest:old_fixes"
+
+    @property
     def unknown_devices(self) -> str:
         """Hash device unique id -> rejected fixes from it (admins register from this)."""
         return f"{self.prefix}ingest:unknown_devices"

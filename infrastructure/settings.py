@@ -130,6 +130,9 @@ class IngestSettings(BaseModel):
     live_future_tolerance_s: int = Field(default=300, ge=0)
     h3_resolution: int = 10
     osmand_port: int = 5055
+    # Traccar's osmand.minAccuracy for Traccar Client's JSON body: a coords.accuracy below it
+    # (metres) is not kept — the fix is stored with accuracy unknown; 0 keeps every value.
+    osmand_json_min_accuracy_m: float = Field(default=10.0, ge=0)
     # Unknown device ids are counted per id (the unknown-devices hash in Redis) up to this
     # many distinct ids, the rest together; the hash expires this long after the last one.
     unknown_devices_max: int = Field(default=10_000, ge=1)

@@ -19,6 +19,10 @@ class InvalidPosition(IngestError, ValueError):
         self.details = details or []
 
 
+class FixTooOld(InvalidPosition):
+    """A fix older than the history retention: the retention would delete it at once."""
+
+
 class UnknownDevice(IngestError, LookupError):
     """The device unique id is not registered to a driver (of the authenticated tenant)."""
 

@@ -56,11 +56,20 @@ def is_json_request(content_type: str | None) -> bool:
 
 
 def parse_request(
-    query_string: str, content_type: str | None, body: bytes, *, now_ms: int
+    query_string: str,
+    content_type: str | None,
+    body: bytes,
+    *,
+    now_ms: int,
+    json_min_accuracy_m: float = 0.0,
 ) -> list[Fix]:
-    """Decode one OsmAnd HTTP request (GET or POST) into its fixes, as Traccar would."""
+    """Decode one OsmAnd HTTP request (GET or POST) into its fixes, as Traccar would.
+
+    ``json_min_accuracy_m``: Traccar's ``osmand.minAccuracy`` rule for JSON bodies — a
+    ``coords.accuracy`` below it is not kept (the fix is, with accuracy unknown).
+    """
     if is_json_request(content_type):
-        return parse_json(body, now_ms=now_ms)
+        return parse_json(body, now_ms=now_ms, min_accuracy_m=json_min_accuracy_m)
     params = parse_qsl(query_string, keep_blank_values=True)
     if not params and body:
         # Traccar reads the body as US-ASCII; percent-escapes carry anything else.
@@ -290,7 +299,7 @@ def _fix(
 # --- Traccar Client's JSON body (background-geolocation format) -----------------------------
 
 
-def parse_json(body: bytes, *, now_ms: int) -> list[Fix]:
+def parse_json(body: bytes, *, now_ms: int, min_accuracy_m: float = 0.0) -> list[Fix]:
     """Decode Traccar Client's JSON body; ``location`` may be one object or a list."""
     try:
         root = orjson.loads(body)
@@ -309,13 +318,13 @@ def parse_json(body: bytes, *, now_ms: int) -> list[Fix]:
     fixes = []
     for i, loc in enumerate(locations):
         try:
-            fixes.append(_json_location(device_id, loc))
+            fixes.append(_json_location(device_id, loc, min_accuracy_m))
         except InvalidPosition as exc:
             raise (InvalidPosition(f"location {i}: {exc}") if len(locations) > 1 else exc) from exc
     return fixes
 
 
-def _json_location(device_id: str, loc: Any) -> Fix:
+def _json_location(device_id: str, loc: Any, min_accuracy_m: float = 0.0) -> Fix:
     if not isinstance(loc, dict):
         raise InvalidPosition("location must be an object")
     stamp = loc.get("timestamp")
@@ -368,7 +377,8 @@ def _json_location(device_id: str, loc: Any) -> Fix:
         speed_kmh=None if speed_mps is None or speed_mps < 0 else speed_mps * MPS_TO_KMH,
         course=None if heading is None or heading < 0 else heading,
         altitude=json_number(coords, "altitude"),
-        accuracy=None if accuracy is None or accuracy < 0 else accuracy,
+        # negative: unknown; below the minimum: not kept (Traccar's osmand.minAccuracy)
+        accuracy=None if accuracy is None or accuracy < max(0.0, min_accuracy_m) else accuracy,
         valid=True,
         attributes=attributes,
     )

@@ -14,7 +14,7 @@ from infrastructure.kafka import GPS_POSITIONS
 from infrastructure.redis import RedisKeys
 from infrastructure.settings import IngestSettings
 from ingest.devices import DeviceRegistry
-from ingest.errors import InvalidPosition, UnknownDevice
+from ingest.errors import FixTooOld, InvalidPosition, UnknownDevice
 from ingest.model import Fix, Position
 from ingest.producer import Publisher
 from ingest.validation import check_fix_time, check_storable
@@ -50,21 +50,31 @@ class Receiver:
     keys: RedisKeys
     retention_days: int = 365
 
-    async def accept(self, fixes: list[Fix], *, tenant_id: str | None = None) -> list[Position]:
+    async def accept(
+        self, fixes: list[Fix], *, tenant_id: str | None = None, discard_old: bool = False
+    ) -> list[Position]:
         """Publish the fixes to ``gps.positions`` and return them once Kafka acknowledged.
 
         ``tenant_id`` restricts the devices to one tenant (a per-tenant API key); a device of
         another tenant is treated as unknown. Raises before producing anything if one fix is
-        bad, so a request is all-or-nothing.
+        bad, so a request is all-or-nothing. With ``discard_old`` a fix older than the
+        history retention of a known device is acknowledged without being stored (counted per
+        device), instead of refused: a phone would retry it forever (the OsmAnd receivers).
         """
         now_ms = int(time.time() * 1000)
+        old: list[Fix] = []
         for fix in fixes:
-            check_fix_time(
-                fix.fix_time_ms,
-                now_ms,
-                max_future_s=self.settings.max_future_skew_s,
-                max_age_s=self.retention_days * 86400,
-            )
+            try:
+                check_fix_time(
+                    fix.fix_time_ms,
+                    now_ms,
+                    max_future_s=self.settings.max_future_skew_s,
+                    max_age_s=self.retention_days * 86400,
+                )
+            except FixTooOld:
+                if not discard_old:
+                    raise
+                old.append(fix)
             check_storable(fix.device_id, fix.attributes)
         known = await self.devices.resolve_many({f.device_id for f in fixes})
         unknown = sorted(
@@ -78,6 +88,11 @@ class Receiver:
         if unknown:
             await self._count_unknown(unknown)
             raise UnknownDevice(unknown)
+        if old:
+            await self._count_old(old)
+            fixes = [f for f in fixes if not any(f is o for o in old)]
+            if not fixes:
+                return []
         positions = [f.to_position(known[f.device_id].tenant_id, now_ms) for f in fixes]
         await self.publisher.publish(
             GPS_POSITIONS, [(p.device_id.encode(), p.to_bytes()) for p in positions]
@@ -126,6 +141,16 @@ class Receiver:
                 GPS_POSITIONS, [(p.device_id.encode(), p.to_bytes()) for p in positions]
             )
         return positions, rejected
+
+    async def _count_old(self, fixes: list[Fix]) -> None:
+        """Count fixes acknowledged but not stored for their age, per (known) device."""
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for fix in fixes:
+                pipe.hincrby(self.keys.old_fixes, fix.device_id, 1)
+            await pipe.execute()
+        except RedisError as exc:  # counting is best effort
+            log.warning("could not count old fixes: %s", exc)
 
     async def _count_unknown(self, device_ids: list[str]) -> None:
         """Count refused ids: per id up to a cap, beyond it together (anonymous senders may

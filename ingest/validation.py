@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from ingest.errors import InvalidPosition
+from ingest.errors import FixTooOld, InvalidPosition
 
 MAX_SPEED_KMH = 1_500.0  # faster than any delivery vehicle, slower than a corrupt value
 
@@ -29,7 +29,7 @@ def check_fix_time(fix_ms: int, now_ms: int, *, max_future_s: int, max_age_s: in
     if fix_ms > now_ms + max_future_s * 1000:
         raise InvalidPosition(f"fix time {iso_ms(fix_ms)} is too far in the future")
     if fix_ms < now_ms - max_age_s * 1000:
-        raise InvalidPosition(f"fix time {iso_ms(fix_ms)} is older than the history retention")
+        raise FixTooOld(f"fix time {iso_ms(fix_ms)} is older than the history retention")
 
 
 def check_storable(device_id: str, attributes: dict[str, Any]) -> None:

@@ -82,6 +82,7 @@ def build(
         body = traccar_forward(device, fix_ms, lat, lon, SPEED_KN)
         position: dict[str, Any] = body["position"]  # type: ignore[assignment]
         position["attributes"] = attrs
+        position["accuracy"] = 12.0  # above Traccar's JSON minimum, so every format keeps it
         if stamp is not None:
             position["fixTime"] = position["deviceTime"] = stamp
         return "POST", "/api/traccar/positions", {"content": orjson.dumps(body)}
@@ -100,7 +101,7 @@ def build(
             "altitude": "12.0",
             "speed": repr(SPEED_KN),
             "course": "90.0",
-            "accuracy": "8.0",
+            "accuracy": "12.0",
             "address": "{address}",  # Traccar leaves it when there is no address
             "attributes": orjson.dumps(attrs).decode(),
         }
@@ -114,7 +115,7 @@ def build(
             "speed": repr(SPEED_KN),
             "bearing": "90.0",
             "altitude": "12.0",
-            "accuracy": "8.0",
+            "accuracy": "12.0",
             "batt": "87",
             "motion": "true",
         }
@@ -138,7 +139,7 @@ def build(
                 "coords": {
                     "latitude": lat,
                     "longitude": lon,
-                    "accuracy": 8.0,
+                    "accuracy": 12.0,
                     "speed": SPEED_KN * 1852 / 3600,  # m/s
                     "heading": 90.0,
                     "altitude": 12.0,
@@ -162,7 +163,7 @@ def build(
         "speed": SPEED_KN * 1.852,
         "course": 90.0,
         "altitude": 12.0,
-        "accuracy": 8.0,
+        "accuracy": 12.0,
         "valid": True,
         "protocol": "osmand",
         "attributes": attrs,
@@ -309,7 +310,7 @@ async def test_the_same_fix_in_every_format_becomes_the_same_position(
     row = rows[0]
     assert (row["lat"], row["lon"]) == (LAT, LON)
     assert row["speed_kmh"] == pytest.approx(18.52, abs=0.01)
-    assert (row["course"], row["altitude"], row["accuracy"]) == (90.0, 12.0, 8.0)
+    assert (row["course"], row["altitude"], row["accuracy"]) == (90.0, 12.0, 12.0)
     assert row["attributes"]["batteryLevel"] == 87
 
 
@@ -715,3 +716,84 @@ async def test_fleetpulse_api_serves_osmand_on_its_own_port(
         if proc.poll() is None:
             proc.kill()
         proc.wait(10)
+
+
+def with_accuracy(
+    request: tuple[str, str, dict[str, Any]], accuracy: float
+) -> tuple[str, str, dict[str, Any]]:
+    """An osmand-json or osmand-form request with another accuracy."""
+    method, url, kwargs = request
+    content: bytes = kwargs["content"]
+    if content.startswith(b"{"):
+        body = orjson.loads(content)
+        body["location"]["coords"]["accuracy"] = accuracy
+        return method, url, {**kwargs, "content": orjson.dumps(body)}
+    return (
+        method,
+        url,
+        {**kwargs, "content": content.replace(b"accuracy=12.0", f"accuracy={accuracy}".encode())},
+    )
+
+
+@pytest.mark.parametrize("where", ["main", "port"])
+async def test_traccars_accuracy_rule_for_json_bodies(
+    client: httpx.AsyncClient, port_client: httpx.AsyncClient, settings: Settings, where: str
+) -> None:
+    # Traccar's osmand.minAccuracy (default 10 m): a JSON coords.accuracy below it is not kept;
+    # query and form parameters keep theirs (Traccar applies it to JSON bodies only).
+    http = port_client if where == "port" else client
+    assert settings.ingest.osmand_json_min_accuracy_m == 10.0
+    before = await end_offsets(settings.kafka, GPS_POSITIONS)
+    sent = [
+        ("osmand-json", 3.8, None),
+        ("osmand-json", 9.99, None),
+        ("osmand-json", 10.0, 10.0),
+        ("osmand-json", 25.0, 25.0),
+        ("osmand-json", -1.0, None),  # negative: unknown, as before
+        ("osmand-form", 5.0, 5.0),
+    ]
+    for i, (receiver, accuracy, _) in enumerate(sent):
+        request = with_accuracy(
+            build(receiver, device="DEV002", fix_ms=whole_second_ms(200 + i)), accuracy
+        )
+        resp = await send(http, request, {})
+        assert resp.status_code == 200, resp.text
+    produced = sorted(await produced_since(settings, before), key=lambda p: -p.fix_time_ms)
+    assert [p.accuracy for p in produced] == [kept for *_, kept in sent]
+
+
+async def test_a_fix_older_than_the_retention_is_acknowledged_not_stored_on_osmand(
+    client: httpx.AsyncClient,
+    port_client: httpx.AsyncClient,
+    traccar_headers: dict[str, str],
+    settings: Settings,
+) -> None:
+    # Traccar accepts old fixes; a phone refused with 400 would retry the same fix forever.
+    old_ms = whole_second_ms(400 * 86400)  # the retention is 365 days
+    redis: Redis = create_redis(settings.redis)
+    keys = RedisKeys(settings.redis.key_prefix)
+    before_count = int(await redis.hget(keys.old_fixes, "DEV003") or 0)
+    before = await end_offsets(settings.kafka, GPS_POSITIONS)
+    for receiver in ("osmand-get", "osmand-form", "osmand-json", *ON_PORT):
+        resp = await send(
+            client_for(receiver, client, port_client),
+            build(receiver, device="DEV003", fix_ms=old_ms),
+            {},
+        )
+        assert resp.status_code == 200 and resp.content == b"", (receiver, resp.text)
+    assert await end_offsets(settings.kafka, GPS_POSITIONS) == before  # nothing stored
+    assert int(await redis.hget(keys.old_fixes, "DEV003")) == before_count + 6
+    # an unknown device is still refused, old fix or not; so is a fix from the far future
+    ghost = await send(client, build("osmand-form", device="GHOST-OLD", fix_ms=old_ms), {})
+    assert ghost.status_code == 400 and ghost.json()["error"] == "unknown_device"
+    future = await send(
+        client, build("osmand-form", device="DEV003", fix_ms=whole_second_ms(-3 * 86400)), {}
+    )
+    assert future.status_code == 400
+    # the webhook keeps refusing (Traccar retries a bounded number of times): 422
+    hook = await send(
+        client, build("traccar-json", device="DEV003", fix_ms=old_ms), traccar_headers
+    )
+    assert hook.status_code == 422 and "retention" in hook.json()["message"]
+    assert await end_offsets(settings.kafka, GPS_POSITIONS) == before
+    await redis.aclose()
