@@ -74,40 +74,7 @@ FROM positions
 GROUP BY tenant_id, time_bucket(INTERVAL '1 hour', fix_time), fleetpulse_h3_parent(h3_cell, 9)
 WITH NO DATA;
 
--- The daily statistics: the movement sums joined with the day's visits (looked up per row,
--- planned_visits_driver index), identical on both backends.
-CREATE VIEW driver_daily_stats AS
-SELECT m.tenant_id,
-       m.driver_id,
-       (m.bucket AT TIME ZONE 'UTC')::date AS day,
-       m.bucket,
-       m.positions,
-       m.first_fix,
-       m.last_fix,
-       m.distance_m,
-       m.moving_s,
-       m.idle_s,
-       m.stopped_s,
-       m.mean_speed_kmh,
-       m.max_speed_kmh,
-       m.trips,
-       m.stops,
-       coalesce(v.planned, 0) AS visits_planned,
-       coalesce(v.completed, 0) AS visits_completed,
-       v.on_time::double precision / nullif(v.judged, 0) AS on_time_share
-FROM driver_daily_motion m
-LEFT JOIN LATERAL (
-    SELECT count(*)::integer AS planned,
-           count(*) FILTER (WHERE pv.status = 'completed' OR vc.visit_id IS NOT NULL)::integer
-               AS completed,
-           count(*) FILTER (WHERE vc.on_time) AS on_time,
-           count(vc.on_time) AS judged
-    FROM planned_visits pv
-    LEFT JOIN visit_completions vc ON vc.visit_id = pv.id
-    WHERE pv.driver_id = m.driver_id
-      AND pv.scheduled_date = (m.bucket AT TIME ZONE 'UTC')::date
-      AND pv.status <> 'cancelled'
-) v ON true;
+-- driver_daily_stats, the view over driver_daily_motion, is the same on both: 0020.
 
 -- Rows written before 0016 have no labels; re-materialise everything from the start.
 DELETE FROM analytics_watermarks;
