@@ -349,7 +349,12 @@ class Viewer:
         sio.on("positions:batch", on_batch, namespace=NS)
         sio.on("disconnect", gone, namespace=NS)
         await sio.connect(
-            url, namespaces=[NS], auth={"token": token}, transports=["websocket"], wait_timeout=10
+            url,
+            namespaces=[NS],
+            # a dashboard-like viewer: positions:batch frames (seed clients get position:update)
+            auth={"token": token, "batches": True},
+            transports=["websocket"],
+            wait_timeout=10,
         )
         return viewer
 
