@@ -65,12 +65,7 @@ class Receiver:
         old: list[Fix] = []
         for fix in fixes:
             try:
-                check_fix_time(
-                    fix.fix_time_ms,
-                    now_ms,
-                    max_future_s=self.settings.max_future_skew_s,
-                    max_age_s=self.retention_days * 86400,
-                )
+                self._check_time(fix, now_ms)
             except FixTooOld:
                 if not discard_old:
                     raise
@@ -113,12 +108,7 @@ class Receiver:
         rejected: dict[int, InvalidPosition | UnknownDevice] = {}
         for i, fix in enumerate(fixes):
             try:
-                check_fix_time(
-                    fix.fix_time_ms,
-                    now_ms,
-                    max_future_s=self.settings.max_future_skew_s,
-                    max_age_s=self.retention_days * 86400,
-                )
+                self._check_time(fix, now_ms)
                 check_storable(fix.device_id, fix.attributes)
             except InvalidPosition as exc:
                 rejected[i] = exc
@@ -151,6 +141,15 @@ class Receiver:
             await pipe.execute()
         except RedisError as exc:  # counting is best effort
             log.warning("could not count old fixes: %s", exc)
+
+    def _check_time(self, fix: Fix, now_ms: int) -> None:
+        """Refuse a fix time from a broken clock: too far ahead, or older than retention."""
+        check_fix_time(
+            fix.fix_time_ms,
+            now_ms,
+            max_future_s=self.settings.max_future_skew_s,
+            max_age_s=self.retention_days * 86400,
+        )
 
     async def _count_unknown(self, device_ids: list[str]) -> None:
         """Count refused ids: per id up to a cap, beyond it together (anonymous senders may
