@@ -1,7 +1,8 @@
 """How a simulated van drives its route: kinematics, pauses, dwell, and what its GPS reports.
 
 The true motion is integrated in 0.5 s steps along each leg: accelerate towards the street's
-free-flow speed (× the driver's own factor), brake in time for the next stop point, stop at
+speed — free flow × the traffic factor of that edge at the time the van enters it
+(``simulator.traffic``) × the driver's own factor — brake in time for the next stop point, stop at
 red traffic lights and at some junctions, then park at the customer for a dwell of 2–10 min.
 Legs are computed lazily, one at a time, so a thousand drivers cost little memory.
 
@@ -16,10 +17,14 @@ import bisect
 import math
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from geo.distance import haversine_m
-from simulator.network import RoadNetwork
+from simulator.network import Edge, RoadNetwork
 from simulator.planning import Leg, RoutePlan
+
+if TYPE_CHECKING:
+    from simulator.traffic import TrafficModel
 
 DT_S = 0.5
 CRAWL_MS = 0.5  # never creep slower than this towards a stop point
@@ -120,8 +125,10 @@ class Driver:
         cfg: DrivingConfig,
         seed: int,
         start_ms: int,
+        traffic: TrafficModel | None = None,
     ) -> None:
         self.device_id = device_id
+        self.traffic = traffic
         self.plan = plan
         self.net = net
         self.cfg = cfg
@@ -185,7 +192,7 @@ class Driver:
         xy: list[tuple[float, float]] = [(0.0, 0.0)]
         cum = [0.0]
         edge_start: list[float] = []
-        speeds: list[float] = []
+        speeds: list[float] = []  # free flow × the driver's factor (traffic: when entered)
         stops: list[tuple[float, float]] = []  # (distance along, pause s)
         for k, e in enumerate(leg.edges):
             edge_start.append(cum[-1])
@@ -206,11 +213,12 @@ class Driver:
         s, v = 0.0, 0.0
         ts, ss, vs = [int(t)], [0.0], [0.0]
         ei = 0
+        limit = self._entering(leg.edges[0], speeds[0], t)
         for target, pause in stops:
             while target - s > 0.05:
                 while ei + 1 < len(edge_start) and s >= edge_start[ei + 1]:
                     ei += 1
-                limit = speeds[ei]
+                    limit = self._entering(leg.edges[ei], speeds[ei], t)
                 rem = target - s
                 v_target = max(min(limit, math.sqrt(2 * cfg.decel * rem)), CRAWL_MS)
                 v = min(v + self.accel * DT_S, v_target) if v < v_target else v_target
@@ -236,6 +244,12 @@ class Driver:
         self._segments.append(_Segment(ts, ss, vs, xy, cum, lon0, lat0))
         self._truth_crossings(index)
         self._end_ms = int(t)
+
+    def _entering(self, edge: Edge, speed_ms: float, t_ms: float) -> float:
+        """The speed to drive on ``edge`` entered at ``t_ms`` (traffic at that moment)."""
+        if self.traffic is None:
+            return speed_ms
+        return speed_ms * self.traffic.factor(edge.key, int(t_ms))
 
     def _truth_crossings(self, index: int) -> None:
         """Fill the circle entry of stop ``index`` and the exit of the previous stop."""

@@ -30,6 +30,7 @@ from simulator.planning import (
 )
 from simulator.protocols import Sender
 from simulator.setup import CUSTOMER_ID_BASE
+from simulator.traffic import TrafficModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,8 @@ class FleetConfig:
     depots: int = 4
     device_prefix: str = "SIM"
     driving: DrivingConfig = field(default_factory=DrivingConfig)
+    network: str = "helsinki"  # simulator.network.NETWORKS, or an .osm.pbf path
+    traffic: bool = True  # congestion by time of day and road (simulator.traffic)
 
     def device_id(self, i: int) -> str:
         return f"{self.device_prefix}{i + 1:05d}"
@@ -93,6 +96,7 @@ class Fleet:
     drivers: list[Driver]
     start_ms: int
     driver_seeds: list[int]
+    traffic: TrafficModel
 
     @property
     def day(self) -> date:
@@ -101,23 +105,35 @@ class Fleet:
     def starting_at(self, start_ms: int) -> Fleet:
         """The same plans and drivers (same seeds), with the day starting at ``start_ms``."""
         drivers = [
-            _driver(self.cfg, i, plan, self.net, seed, start_ms)
+            _driver(self.cfg, i, plan, self.net, seed, start_ms, self.traffic)
             for i, (plan, seed) in enumerate(zip(self.plans, self.driver_seeds, strict=True))
         ]
         return replace(self, drivers=drivers, start_ms=start_ms)
 
 
 def _driver(
-    cfg: FleetConfig, i: int, plan: RoutePlan, net: RoadNetwork, seed: int, start_ms: int
+    cfg: FleetConfig,
+    i: int,
+    plan: RoutePlan,
+    net: RoadNetwork,
+    seed: int,
+    start_ms: int,
+    traffic: TrafficModel,
 ) -> Driver:
     # drivers leave the depot spread over start_spread_s, so the load is not one wave
     offset = int(random.Random(seed + 1).uniform(0, cfg.start_spread_s) * 1000)
-    return Driver(cfg.device_id(i), plan, net, cfg.driving, seed, start_ms + offset)
+    return Driver(cfg.device_id(i), plan, net, cfg.driving, seed, start_ms + offset, traffic)
+
+
+def traffic_model(cfg: FleetConfig, net: RoadNetwork) -> TrafficModel:
+    """The run's traffic: seeded by the fleet's seed, so the same roads congest the same way."""
+    return TrafficModel(net, seed=cfg.seed, driving=cfg.driving, enabled=cfg.traffic)
 
 
 def build_fleet(cfg: FleetConfig, start_ms: int, net: RoadNetwork | None = None) -> Fleet:
     """Customers, depots, routes and drivers for a seed; the same seed, the same fleet."""
-    net = net or load_network()
+    net = net or load_network(cfg.network)
+    traffic = traffic_model(cfg, net)
     rng = random.Random(cfg.seed)
     customers = place_customers(
         net, cfg.customers, random.Random(rng.random()), first_id=CUSTOMER_ID_BASE
@@ -138,8 +154,8 @@ def build_fleet(cfg: FleetConfig, start_ms: int, net: RoadNetwork | None = None)
         )
         plans.append(plan)
         seeds.append(seed)
-        drivers.append(_driver(cfg, i, plan, net, seed, start_ms))
-    return Fleet(cfg, net, customers, plans, drivers, start_ms, seeds)
+        drivers.append(_driver(cfg, i, plan, net, seed, start_ms, traffic))
+    return Fleet(cfg, net, customers, plans, drivers, start_ms, seeds, traffic)
 
 
 class Reporter(Protocol):

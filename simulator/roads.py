@@ -8,9 +8,14 @@ from simulator.network import RoadNetwork
 
 
 async def load_road_edges(
-    conn: asyncpg.Connection, net: RoadNetwork, *, network: str = "helsinki"
+    conn: asyncpg.Connection, net: RoadNetwork, *, network: str | None = None
 ) -> int:
-    """Replace the network's rows with the graph's directed edges; return how many."""
+    """Replace the network's rows with the graph's directed edges; return how many.
+
+    ``network`` (the rows' name) defaults to the network's own (``helsinki``,
+    ``liechtenstein``); ``speed_kmh`` and ``cost_s`` are free flow.
+    """
+    network = network or net.name
     rows = [
         (
             network,
