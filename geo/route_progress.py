@@ -42,6 +42,7 @@ class RouteLine:
     cum: np.ndarray  # (n,) distance along the line at each vertex
     transformer: Transformer
     stop_along_m: tuple[float, ...]
+    lonlat: tuple[tuple[float, float], ...] = ()  # the vertices as given (for geo.eta)
     # the same as Python lists, with each segment's vector and length, for _project_few
     xs: list[float] = field(init=False, repr=False)
     ys: list[float] = field(init=False, repr=False)
@@ -80,7 +81,7 @@ class RouteLine:
         xy = np.column_stack([np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)])
         seg = np.hypot(*np.diff(xy, axis=0).T) if len(xy) > 1 else np.zeros(0)
         cum = np.concatenate([[0.0], np.cumsum(seg)])
-        route = cls(xy, cum, tr, ())
+        route = cls(xy, cum, tr, (), tuple(coords))
         along = []
         last = 0.0
         if stops:
@@ -91,7 +92,7 @@ class RouteLine:
                 d, _ = route._project(float(x), float(y), last, float(cum[-1]))
                 along.append(d)
                 last = d
-        return cls(xy, cum, tr, tuple(along))
+        return cls(xy, cum, tr, tuple(along), tuple(coords))
 
     @property
     def length_m(self) -> float:

@@ -1,0 +1,373 @@
+"""ETA along a route's road segments at the speeds learned for the time they will be driven.
+
+A route's planned path is cut into pieces (the path's own vertex pairs); a piece that lies on a
+known road segment carries the segment's key, road class and free-flow speed, every piece
+carries the H3 cell of its midpoint. A :class:`SpeedProfile` holds what history taught (metres
+per second by directed segment and hour of the week, from map-matched traversals) and answers
+for every piece with a fallback chain:
+
+    segment at that hour → segment at any hour × its road class's hour profile
+    → H3 cell at that hour → road class at that hour → planning speed
+
+each level only where it rests on at least ``min_samples`` traversals. :class:`RouteClock`
+turns that into cumulative driving time along the route for a given hour (cached per hour)
+and walks from a position to each remaining stop, switching hours as the clock passes them.
+The driver's own pace (how much faster or slower than the profile they have been driving
+lately) is blended in for the next stretch and fades with the horizon.
+
+Hours of the week are UTC, Monday 00:00 = 0: learning and predicting use the same clock, so
+only daylight-saving changes shift local traffic by an hour against it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from geo.matching import EdgeKey
+
+FloatArray = npt.NDArray[np.float64]
+WEEK_HOURS = 168
+HOUR_S = 3600.0
+MONDAY_S = 4 * 86400.0  # 1970-01-05 00:00 UTC, the first Monday of the epoch
+MIN_SPEED_MS = 1.0  # a learned speed below this is a data error, not traffic
+MAX_SPEED_MS = 130 / 3.6
+PROFILE_CELL_RESOLUTION = 8  # ~0.7 km² hexagons: a neighbourhood's streets share traffic
+
+# the levels of the fallback chain, as analysts see them
+SOURCE_SEGMENT_HOUR = "segment_hour"
+SOURCE_SEGMENT_SCALED = "segment_scaled"
+SOURCE_CELL_HOUR = "cell_hour"
+SOURCE_CLASS_HOUR = "class_hour"
+SOURCE_PLANNING = "planning"
+SOURCES = (
+    SOURCE_SEGMENT_HOUR,
+    SOURCE_SEGMENT_SCALED,
+    SOURCE_CELL_HOUR,
+    SOURCE_CLASS_HOUR,
+    SOURCE_PLANNING,
+)
+
+
+def hour_of_week(t_s: float) -> int:
+    """0 for Monday 00:00–01:00 UTC … 167 for Sunday 23:00–24:00."""
+    return int((t_s - MONDAY_S) // HOUR_S) % WEEK_HOURS
+
+
+def next_hour_s(t_s: float) -> float:
+    """The start of the hour after the one ``t_s`` falls in (epoch seconds)."""
+    return (math.floor(t_s / HOUR_S) + 1) * HOUR_S
+
+
+@dataclass(frozen=True, slots=True)
+class SpeedSample:
+    """Traversals of one segment in one hour of the week, summed over the weeks learned."""
+
+    key: EdgeKey
+    highway: str | None
+    cell: int | None
+    hour: int
+    length_m: float  # sum of the traversals' lengths
+    travel_s: float  # sum of their durations
+    count: int
+
+
+def _harmonic(length: float, travel: float) -> float:
+    """Space-mean speed of summed traversals: total distance over total time."""
+    return min(max(length / travel, MIN_SPEED_MS), MAX_SPEED_MS) if travel > 0 else math.nan
+
+
+@dataclass
+class _Sums:
+    length: FloatArray = field(default_factory=lambda: np.zeros(WEEK_HOURS))
+    travel: FloatArray = field(default_factory=lambda: np.zeros(WEEK_HOURS))
+    count: FloatArray = field(default_factory=lambda: np.zeros(WEEK_HOURS))
+
+    def add(self, s: SpeedSample) -> None:
+        self.length[s.hour] += s.length_m
+        self.travel[s.hour] += s.travel_s
+        self.count[s.hour] += s.count
+
+    def by_hour(self, min_samples: int) -> FloatArray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v = np.clip(self.length / self.travel, MIN_SPEED_MS, MAX_SPEED_MS)
+        return np.where(self.count >= min_samples, v, np.nan)
+
+    def overall(self, min_samples: int) -> float:
+        if self.count.sum() < min_samples:
+            return math.nan
+        return _harmonic(float(self.length.sum()), float(self.travel.sum()))
+
+
+@dataclass(frozen=True)
+class SpeedProfile:
+    """What history taught: speeds (m/s) by hour of the week, at each level of the chain."""
+
+    segment_hour: dict[EdgeKey, FloatArray]  # (168,), nan where too few samples
+    segment_any: dict[EdgeKey, float]  # all hours together
+    class_hour: dict[str, FloatArray]
+    class_factor: dict[str, FloatArray]  # class speed at the hour / its all-hours speed
+    cell_hour: dict[int, FloatArray]
+    planning_speed_ms: float
+    min_samples: int
+    samples: int = 0  # traversals behind the whole profile
+
+    @classmethod
+    def empty(cls, planning_speed_ms: float, min_samples: int = 3) -> SpeedProfile:
+        return cls({}, {}, {}, {}, {}, planning_speed_ms, min_samples)
+
+    @classmethod
+    def learn(
+        cls, samples: Iterable[SpeedSample], planning_speed_ms: float, min_samples: int = 3
+    ) -> SpeedProfile:
+        """Build every level of the chain from per-(segment, hour) sums."""
+        seg: dict[EdgeKey, _Sums] = {}
+        cls_: dict[str, _Sums] = {}
+        cell: dict[int, _Sums] = {}
+        total = 0
+        for s in samples:
+            total += s.count
+            seg.setdefault(s.key, _Sums()).add(s)
+            if s.highway is not None:
+                cls_.setdefault(s.highway, _Sums()).add(s)
+            if s.cell is not None:
+                cell.setdefault(s.cell, _Sums()).add(s)
+        class_hour = {k: v.by_hour(min_samples) for k, v in cls_.items()}
+        class_factor = {}
+        for k, v in cls_.items():
+            overall = v.overall(min_samples)
+            if math.isfinite(overall):
+                class_factor[k] = class_hour[k] / overall
+        segment_any = {k: v.overall(min_samples) for k, v in seg.items()}
+        return cls(
+            segment_hour={k: v.by_hour(min_samples) for k, v in seg.items()},
+            segment_any={k: v for k, v in segment_any.items() if math.isfinite(v)},
+            class_hour=class_hour,
+            class_factor=class_factor,
+            cell_hour={k: v.by_hour(min_samples) for k, v in cell.items()},
+            planning_speed_ms=planning_speed_ms,
+            min_samples=min_samples,
+            samples=total,
+        )
+
+    def speed(
+        self, key: EdgeKey | None, highway: str | None, cell: int | None, hour: int
+    ) -> tuple[float, str]:
+        """The speed (m/s) for a piece of road at an hour of the week, and its level."""
+        if key is not None:
+            v = self.segment_hour.get(key)
+            if v is not None and math.isfinite(v[hour]):
+                return float(v[hour]), SOURCE_SEGMENT_HOUR
+            anyhour = self.segment_any.get(key)
+            if anyhour is not None:
+                factor = self.class_factor.get(highway) if highway is not None else None
+                f = 1.0 if factor is None or not math.isfinite(factor[hour]) else factor[hour]
+                return min(max(anyhour * f, MIN_SPEED_MS), MAX_SPEED_MS), SOURCE_SEGMENT_SCALED
+        if cell is not None:
+            v = self.cell_hour.get(cell)
+            if v is not None and math.isfinite(v[hour]):
+                return float(v[hour]), SOURCE_CELL_HOUR
+        if highway is not None:
+            v = self.class_hour.get(highway)
+            if v is not None and math.isfinite(v[hour]):
+                return float(v[hour]), SOURCE_CLASS_HOUR
+        return self.planning_speed_ms, SOURCE_PLANNING
+
+
+@dataclass(frozen=True, slots=True)
+class RoadPiece:
+    """What is known about one piece of a route's path."""
+
+    key: EdgeKey | None
+    highway: str | None
+    cell: int | None
+    free_flow_ms: float | None  # the road's free-flow (signed/class) speed, if known
+
+
+@dataclass(frozen=True, eq=False)
+class RouteRoads:
+    """A route's path as pieces with their start along the route (m), for a RouteLine."""
+
+    start_m: FloatArray  # (k,) ascending; piece i spans start_m[i]..start_m[i] + length_m[i]
+    length_m: FloatArray
+    pieces: tuple[RoadPiece, ...]
+
+    @property
+    def matched_share(self) -> float:
+        """The share of the path's length that lies on known road segments."""
+        total = float(self.length_m.sum())
+        on_road = sum(float(n) for n, p in zip(self.length_m, self.pieces, strict=True) if p.key)
+        return on_road / total if total > 0 else 0.0
+
+
+class RouteClock:
+    """Driving time along a route at a profile's speeds; cumulative times cached per hour."""
+
+    def __init__(
+        self, roads: RouteRoads, profile: SpeedProfile, *, free_flow: bool = False
+    ) -> None:
+        self.roads = roads
+        self.profile = profile
+        self.free_flow = free_flow  # the free-flow baseline: road speeds, no learning
+        self._cum: dict[int, tuple[FloatArray, FloatArray]] = {}
+        self._starts: list[float] = roads.start_m.tolist()
+
+    def speeds(self, hour: int) -> FloatArray:
+        p = self.profile
+        if self.free_flow:
+            return np.array(
+                [
+                    piece.free_flow_ms if piece.free_flow_ms else p.planning_speed_ms
+                    for piece in self.roads.pieces
+                ]
+            )
+        return np.array(
+            [p.speed(r.key, r.highway, r.cell, hour)[0] for r in self.roads.pieces], dtype=float
+        )
+
+    def _at(self, hour: int) -> tuple[FloatArray, FloatArray]:
+        """(speed of each piece, cumulative time at each piece's start) for an hour."""
+        found = self._cum.get(hour)
+        if found is None:
+            v = self.speeds(hour)
+            cum = np.concatenate([[0.0], np.cumsum(self.roads.length_m / v)])
+            found = (v, cum)
+            self._cum[hour] = found
+        return found
+
+    def _time_at(self, hour: int, along_m: float) -> float:
+        """Driving time from the route's start to ``along_m`` at the hour's speeds."""
+        v, cum = self._at(hour)
+        i = min(max(bisect.bisect_right(self._starts, along_m) - 1, 0), len(self._starts) - 1)
+        into = min(max(along_m - self._starts[i], 0.0), float(self.roads.length_m[i]))
+        return float(cum[i]) + into / float(v[i])
+
+    def _along_at(self, hour: int, time_s: float) -> float:
+        """The inverse of ``_time_at``: where the route's clock reads ``time_s``."""
+        v, cum = self._at(hour)
+        i = int(np.searchsorted(cum, time_s, side="right")) - 1
+        i = min(max(i, 0), len(self._starts) - 1)
+        into = min((time_s - float(cum[i])) * float(v[i]), float(self.roads.length_m[i]))
+        return self._starts[i] + max(into, 0.0)
+
+    def travel_s(self, from_m: float, to_m: float, start_s: float) -> float:
+        """Seconds to drive from ``from_m`` to ``to_m`` starting at epoch ``start_s``; each
+        stretch at the speeds of the hour in which it is driven."""
+        if to_m <= from_m:
+            return 0.0
+        t, pos, spent = start_s, from_m, 0.0
+        for _ in range(WEEK_HOURS):  # at most one switch per hour driven
+            hour = hour_of_week(t)
+            begin = self._time_at(hour, pos)
+            need = self._time_at(hour, to_m) - begin
+            left_in_hour = next_hour_s(t) - t
+            if need <= left_in_hour:
+                return spent + need
+            pos = self._along_at(hour, begin + left_in_hour)
+            spent += left_in_hour
+            t += left_in_hour
+        return spent
+
+
+@dataclass(frozen=True, slots=True)
+class Pace:
+    """How the driver has been driving against the clock lately: decayed sums of the time
+    they took and the time the profile expected for the same stretches."""
+
+    taken_s: float = 0.0
+    expected_s: float = 0.0
+
+    def observe(self, taken_s: float, expected_s: float, half_life_s: float) -> Pace:
+        decay = math.pow(0.5, min(max(taken_s, 0.0), half_life_s) / half_life_s)
+        return Pace(self.taken_s * decay + taken_s, self.expected_s * decay + expected_s)
+
+    def ratio(self, prior_s: float, low: float = 0.5, high: float = 2.5) -> float:
+        """Taken over expected, shrunk towards 1 by ``prior_s`` seconds of evidence."""
+        r = (self.taken_s + prior_s) / (self.expected_s + prior_s)
+        return min(max(r, low), high)
+
+
+def paced(start_s: float, end_s: float, ratio: float, fade_s: float) -> float:
+    """Extra seconds the driver's pace adds to driving from ``start_s`` to ``end_s`` (seconds
+    from now, at the profile's speeds): the pace applies fully now and fades with the horizon
+    (exponentially, time constant ``fade_s``), since a driver's current conditions are a
+    better guide to the next kilometre than to the one an hour away."""
+    if end_s <= start_s:
+        return 0.0
+    return (ratio - 1.0) * fade_s * (math.exp(-start_s / fade_s) - math.exp(-end_s / fade_s))
+
+
+def stop_etas(
+    clock: RouteClock,
+    along_m: float,
+    now_s: float,
+    stops_along_m: Sequence[float],
+    dwell_s: Sequence[float],
+    *,
+    ready_in_s: float = 0.0,
+    pace: float = 1.0,
+    fade_s: float = 900.0,
+) -> list[float]:
+    """Seconds from now until the vehicle reaches each of the remaining stops.
+
+    ``stops_along_m`` are the remaining stops in visiting order, ``dwell_s`` the time expected
+    at each before driving on (the last one's is unused), ``ready_in_s`` how long until the
+    vehicle drives off (the rest of the current stop's service, 0 when driving).
+    """
+    out: list[float] = []
+    pos, clock_s, driving_s = along_m, ready_in_s, 0.0
+    for k, target in enumerate(stops_along_m):
+        raw = clock.travel_s(pos, target, now_s + clock_s)
+        extra = paced(driving_s, driving_s + raw, pace, fade_s)
+        driving_s += raw
+        clock_s += max(raw + extra, 0.0)
+        out.append(clock_s)
+        clock_s += dwell_s[k] if k < len(dwell_s) else 0.0
+        pos = max(pos, target)
+    return out
+
+
+def _vertex(lon: float, lat: float) -> tuple[int, int]:
+    """A coordinate to 1e-6° (~0.1 m): how a route's path and a road's geometry, written by
+    different code from the same OSM nodes, are found to share a vertex."""
+    return (round(lon * 1_000_000), round(lat * 1_000_000))
+
+
+class RoadIndex:
+    """Which road segment each vertex pair of a path lies on, for cutting routes into pieces."""
+
+    def __init__(
+        self,
+        roads: Iterable[tuple[EdgeKey, str | None, float | None, Sequence[tuple[float, float]]]],
+        cell_of: Callable[[float, float], int],
+    ) -> None:
+        """``roads``: (key, road class, free-flow speed m/s, polyline (lon, lat) from source);
+        ``cell_of(lon, lat)``: the H3 cell a piece's midpoint counts in."""
+        self.cell_of = cell_of
+        self._pairs: dict[tuple[tuple[int, int], tuple[int, int]], RoadPiece] = {}
+        for key, highway, free_ms, coords in roads:
+            for a, b in zip(coords, coords[1:], strict=False):
+                self._pairs[(_vertex(*a), _vertex(*b))] = RoadPiece(key, highway, None, free_ms)
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def route_roads(self, coords: Sequence[tuple[float, float]], cum_m: FloatArray) -> RouteRoads:
+        """Cut a path (lon, lat; ``cum_m`` its length at each vertex) into pieces."""
+        pieces = []
+        for a, b in zip(coords, coords[1:], strict=False):
+            found = self._pairs.get((_vertex(*a), _vertex(*b)))
+            cell = self.cell_of((a[0] + b[0]) / 2, (a[1] + b[1]) / 2)
+            if found is None:
+                pieces.append(RoadPiece(None, None, cell, None))
+            else:
+                pieces.append(RoadPiece(found.key, found.highway, cell, found.free_flow_ms))
+        lengths = np.diff(cum_m)
+        # a zero-length piece (a repeated vertex) would divide by its speed for nothing
+        lengths = np.maximum(lengths, 1e-6)
+        return RouteRoads(np.asarray(cum_m[:-1], dtype=float), lengths, tuple(pieces))
