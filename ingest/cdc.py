@@ -1,44 +1,46 @@
 """The CDC consumer (``fleetpulse cdc``): Debezium's ``cdc.*`` topics -> the PostgreSQL cache.
 
-Loop like the enrichment worker's: ``getmany()`` -> ``handle_batch()`` (one PostgreSQL
-transaction: every event applied if newer than the row's stored source position, sync_state
-counters) -> Redis invalidation of changed customers -> commit offsets. A crash anywhere
-replays the batch and the position guard makes the replay change nothing. A record that
-cannot be read or applied (malformed JSON, another table, an impossible value, a constraint
-it violates) goes to ``cdc.dlq`` with the reason in its headers and the stream goes on. An
-outage of PostgreSQL, Redis or Kafka pauses the loop (same batch retried, no commit).
+The enrichment worker's loop (``ingest.consumer``): ``getmany()`` -> ``handle_batch()`` (one
+PostgreSQL transaction: every event applied if newer than the row's stored source position,
+sync_state counters) -> Redis invalidation of changed customers -> commit offsets. A crash
+anywhere replays the batch and the position guard makes the replay change nothing. A record
+that cannot be read or applied (malformed JSON, another table, an impossible value, a
+constraint it violates) goes to ``cdc.dlq`` with the reason in its headers and the stream goes
+on. An outage of PostgreSQL, Redis or Kafka pauses the loop (same batch retried, no commit).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeAlias
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
-from aiokafka.errors import CommitFailedError
 from redis.asyncio import Redis
 
-from infrastructure.kafka import CDC_DLQ, CDC_TABLES, create_consumer, create_producer
-from infrastructure.kafka import ensure_topics as ensure_kafka_topics
-from infrastructure.outages import OUTAGE_ERRORS
-from infrastructure.postgres import Conn, create_pool
-from infrastructure.redis import RedisKeys, create_redis
+from infrastructure.kafka import CDC_DLQ, CDC_TABLES
+from infrastructure.postgres import Conn
+from infrastructure.redis import RedisKeys
 from infrastructure.settings import Settings
 from ingest.cdc_apply import apply_event
 from ingest.cdc_events import ChangeEvent, table_of_topic
 from ingest.cdc_events import parse_event as parse_change
+from ingest.consumer import (
+    DeadLetters,
+    LoopStats,
+    Record,
+    consume,
+    consumer_process,
+    until_available,
+)
 from ingest.errors import IngestError
+from ingest.producer import Publisher
 
 log = logging.getLogger(__name__)
 
-Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
 CDC_TOPICS = tuple(f"cdc.{t}" for t in CDC_TABLES)
 # Data errors of one event (bad value, violated constraint): dead-letter, never retry.
 _DATA_ERRORS: tuple[type[BaseException], ...] = (
@@ -59,13 +61,9 @@ class TableCounters:
 
 
 @dataclass
-class CdcStats:
-    batches: int = 0
-    consumed: int = 0
+class CdcStats(LoopStats):
     applied: int = 0
     skipped: int = 0
-    dead_lettered: int = 0
-    retries: int = 0
 
 
 @dataclass
@@ -158,13 +156,18 @@ async def record_errors(conn: Conn, counts: dict[str, tuple[int, str]]) -> None:
 
 @dataclass
 class CdcConsumer:
-    """What the loop needs: settings, PostgreSQL pool, Redis, a producer for the DLQ."""
+    """What the loop needs: settings, PostgreSQL pool, Redis, a publisher for the DLQ."""
 
     settings: Settings
     pool: asyncpg.Pool
     redis: Redis
-    producer: AIOKafkaProducer
+    publisher: Publisher
     stats: CdcStats = field(default_factory=CdcStats)
+
+    def __post_init__(self) -> None:
+        self.dead_letters = DeadLetters(
+            self.publisher, self.settings.kafka.topic(CDC_DLQ), self.stats
+        )
 
     @property
     def keys(self) -> RedisKeys:
@@ -180,20 +183,18 @@ class CdcConsumer:
                 events.append((rec, parse_record(rec, prefix)))
             except IngestError as err:
                 bad.append((rec, err))
-        while True:
-            try:
-                async with self.pool.acquire() as conn:
-                    result = await handle_batch(conn, events) if events else BatchResult()
-                    if bad:
-                        await record_errors(conn, _error_counts(bad, prefix))
-                await self.invalidate(result.customers)
-                break
-            except OUTAGE_ERRORS as exc:
-                self.stats.retries += 1
-                log.warning("dependency unavailable, retrying cdc batch: %r", exc)
-                await asyncio.sleep(min(0.5 * 2 ** min(self.stats.retries, 5), 10.0))
+
+        async def apply() -> BatchResult:
+            async with self.pool.acquire() as conn:
+                result = await handle_batch(conn, events) if events else BatchResult()
+                if bad:
+                    await record_errors(conn, _error_counts(bad, prefix))
+            await self.invalidate(result.customers)
+            return result
+
+        result = await until_available(apply, self.stats, "cdc batch")
         for rec, error in [*bad, *result.dead]:
-            await self.dead_letter(rec, error)
+            await self.dead_letters.send(rec, error)
         for c in result.tables.values():
             self.stats.applied += c.applied
             self.stats.skipped += c.skipped
@@ -206,30 +207,6 @@ class CdcConsumer:
         await self.redis.delete(*(keys.customer(i) for i in customer_ids))
         await self.redis.publish(
             keys.customer_invalidations, ",".join(str(i) for i in sorted(customer_ids))
-        )
-
-    async def dead_letter(self, record: Record, error: BaseException) -> None:
-        """Send a record to cdc.dlq with the reason; wait out a Kafka outage, never drop."""
-        headers = [
-            ("error", type(error).__name__.encode()),
-            ("reason", str(error)[:1000].encode()),
-            ("source", f"{record.topic}:{record.partition}:{record.offset}".encode()),
-        ]
-        while True:
-            try:
-                await self.producer.send_and_wait(
-                    self.settings.kafka.topic(CDC_DLQ),
-                    key=record.key,
-                    value=record.value,
-                    headers=headers,
-                )
-                break
-            except OUTAGE_ERRORS as exc:
-                log.warning("cannot reach Kafka for the dead letter, retrying: %r", exc)
-                await asyncio.sleep(1.0)
-        self.stats.dead_lettered += 1
-        log.warning(
-            "dead-lettered %s:%s:%s: %s", record.topic, record.partition, record.offset, error
         )
 
 
@@ -247,64 +224,19 @@ def _error_counts(
     return counts
 
 
-async def consume(consumer: AIOKafkaConsumer, cdc: CdcConsumer, stop: asyncio.Event) -> None:
-    """getmany -> process -> commit, until stop is set."""
-    while not stop.is_set():
-        batches = await consumer.getmany(timeout_ms=200, max_records=1000)
-        records = [r for part in batches.values() for r in part]
-        if not records:
-            continue
-        await cdc.process(records)
-        cdc.stats.batches += 1
-        cdc.stats.consumed += len(records)
-        try:
-            await consumer.commit()
-        except CommitFailedError as exc:  # rebalanced meanwhile: the new owner replays, harmless
-            log.warning("offset commit failed after rebalance: %s", exc)
-
-
-async def _retry(start: Any, what: str, stop: asyncio.Event) -> bool:
-    delay = 0.5
-    while not stop.is_set():
-        try:
-            await start()
-            return True
-        except OUTAGE_ERRORS as exc:
-            log.warning("%s not reachable yet (%r); retrying in %.1fs", what, exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
-    return False
-
-
 async def run_cdc(settings: Settings, stop: asyncio.Event) -> CdcStats:
     """Run the CDC consumer until stop is set; return its counters."""
-    if not await _retry(lambda: ensure_kafka_topics(settings.kafka), "kafka", stop):
-        return CdcStats()
-    pool: asyncpg.Pool | None = None
-    while pool is None and not stop.is_set():
-        try:
-            pool = await create_pool(settings.pg, min_size=1, max_size=2)
-        except OUTAGE_ERRORS as exc:
-            log.warning("postgres not reachable yet (%r)", exc)
-            await asyncio.sleep(1.0)
-    if pool is None:
-        return CdcStats()
-    redis: Redis = create_redis(settings.redis)
-    producer = create_producer(settings.kafka)
-    consumer = create_consumer(settings.kafka, *CDC_TOPICS, group_id=settings.cdc.consumer_group)
-    cdc = CdcConsumer(settings=settings, pool=pool, redis=redis, producer=producer)
-    try:
-        if await _retry(producer.start, "kafka producer", stop) and await _retry(
-            consumer.start, "kafka consumer", stop
-        ):
-            log.info("cdc consumer on %s", ", ".join(settings.kafka.topic(t) for t in CDC_TOPICS))
-            await consume(consumer, cdc, stop)
-            log.info("cdc consumer stopping: %s", cdc.stats)
-    finally:
-        with contextlib.suppress(Exception):
-            await consumer.stop()
-        with contextlib.suppress(Exception):
-            await producer.stop()
-        await redis.aclose()
-        await pool.close()
-    return cdc.stats
+    async with consumer_process(
+        settings, stop, *CDC_TOPICS, group_id=settings.cdc.consumer_group, pool_max_size=2
+    ) as parts:
+        if parts is None:
+            return CdcStats()
+        cdc = CdcConsumer(
+            settings=settings, pool=parts.pool, redis=parts.redis, publisher=parts.publisher
+        )
+        log.info("cdc consumer on %s", ", ".join(settings.kafka.topic(t) for t in CDC_TOPICS))
+        await consume(
+            parts.consumer, cdc.process, stop, cdc.stats, max_records=1000, timeout_ms=200
+        )
+        log.info("cdc consumer stopping: %s", cdc.stats)
+        return cdc.stats

@@ -1,10 +1,15 @@
-"""Producing to Kafka on the request path: acks=all, and no 2xx before the broker said yes."""
+"""Producing to Kafka: acks=all, and nothing counts as sent before the broker said yes.
+
+The receivers (no 2xx before the ack) and the consumers (enriched positions, events, dead
+letters) produce through one ``Publisher`` each.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, OutOfOrderSequenceNumber, ProducerFenced
@@ -66,12 +71,29 @@ class Publisher:
 
     async def publish_to(self, physical: str, records: list[tuple[bytes, bytes]]) -> None:
         """Send records to a topic named as the broker knows it (prefixed), like publish."""
+        await self._acknowledged(lambda producer: produce_batches(producer, physical, records))
+
+    async def send_to(
+        self,
+        physical: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]],
+    ) -> None:
+        """Send one record with headers (a dead letter) to a physical topic, like publish."""
+        await self._acknowledged(
+            lambda producer: producer.send_and_wait(physical, key=key, value=value, headers=headers)
+        )
+
+    async def _acknowledged(self, send: Callable[[AIOKafkaProducer], Awaitable[object]]) -> None:
+        """Run ``send`` on the current producer within the produce timeout, or raise
+        BrokerUnavailable (and replace a producer that can never send again)."""
         producer = self._producer
         if producer is None:
             raise BrokerUnavailable("Kafka is not reachable")
         try:
             async with asyncio.timeout(self._settings.produce_timeout_s):
-                await produce_batches(producer, physical, records)
+                await send(producer)
         except (TimeoutError, KafkaError) as exc:
             if isinstance(exc, OutOfOrderSequenceNumber | ProducerFenced):
                 self._replace(producer)
