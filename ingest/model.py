@@ -1,11 +1,12 @@
-"""The position message that travels on ``gps.positions`` (schema version 1)."""
+"""The messages of the position topics: ``gps.positions`` (``Position``) and
+``gps.positions.enriched`` (``EnrichedMessage``), schema version 1."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import orjson
 
@@ -72,6 +73,64 @@ class Position:
         if not isinstance(pos.tenant_id, str) or not isinstance(pos.device_id, str):
             raise UndecodableMessage("tenant_id and device_id must be strings")
         return pos
+
+
+class EnrichedMessage(TypedDict):
+    """The JSON of ``gps.positions.enriched`` (key: driver id), also Redis's latest position
+    of a driver and the socket's ``position:update``: written by
+    ``ingest.writers.EnrichedPosition.to_message``, read by the live feed
+    (``api.live.batching``) and the live queries (``api.records.latest``).
+
+    A new field is one line here, ``NotRequired[...]`` (messages already in Kafka and Redis
+    lack it), set by ``to_message``; readers that pass the message on need no change.
+    """
+
+    schema: int
+    tenantId: str
+    driverId: str
+    driverName: str
+    deviceId: str
+    fixTime: str  # ISO-8601 UTC with milliseconds (geo.timestamps.iso_ms)
+    fixTimeMs: int
+    receivedAt: str
+    lat: float
+    lon: float
+    speed: float | None  # km/h
+    course: float | None
+    altitude: float | None
+    accuracy: float | None
+    valid: bool
+    protocol: str
+    h3Cell: str
+    attributes: dict[str, Any]
+    routeId: str | None
+    nextVisitId: str | None
+    nextCustomerId: int | None
+    nextCustomerName: str | None
+    distanceToNextM: float | None
+    etaSeconds: float | None
+    eta: str | None  # fixTime + etaSeconds, ISO-8601
+    geofenceId: int | None
+
+
+def parse_enriched(data: bytes) -> EnrichedMessage:
+    """Parse a ``gps.positions.enriched`` value (or a Redis latest position); raise
+    UndecodableMessage unless it names a tenant, a driver and a point."""
+    try:
+        msg = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise UndecodableMessage("not JSON") from exc
+    if not isinstance(msg, dict):
+        raise UndecodableMessage("not an object")
+    tenant, driver, route = msg.get("tenantId"), msg.get("driverId"), msg.get("routeId")
+    lat, lon = msg.get("lat"), msg.get("lon")
+    if not isinstance(tenant, str) or not tenant or not isinstance(driver, str) or not driver:
+        raise UndecodableMessage("tenantId and driverId are required")
+    if not isinstance(lat, int | float) or not isinstance(lon, int | float):
+        raise UndecodableMessage("lat and lon are required")
+    if route is not None and not isinstance(route, str):
+        raise UndecodableMessage("routeId must be a string")
+    return cast(EnrichedMessage, msg)
 
 
 def knots_to_kmh(knots: float) -> float:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
+from geo.timestamps import iso_ms
 from ingest.errors import FixTooOld, InvalidPosition
 
 MAX_SPEED_KMH = 1_500.0  # faster than any delivery vehicle, slower than a corrupt value
@@ -85,16 +85,3 @@ def parse_iso_time(value: str) -> int:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1000)
-
-
-def iso_ms(ms: int) -> str:
-    """Return epoch milliseconds as an ISO-8601 UTC string (``…T05:00:00.123+00:00``)."""
-    # Two or three of these per position on the enrichment path: formatting each second once
-    # costs a quarter of a datetime per call.
-    seconds, millis = divmod(int(ms), 1000)
-    return f"{_iso_second(seconds)}.{millis:03d}+00:00"
-
-
-@lru_cache(maxsize=1024)
-def _iso_second(seconds: int) -> str:
-    return datetime.fromtimestamp(seconds, tz=UTC).isoformat()[:19]

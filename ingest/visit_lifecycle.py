@@ -22,8 +22,8 @@ from typing import Any, Literal
 
 import orjson
 
+from geo.timestamps import iso_ms
 from infrastructure.postgres import Conn
-from ingest.validation import iso_ms
 
 VisitStatus = Literal[
     "pending",

@@ -18,13 +18,13 @@ from redis.asyncio import Redis
 
 from geo.cells import cell_to_string
 from geo.movement import NO_LABEL_ROW
+from geo.timestamps import iso_ms
 from infrastructure.postgres import Conn
 from infrastructure.redis import RedisKeys
 from ingest.devices import Device
-from ingest.model import Position
+from ingest.model import EnrichedMessage, Position
 from ingest.motion_labels import LABEL_COLUMNS
 from ingest.movement import Movement
-from ingest.validation import iso_ms
 
 DAY_MS = 86_400_000
 EPOCH_DAY = date(1970, 1, 1)
@@ -160,7 +160,7 @@ class EnrichedPosition:
             *(NO_LABEL_ROW if m.motion is None else m.motion.as_row()),
         )
 
-    def to_message(self) -> dict[str, Any]:
+    def to_message(self) -> EnrichedMessage:
         """The JSON of ``gps.positions.enriched``, Redis latest and ``position:update``."""
         p, m = self.position, self.movement
         eta_at = m.eta_at_ms(p.fix_time_ms)

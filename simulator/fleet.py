@@ -51,11 +51,23 @@ class FleetConfig:
     driving: DrivingConfig = field(default_factory=DrivingConfig)
     network: str = "helsinki"  # simulator.network.NETWORKS, or an .osm.pbf path
     traffic: bool = True  # congestion by time of day and road (simulator.traffic)
+    # Which roads congest how much is the world's, not the run's: a history generated with the
+    # same traffic seed is the past of the same roads (simulator.history).
+    traffic_seed: int = 1
+    # free-flow seconds per leg; None: by network (a region REGIONAL_LEG_S, a city centre any)
+    leg_s: tuple[float, float] | None = None
+
+    def legs_for(self, net: RoadNetwork) -> tuple[float, float] | None:
+        """The leg range to plan with on ``net``."""
+        if self.leg_s is not None:
+            return self.leg_s
+        return REGIONAL_LEG_S if net.profile == "regional" else None
 
     def device_id(self, i: int) -> str:
         return f"{self.device_prefix}{i + 1:05d}"
 
 
+REGIONAL_LEG_S = (300.0, 1800.0)  # 5–30 min of free-flow driving between stops
 STOP_RETRY_S = 10.0  # after a stop, how long a failing post is still retried
 
 
@@ -126,8 +138,8 @@ def _driver(
 
 
 def traffic_model(cfg: FleetConfig, net: RoadNetwork) -> TrafficModel:
-    """The run's traffic: seeded by the fleet's seed, so the same roads congest the same way."""
-    return TrafficModel(net, seed=cfg.seed, driving=cfg.driving, enabled=cfg.traffic)
+    """The run's traffic (its own seed: the same roads congest the same way in every run)."""
+    return TrafficModel(net, seed=cfg.traffic_seed, driving=cfg.driving, enabled=cfg.traffic)
 
 
 def build_fleet(cfg: FleetConfig, start_ms: int, net: RoadNetwork | None = None) -> Fleet:
@@ -151,6 +163,7 @@ def build_fleet(cfg: FleetConfig, start_ms: int, net: RoadNetwork | None = None)
             depots,
             min_stops=cfg.min_stops,
             max_stops=cfg.max_stops,
+            leg_s=cfg.legs_for(net),
         )
         plans.append(plan)
         seeds.append(seed)

@@ -11,16 +11,17 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import orjson
 from engineio import packet as eio_packet
 
 from api.live.rooms import NAMESPACE, driver_room, route_room, tenant_room
+from ingest.model import parse_enriched
 
 # The fields of an enriched position a batch entry keeps (the full message goes to
-# ``position:update`` and ``get-active-drivers``).
-ENTRY_FIELDS = (
+# ``position:update`` and ``get-active-drivers``); each a key of EnrichedMessage.
+EntryField = Literal[
     "driverId",
     "driverName",
     "lat",
@@ -35,12 +36,9 @@ ENTRY_FIELDS = (
     "nextCustomerName",
     "etaSeconds",
     "geofenceId",
-)
+]
+ENTRY_FIELDS: tuple[EntryField, ...] = get_args(EntryField)
 _EVENT_PREFIX = f"2{NAMESPACE},"
-
-
-class InvalidLiveMessage(ValueError):
-    """A record on the enriched or visit topic that is not what the feed expects."""
 
 
 def event_packet(event: str, payload_json: bytes) -> eio_packet.Packet:
@@ -110,23 +108,13 @@ class LivePosition:
 
 
 def parse_position(raw: bytes) -> LivePosition:
-    """Decode a ``gps.positions.enriched`` value; raise InvalidLiveMessage if unusable."""
-    try:
-        msg = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidLiveMessage("not JSON") from exc
-    if not isinstance(msg, dict):
-        raise InvalidLiveMessage("not an object")
-    tenant, driver, route = msg.get("tenantId"), msg.get("driverId"), msg.get("routeId")
-    lat, lon = msg.get("lat"), msg.get("lon")
-    if not isinstance(tenant, str) or not tenant or not isinstance(driver, str) or not driver:
-        raise InvalidLiveMessage("tenantId and driverId are required")
-    if not isinstance(lat, int | float) or not isinstance(lon, int | float):
-        raise InvalidLiveMessage("lat and lon are required")
-    if route is not None and not isinstance(route, str):
-        raise InvalidLiveMessage("routeId must be a string")
+    """Decode a ``gps.positions.enriched`` value; raise UndecodableMessage if unusable."""
+    msg = parse_enriched(raw)
     entry = orjson.Fragment(orjson.dumps({k: msg.get(k) for k in ENTRY_FIELDS}))
-    return LivePosition(tenant, driver, route or None, float(lon), float(lat), entry, raw)
+    route = msg.get("routeId") or None
+    return LivePosition(
+        msg["tenantId"], msg["driverId"], route, float(msg["lon"]), float(msg["lat"]), entry, raw
+    )
 
 
 class RoomBatcher:

@@ -29,7 +29,6 @@ from redis.asyncio import Redis
 
 from api.live.batching import (
     BBox,
-    InvalidLiveMessage,
     LivePosition,
     RoomBatcher,
     batch_packet,
@@ -62,6 +61,7 @@ from infrastructure.postgres import Conn
 from infrastructure.redis import RedisKeys
 from infrastructure.settings import Settings
 from ingest.cdc_lag import lag_snapshot
+from ingest.errors import UndecodableMessage
 
 log = logging.getLogger(__name__)
 # cdc:lag payload builder: (connection, settings) -> CdcLagSnapshot.
@@ -473,7 +473,7 @@ class LiveGateway:
     def _on_position(self, raw: bytes, touched: set[str]) -> None:
         try:
             pos = parse_position(raw)
-        except InvalidLiveMessage:
+        except UndecodableMessage:
             self.counters.invalid_in += 1
             return
         self.counters.positions_in += 1

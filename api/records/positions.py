@@ -6,7 +6,7 @@ from typing import Any
 
 import asyncpg
 
-from ingest.validation import iso_ms
+from geo.timestamps import iso_ms
 
 
 def position_json(r: asyncpg.Record) -> dict[str, Any]:

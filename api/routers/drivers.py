@@ -42,7 +42,7 @@ from geo.areas import (
     parse_bbox,
     validate_geojson_polygon,
 )
-from ingest.validation import iso_ms
+from geo.timestamps import iso_ms
 
 router = APIRouter(prefix="/api/drivers", tags=["drivers"])
 

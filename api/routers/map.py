@@ -17,7 +17,7 @@ from api.errors import BadRequest
 from api.params import query_bbox
 from api.records.drivers import drivers_with_snapshot
 from api.responses import GeoJSONResponse
-from ingest.validation import iso_ms
+from geo.timestamps import iso_ms
 
 router = APIRouter(prefix="/api/map", tags=["map"])
 

@@ -10,9 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from geo.cells import cell_to_parent, cell_to_string, point_to_cell
+from geo.timestamps import iso_ms
 from ingest.errors import UndecodableMessage
 from ingest.model import Fix, Position
-from ingest.validation import check_fix_time, iso_ms
+from ingest.validation import check_fix_time
 
 
 def test_position_round_trips_through_bytes() -> None:
