@@ -195,10 +195,12 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(settings)
 
     if args.command == "api":
+        _serve_metrics(settings, "api", settings.metrics.api_port)
         run_on_event_loop(_serve_api(settings, args.host or settings.http_host, args.port))
     elif args.command == "worker":
         from ingest.worker import run_worker
 
+        _serve_metrics(settings, "worker", settings.metrics.worker_port)
         _run_until_signal(lambda stop: run_worker(settings, stop))
     elif args.command == "migrate":
         run_on_event_loop(_migrate(settings, seed=args.seed))
@@ -215,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         from analytics.maintenance import maintain
 
         loop = bool(args.loop)
+        if loop:  # a single pass is over before anyone could scrape it
+            _serve_metrics(settings, "maintain", settings.metrics.maintain_port)
         _run_until_signal(lambda stop: maintain(settings, stop if loop else None))
     elif args.command == "cdc":
         return _cdc(settings, args.action)
@@ -229,12 +233,38 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _serve_metrics(settings: Settings, role: str, port: int) -> None:
+    """This process's Prometheus endpoint (infrastructure/metrics.py), before its work starts."""
+    from infrastructure.metrics import serve_metrics
+
+    serve_metrics(role, settings.metrics.host, port)
+
+
+def metrics_urls(settings: Settings, workers: int) -> list[tuple[str, str]]:
+    """(process, /metrics URL) of what ``fleetpulse run`` starts; disabled ones left out."""
+    m = settings.metrics
+    host = "localhost" if m.host in ("127.0.0.1", "0.0.0.0", "::") else m.host
+    ports = [("api", m.api_port)]
+    if m.worker_port:
+        ports += [(f"worker {i + 1}", m.worker_port + i) for i in range(workers)]
+    ports += [("cdc", m.cdc_port), ("maintain", m.maintain_port)]
+    return [(name, f"http://{host}:{port}/metrics") for name, port in ports if port]
+
+
 def _run_demo(settings: Settings, workers: int, simulated: int = 0) -> int:
     """Start N workers as child processes and the api in this one; stop them all on exit."""
+    import os
     import subprocess
 
+    print(f"FleetPulse starting: {workers} enrichment workers, CDC, maintenance, api", flush=True)
+    base = settings.metrics.worker_port
+
+    def worker_env(i: int) -> dict[str, str]:  # each worker its own metrics port
+        return {**os.environ, "FLEETPULSE_METRICS__WORKER_PORT": str(base + i if base else 0)}
+
     children = [
-        subprocess.Popen([sys.executable, "-m", "api.cli", "worker"]) for _ in range(workers)
+        subprocess.Popen([sys.executable, "-m", "api.cli", "worker"], env=worker_env(i))
+        for i in range(workers)
     ]
     # CDC from MariaDB (register the Debezium connector, then consume) and the analytics
     # maintenance loop (partitions, retention, rollups) belong to a running system too.
@@ -249,6 +279,7 @@ def _run_demo(settings: Settings, workers: int, simulated: int = 0) -> int:
     url = f"http://localhost:{settings.http_port}"
     shared = settings.auth.traccar_api_key
     key = shared.get_secret_value() if shared else "<a tenant's key>"
+    metrics = "\n                ".join(f"{u}  ({n})" for n, u in metrics_urls(settings, workers))
     print(
         f"""
 FleetPulse is starting: api, {workers} enrichment workers, the CDC consumer, maintenance.
@@ -260,6 +291,8 @@ FleetPulse is starting: api, {workers} enrichment workers, the CDC consumer, mai
                   "latitude": 40.713, "longitude": -74.0055, "speed": 5,
                   "attributes": {{"uniqueId": "DEV001"}}}}]'
   dashboard     {url}/  (live map, playback, heatmap, monitoring)
+  metrics       {metrics}
+                (Prometheus text format; docs/operations.md: dashboard, alerts)
 Ctrl-C stops everything started here; the stack keeps running (make stack-down stops it).
 """,
         flush=True,
@@ -323,6 +356,7 @@ def _cdc(settings: Settings, action: str) -> int:
     if action == "run":
         from ingest.cdc import run_cdc
 
+        _serve_metrics(settings, "cdc", settings.metrics.cdc_port)
         _run_until_signal(lambda stop: run_cdc(settings, stop))
         return 0
     try:

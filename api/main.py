@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api.bad_input import install_bad_input_handlers
 from api.errors import install_error_handlers
+from api.http_metrics import HttpMetrics
 from api.limits import BodySizeLimit
 from api.live.gateway import LiveGateway
 from api.responses import OrjsonResponse
@@ -131,6 +132,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type"],
             expose_headers=["X-Next-Cursor", "Link", "Retry-After"],
         )
+    # outermost: counts every answer, the other middlewares' refusals (413) included
+    app.add_middleware(HttpMetrics)
     for router in (osmand.router, batch.router):
         app.include_router(router)
     app.include_router(sync_routes.router)

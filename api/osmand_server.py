@@ -35,7 +35,7 @@ import orjson
 
 from api.errors import error_body, error_response
 from api.http_limits import HEADER_TIMEOUT_S, MAX_HEADER_BYTES
-from api.receiving import accept_osmand
+from api.receiving import OSMAND, accept_osmand, refusal_reason
 from api.state import AppState
 
 log = logging.getLogger(__name__)
@@ -131,19 +131,23 @@ class OsmAndServer:
         """The response to one complete request."""
         close = not req.keep_alive
         if req.method not in (b"GET", b"POST"):
+            OSMAND.refuse("method_not_allowed")
             body = error_body("method_not_allowed", "the OsmAnd protocol is GET or POST")
             return _response(405, body, {"allow": "GET, POST"}, close=close)
         state = self.get_state()
         if state is None:
+            OSMAND.refuse("service_unavailable")
             body = error_body("service_unavailable", "the receiver is starting, retry later")
             return _response(503, body, {"Retry-After": "5"}, close=close)
         _, _, query = req.url.partition(b"?")
         query_text = query.split(b"#", 1)[0].decode("latin-1")
         try:
-            await accept_osmand(state, query_text, req.content_type, req.body)
+            published = await accept_osmand(state, query_text, req.content_type, req.body)
         except Exception as exc:  # noqa: BLE001 - every failure becomes the JSON error
+            OSMAND.refuse(refusal_reason(exc))
             status, body, headers = error_response(exc, "OsmAnd port")
             return _response(status, body, headers, close=close)
+        OSMAND.accepted(published)
         return _OK if req.keep_alive else _OK_CLOSE
 
 
@@ -319,6 +323,7 @@ class _Connection(asyncio.Protocol):
             while self.queue and not transport.is_closing():
                 item = self.queue.popleft()
                 if isinstance(item, _Refusal):
+                    OSMAND.refuse(item.code)
                     body = error_body(item.code, item.message)
                     transport.write(_response(item.status, body, {}, close=True))
                     self._linger(transport)

@@ -270,6 +270,20 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     mariadb: MariaDBSettings = Field(default_factory=MariaDBSettings)
     cdc: CdcSettings = Field(default_factory=CdcSettings)
+class MetricsSettings(BaseModel):
+    """Prometheus ``/metrics`` of each process, on a port of its own (docs/operations.md)."""
+
+    # 127.0.0.1: only this machine's Prometheus reads them (metrics are operator data);
+    # 0.0.0.0 (Docker Compose) for a Prometheus on another host of a private network.
+    host: str = "127.0.0.1"
+    # 0 disables a process's endpoint. `fleetpulse run` gives its N workers worker_port,
+    # worker_port + 1, ...; a second worker started by hand needs its own port.
+    api_port: int = Field(default=9400, ge=0, le=65535)
+    cdc_port: int = Field(default=9401, ge=0, le=65535)
+    maintain_port: int = Field(default=9402, ge=0, le=65535)
+    worker_port: int = Field(default=9410, ge=0, le=65535)
+
+
     auth: AuthSettings = Field(default_factory=AuthSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
@@ -278,3 +292,4 @@ class Settings(BaseSettings):
     stack: StackSettings = Field(default_factory=StackSettings)
     analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
     live: LiveSettings = Field(default_factory=LiveSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from infrastructure.kafka import GPS_POSITIONS
+from infrastructure.metrics import RECEIVER_PRODUCE_SECONDS
 from infrastructure.redis import RedisKeys
 from infrastructure.settings import IngestSettings
 from ingest.devices import DeviceRegistry
@@ -89,9 +90,7 @@ class Receiver:
             if not fixes:
                 return []
         positions = [f.to_position(known[f.device_id].tenant_id, now_ms) for f in fixes]
-        await self.publisher.publish(
-            GPS_POSITIONS, [(p.device_id.encode(), p.to_bytes()) for p in positions]
-        )
+        await self._publish(positions)
         return positions
 
     async def accept_valid(
@@ -127,10 +126,14 @@ class Receiver:
         if unknown:
             await self._count_unknown(sorted(unknown))
         if positions:
-            await self.publisher.publish(
-                GPS_POSITIONS, [(p.device_id.encode(), p.to_bytes()) for p in positions]
-            )
+            await self._publish(positions)
         return positions, rejected
+
+    async def _publish(self, positions: list[Position]) -> None:
+        """Produce to gps.positions and wait for the acknowledgement (timed for /metrics)."""
+        records = [(p.device_id.encode(), p.to_bytes()) for p in positions]
+        with RECEIVER_PRODUCE_SECONDS.time():
+            await self.publisher.publish(GPS_POSITIONS, records)
 
     async def _count_old(self, fixes: list[Fix]) -> None:
         """Count fixes acknowledged but not stored for their age, per (known) device."""

@@ -57,6 +57,7 @@ from api.records.drivers import room_owner
 from api.records.latest import fix_age_s, is_active
 from api.security import InvalidToken, token_times, verify_access_token
 from infrastructure.kafka import GPS_POSITIONS_ENRICHED, VISITS_EVENTS, create_reader
+from infrastructure.metrics import LIVE_FEED, LiveFeedSample
 from infrastructure.postgres import Conn
 from infrastructure.redis import RedisKeys
 from infrastructure.settings import Settings
@@ -138,6 +139,7 @@ class LiveGateway:
             asyncio.create_task(self._cdc_lag_loop(), name="live-cdc-lag"),
             asyncio.create_task(self._session_loop(), name="live-sessions"),
         ]
+        LIVE_FEED.add(self)  # this process's /metrics reads live_feed_sample()
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         kafka = self.settings.kafka
@@ -150,6 +152,7 @@ class LiveGateway:
         )
 
     async def stop(self) -> None:
+        LIVE_FEED.discard(self)
         for task in [*self._tasks, *self._side_tasks]:
             task.cancel()
         for task in [*self._tasks, *self._side_tasks]:
@@ -681,6 +684,29 @@ class LiveGateway:
     def seed_stats(self) -> dict[str, int]:
         """The seed's health block: this process's connected sockets and rooms with members."""
         return {"connectedClients": len(self.clients), "activeRooms": len(self.rooms)}
+
+    def live_feed_sample(self) -> LiveFeedSample:
+        """This gateway's counters for Prometheus (read from the metrics thread at a scrape)."""
+        c = self.counters
+        by_kind: dict[str, int] = {}
+        for room in list(self.rooms):  # list() copies in one step under the GIL
+            kind = room.split(":", 1)[0]
+            by_kind[kind] = by_kind.get(kind, 0) + 1
+        return LiveFeedSample(
+            viewers=len(self.clients),
+            queued_packets=sum(len(f) for f in list(self.clients.values())),
+            rooms_by_kind=by_kind,
+            positions_in=c.positions_in,
+            frames_sent=c.batch_frames,
+            position_updates_sent=c.position_updates,
+            visit_updates_sent=c.visit_updates,
+            dropped_frames=c.dropped,
+            slow_disconnects=c.slow_disconnects,
+            refused_connections=c.refused_connects,
+            refused_joins=c.refused_joins,
+            rate_limited=c.rate_limited,
+            sessions_ended=c.sessions_ended,
+        )
 
     def metrics(self) -> dict[str, Any]:
         """Clients, rooms, frames/s, drops and queue depths of this process's gateway."""

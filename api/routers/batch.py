@@ -18,10 +18,10 @@ from fastapi import APIRouter, Request
 
 from api.dependencies import StateDep
 from api.errors import ApiError, PayloadTooLarge
-from api.receiving import ApiKey, authenticate_api_key
+from api.receiving import BATCH, ApiKey, authenticate_api_key
 from ingest.batch import BatchTooLarge, Line, split_json_array, split_ndjson
 from ingest.errors import InvalidPosition
-from ingest.model import Fix
+from ingest.model import Fix, Position
 
 router = APIRouter(prefix="/api/positions", tags=["positions"])
 
@@ -39,6 +39,22 @@ class EmptyBatch(ApiError):
 @router.post("/batch")
 async def receive_batch(request: Request, state: StateDep, x_api_key: ApiKey = None) -> Any:
     """Accept NDJSON or a JSON array of positions; per-line errors in the answer."""
+    with BATCH.counting():
+        positions, rejected = await _receive_batch(request, state, x_api_key)
+    BATCH.accepted(len(positions))
+    for _, _, code in rejected:
+        BATCH.refuse(code)
+    return {
+        "accepted": len(positions),
+        "rejected": [
+            {"line": number, "error": code, "message": str(exc)} for number, exc, code in rejected
+        ],
+    }
+
+
+async def _receive_batch(
+    request: Request, state: StateDep, x_api_key: str | None
+) -> tuple[list[Position], list[tuple[int, InvalidPosition | Exception, str]]]:
     tenant = await authenticate_api_key(state, x_api_key)
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in NDJSON_TYPES and media != "application/json":
@@ -65,9 +81,4 @@ async def receive_batch(request: Request, state: StateDep, x_api_key: ApiKey = N
     ]
     rejected += [(parsed[i][0].number, exc, exc.code) for i, exc in refused.items()]
     rejected.sort(key=lambda r: r[0])
-    return {
-        "accepted": len(positions),
-        "rejected": [
-            {"line": number, "error": code, "message": str(exc)} for number, exc, code in rejected
-        ],
-    }
+    return positions, rejected

@@ -19,7 +19,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from api.dependencies import StateDep
-from api.receiving import accept_osmand
+from api.receiving import OSMAND_API, accept_osmand
 
 router = APIRouter(prefix="/api/osmand", tags=["osmand"])
 
@@ -30,6 +30,8 @@ router = APIRouter(prefix="/api/osmand", tags=["osmand"])
 @router.api_route("/", methods=["GET", "POST"], response_class=Response, include_in_schema=False)
 async def osmand(request: Request, state: StateDep) -> Response:
     """OsmAnd protocol: query string, form body, or Traccar Client's JSON body."""
-    body = await request.body()
-    await accept_osmand(state, request.url.query, request.headers.get("content-type"), body)
+    with OSMAND_API.counting():
+        body = await request.body()
+        query, content_type = request.url.query, request.headers.get("content-type")
+        OSMAND_API.accepted(await accept_osmand(state, query, content_type, body))
     return Response(status_code=200)

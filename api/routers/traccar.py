@@ -18,7 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.dependencies import StateDep
 from api.errors import InvalidJSON
-from api.receiving import ApiKey, authenticate_api_key, check_query_size
+from api.receiving import (
+    TRACCAR,
+    TRACCAR_EVENTS,
+    ApiKey,
+    authenticate_api_key,
+    check_query_size,
+)
 from infrastructure.kafka import GPS_EVENTS
 from ingest.errors import InvalidPosition, UnknownDevice
 from ingest.traccar import TraccarDevice, parse_positions_body, parse_url_params
@@ -38,13 +44,14 @@ async def read_json(request: Request) -> Any:
 @router.post("/positions")
 async def receive_positions(request: Request, state: StateDep, x_api_key: ApiKey = None) -> Any:
     """Accept Traccar's JSON forwarding body, or the seed's array of positions."""
-    tenant = await authenticate_api_key(state, x_api_key)
-    fixes = parse_positions_body(await read_json(request))
-    if len(fixes) > state.settings.ingest.max_batch_positions:
-        raise InvalidPosition(
-            f"too many positions in one request (max {state.settings.ingest.max_batch_positions})"
-        )
-    positions = await state.receiver.accept(fixes, tenant_id=tenant)
+    with TRACCAR.counting():
+        tenant = await authenticate_api_key(state, x_api_key)
+        fixes = parse_positions_body(await read_json(request))
+        limit = state.settings.ingest.max_batch_positions
+        if len(fixes) > limit:
+            raise InvalidPosition(f"too many positions in one request (max {limit})")
+        positions = await state.receiver.accept(fixes, tenant_id=tenant)
+    TRACCAR.accepted(len(positions))
     return {"status": "accepted", "count": len(positions)}
 
 
@@ -56,12 +63,14 @@ async def receive_url_forward(request: Request, state: StateDep, x_api_key: ApiK
     URL type) or, failing that, an ``apiKey`` query parameter. The query string is never
     logged, so the key does not end up in our logs.
     """
-    query = request.url.query
-    check_query_size(query)
-    params = dict(parse_qsl(query, keep_blank_values=True))
-    query_key = params.pop("apiKey", None)
-    tenant = await authenticate_api_key(state, x_api_key or query_key)
-    positions = await state.receiver.accept([parse_url_params(params)], tenant_id=tenant)
+    with TRACCAR.counting():
+        query = request.url.query
+        check_query_size(query)
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        query_key = params.pop("apiKey", None)
+        tenant = await authenticate_api_key(state, x_api_key or query_key)
+        positions = await state.receiver.accept([parse_url_params(params)], tenant_id=tenant)
+    TRACCAR.accepted(len(positions))
     return {"status": "accepted", "count": len(positions)}
 
 
@@ -89,6 +98,13 @@ class TraccarEventBody(BaseModel):
 @router.post("/events")
 async def receive_event(request: Request, state: StateDep, x_api_key: ApiKey = None) -> Any:
     """Accept Traccar's event forwarding body and publish it to ``gps.events``."""
+    with TRACCAR_EVENTS.counting():
+        await _receive_event(request, state, x_api_key)
+    TRACCAR_EVENTS.accepted(1)
+    return {"status": "accepted"}
+
+
+async def _receive_event(request: Request, state: StateDep, x_api_key: str | None) -> None:
     tenant = await authenticate_api_key(state, x_api_key)
     try:
         body = TraccarEventBody.model_validate(await read_json(request))
@@ -117,4 +133,3 @@ async def receive_event(request: Request, state: StateDep, x_api_key: ApiKey = N
         "position": body.position,
     }
     await state.publisher.publish(GPS_EVENTS, [(uid.encode(), orjson.dumps(message))])
-    return {"status": "accepted"}
