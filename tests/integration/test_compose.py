@@ -39,7 +39,10 @@ EXPECTED_SERVICES = {
     "api",
     "worker",
     "cdc",
+    "maintain",
     "traccar",
+    "prometheus",
+    "grafana",
 }
 # The same catalogue the local stack creates (infrastructure/kafka.py): name -> partitions.
 EXPECTED_TOPICS = {spec.name: spec.partitions for spec in TOPICS}
@@ -233,8 +236,10 @@ def test_settings_read_from_the_compose_environment(
     assert settings.auth.traccar_api_key is not None
     assert settings.auth.traccar_api_key.get_secret_value() == TEST_TRACCAR_API_KEY
     # All FleetPulse processes get the same configuration.
-    for name in ("migrate", "worker", "cdc"):
+    for name in ("migrate", "worker", "cdc", "maintain"):
         assert _fleetpulse_env(config)[name] == variables
+    # metrics on the compose network, where Prometheus scrapes them
+    assert settings.metrics.host == "0.0.0.0"
 
 
 def test_bind_mounts_exist(config: dict[str, Any]) -> None:
@@ -277,3 +282,72 @@ def test_traccar_forwards_positions_and_events_to_the_api(config: dict[str, Any]
     assert traccar_env["CONFIG_USE_ENVIRONMENT_VARIABLES"] == "true"
     assert traccar_env["FORWARD_HEADER"] == f"X-API-Key: {api_key}"
     assert traccar_env["EVENT_FORWARD_HEADER"] == f"X-API-Key: {api_key}"
+
+
+PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
+GRAFANA_DIR = ROOT / "deploy" / "grafana"
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, str]:
+    """container path -> host path of a service's bind mounts."""
+    return {v["target"]: v["source"] for v in service.get("volumes", []) if v["type"] == "bind"}
+
+
+def test_prometheus_scrapes_every_fleetpulse_process_on_its_metrics_port(
+    config: dict[str, Any],
+) -> None:
+    import yaml
+
+    services = config["services"]
+    assert services["prometheus"]["image"].startswith("prom/prometheus:")
+    mounts = _mounts(services["prometheus"])
+    assert Path(mounts["/etc/prometheus/prometheus.yml"]) == PROMETHEUS_DIR / "prometheus.yml"
+    assert Path(mounts["/etc/prometheus/alerts.yml"]) == PROMETHEUS_DIR / "alerts.yml"
+    scrape = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    assert scrape["rule_files"] == ["/etc/prometheus/alerts.yml"]
+    targets: dict[str, set[str]] = {}
+    for job in scrape["scrape_configs"]:
+        found = {t for c in job.get("static_configs", []) for t in c["targets"]}
+        found |= {f"{n}:{c['port']}" for c in job.get("dns_sd_configs", []) for n in c["names"]}
+        targets[job["job_name"]] = found
+    ports = Settings(_env_file=None).metrics
+    assert targets == {
+        "fleetpulse-api": {f"api:{ports.api_port}"},
+        "fleetpulse-worker": {f"worker:{ports.worker_port}"},  # one target per replica
+        "fleetpulse-cdc": {f"cdc:{ports.cdc_port}"},
+        "fleetpulse-maintain": {f"maintain:{ports.maintain_port}"},
+    }
+    for job in targets:  # every scraped name is a FleetPulse service of this file
+        assert job.removeprefix("fleetpulse-") in services
+    assert services["maintain"]["command"] == ["fleetpulse", "maintain", "--loop"]
+    # metrics stay off the host's network: only Prometheus and Grafana publish a port, on
+    # 127.0.0.1
+    for name in ("prometheus", "grafana"):
+        assert {p.get("host_ip") for p in services[name]["ports"]} == {"127.0.0.1"}, name
+
+
+def test_grafana_provisions_the_dashboard_on_the_prometheus_data_source(
+    config: dict[str, Any],
+) -> None:
+    import yaml
+
+    grafana = config["services"]["grafana"]
+    assert grafana["image"].startswith("grafana/grafana:")
+    mounts = _mounts(grafana)
+    assert Path(mounts["/etc/grafana/provisioning"]) == GRAFANA_DIR / "provisioning"
+    assert Path(mounts["/var/lib/grafana/dashboards"]) == GRAFANA_DIR / "dashboards"
+    sources = yaml.safe_load(
+        (GRAFANA_DIR / "provisioning" / "datasources" / "prometheus.yml").read_text()
+    )["datasources"]
+    assert [(d["type"], d["url"]) for d in sources] == [("prometheus", "http://prometheus:9090")]
+    providers = yaml.safe_load(
+        (GRAFANA_DIR / "provisioning" / "dashboards" / "fleetpulse.yml").read_text()
+    )["providers"]
+    assert [p["options"]["path"] for p in providers] == ["/var/lib/grafana/dashboards"]
+    dashboard = json.loads((GRAFANA_DIR / "dashboards" / "fleetpulse.json").read_text())
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+    assert len(panels) >= 20
+    for panel in panels:  # every panel reads the provisioned source and says what it shows
+        assert panel["datasource"]["uid"] == sources[0]["uid"], panel["title"]
+        assert panel["description"] and panel["targets"], panel["title"]
+        assert all(t["expr"] for t in panel["targets"]), panel["title"]
