@@ -15,9 +15,9 @@ async def maintain(settings: Settings, stop: asyncio.Event | None = None) -> Non
     conn = await connect(settings.pg)
     try:
         if stop is None:
-            summary = await run_maintenance(conn, settings.analytics)
+            summary = await run_maintenance(conn, settings.analytics, eta=settings.eta)
             print(json.dumps(summary))  # noqa: T201 - the command's output
         else:
-            await maintenance_loop(conn, stop, settings.analytics)
+            await maintenance_loop(conn, stop, settings.analytics, settings.eta)
     finally:
         await conn.close()

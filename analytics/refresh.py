@@ -30,17 +30,25 @@ from typing import Any
 
 from infrastructure.migrate import history_backend
 from infrastructure.postgres import Conn
-from infrastructure.settings import AnalyticsSettings
+from infrastructure.settings import AnalyticsSettings, EtaSettings
 
 log = logging.getLogger(__name__)
 
 SQL_DIR = Path(__file__).parent / "sql"
 # In refresh order: driver_daily_motion is stacked on positions_1m.
-ROLLUPS = ("positions_1m", "driver_daily_motion", "cells_1h")
+ROLLUPS = ("positions_1m", "driver_daily_motion", "cells_1h", "edge_speeds_1h")
 _BUCKET = {
     "positions_1m": timedelta(minutes=1),
     "driver_daily_motion": timedelta(days=1),
     "cells_1h": timedelta(hours=1),
+    "edge_speeds_1h": timedelta(hours=1),
+}
+# where a first refresh starts: the oldest row of the aggregate's source
+_FIRST = {
+    "positions_1m": "SELECT min(fix_time) FROM positions",
+    "driver_daily_motion": "SELECT min(fix_time) FROM positions",
+    "cells_1h": "SELECT min(fix_time) FROM positions",
+    "edge_speeds_1h": "SELECT min(entered_at) FROM edge_traversals",
 }
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _LOCK_BASE = 7_316_220_600
@@ -123,7 +131,7 @@ async def refresh(
     for name in names:
         wm = await conn.fetchval("SELECT watermark FROM analytics_watermarks WHERE name = $1", name)
         if wm is None:
-            wm = await conn.fetchval("SELECT min(fix_time) FROM positions")
+            wm = await conn.fetchval(_FIRST[name])
             if wm is None:
                 continue
             start = wm
@@ -232,16 +240,33 @@ async def maintain_partitions(
 
 
 async def run_maintenance(
-    conn: Conn, cfg: AnalyticsSettings, *, now: datetime | None = None
+    conn: Conn,
+    cfg: AnalyticsSettings,
+    *,
+    now: datetime | None = None,
+    eta: EtaSettings | None = None,
 ) -> dict[str, object]:
     """One maintenance pass; returns a summary.
 
+    With ``eta``, first the history's map matching (``analytics.matching``) up to
+    ``now - match_settle_s``, whose traversals the edge_speeds_1h refresh then sums.
     Plain PostgreSQL: partitions ahead, retention, the aggregates' incremental refresh.
     TimescaleDB: the background jobs do all three; the pass keeps their settings in step and
     refreshes the late window once too.
     """
     now = now or datetime.now(UTC)
     late = timedelta(seconds=cfg.late_window_s)
+    matched: list[dict[str, object]] = []
+    if eta is not None:
+        from analytics.matching import match_history
+
+        passes = await match_history(
+            conn,
+            now=now,
+            settle=timedelta(seconds=eta.match_settle_s),
+            back_to=timedelta(weeks=eta.learn_weeks),
+        )
+        matched = [p.as_dict() for p in passes]
     if await history_backend(conn) == "timescale":
         changed = await sync_policies(conn, cfg)
         # the policies refresh by themselves; this pass does the same window at once, so a
@@ -250,6 +275,7 @@ async def run_maintenance(
         return {
             "backend": "timescale",
             "policiesChanged": changed,
+            "matched": matched,
             "refreshed": {r.name: r.rows for r in results},
         }
     created, dropped = await maintain_partitions(
@@ -263,15 +289,18 @@ async def run_maintenance(
         "backend": "plain",
         "partitionsCreated": created,
         "partitionsDropped": dropped,
+        "matched": matched,
         "refreshed": {r.name: r.rows for r in results},
     }
 
 
-async def maintenance_loop(conn: Conn, stop: asyncio.Event, cfg: AnalyticsSettings) -> None:
+async def maintenance_loop(
+    conn: Conn, stop: asyncio.Event, cfg: AnalyticsSettings, eta: EtaSettings | None = None
+) -> None:
     """Run ``run_maintenance`` every refresh interval until ``stop`` is set; log failures."""
     while not stop.is_set():
         try:
-            log.info("maintenance: %s", await run_maintenance(conn, cfg))
+            log.info("maintenance: %s", await run_maintenance(conn, cfg, eta=eta))
         except Exception:  # keep looping: the next pass re-does the late window
             log.exception("maintenance pass failed")
         try:

@@ -172,6 +172,27 @@ class EnrichmentSettings(BaseModel):
     fetch_max_wait_ms: int = Field(default=100, ge=0, le=1_000)
 
 
+class EtaSettings(BaseModel):
+    """The learned ETA (docs/eta.md): map matching, learned speeds, the driver's pace."""
+
+    # Learned speeds: the weeks of history behind them, and the traversals a figure needs
+    # before the ETA trusts it (below: segment → cell → road class → planning speed).
+    learn_weeks: int = Field(default=8, ge=1, le=52)
+    min_samples: int = Field(default=3, ge=1)
+    # How often a worker reloads the learned speeds and road segments.
+    profile_reload_s: float = Field(default=300.0, ge=5.0)
+    # Service time assumed at each later stop until the tenant's own median (of the last
+    # learn_weeks) is known.
+    service_time_s: float = Field(default=300.0, ge=0.0)
+    # The driver's pace against the learned speeds: memory (half-life), evidence the profile
+    # counts for (prior), and how fast its effect fades with the horizon.
+    pace_half_life_s: float = Field(default=600.0, gt=0.0)
+    pace_prior_s: float = Field(default=120.0, ge=0.0)
+    pace_fade_s: float = Field(default=900.0, gt=0.0)
+    # Map matching of the history (maintenance pass): how long after a fix it is matched.
+    match_settle_s: float = Field(default=120.0, ge=0.0)
+
+
 class StackSettings(BaseModel):
     root: Path = PROJECT_ROOT / ".stack"
     kafka_version: str = "3.9.1"
@@ -249,6 +270,20 @@ class LiveSettings(BaseModel):
     prune_interval_s: float = Field(default=60.0, gt=0)
 
 
+class MetricsSettings(BaseModel):
+    """Prometheus ``/metrics`` of each process, on a port of its own (docs/operations.md)."""
+
+    # 127.0.0.1: only this machine's Prometheus reads them (metrics are operator data);
+    # 0.0.0.0 (Docker Compose) for a Prometheus on another host of a private network.
+    host: str = "127.0.0.1"
+    # 0 disables a process's endpoint. `fleetpulse run` gives its N workers worker_port,
+    # worker_port + 1, ...; a second worker started by hand needs its own port.
+    api_port: int = Field(default=9400, ge=0, le=65535)
+    cdc_port: int = Field(default=9401, ge=0, le=65535)
+    maintain_port: int = Field(default=9402, ge=0, le=65535)
+    worker_port: int = Field(default=9410, ge=0, le=65535)
+
+
 class Settings(BaseSettings):
     """All of FleetPulse's configuration; nested values use ``__``, e.g. FLEETPULSE_PG__PORT."""
 
@@ -270,25 +305,12 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     mariadb: MariaDBSettings = Field(default_factory=MariaDBSettings)
     cdc: CdcSettings = Field(default_factory=CdcSettings)
-class MetricsSettings(BaseModel):
-    """Prometheus ``/metrics`` of each process, on a port of its own (docs/operations.md)."""
-
-    # 127.0.0.1: only this machine's Prometheus reads them (metrics are operator data);
-    # 0.0.0.0 (Docker Compose) for a Prometheus on another host of a private network.
-    host: str = "127.0.0.1"
-    # 0 disables a process's endpoint. `fleetpulse run` gives its N workers worker_port,
-    # worker_port + 1, ...; a second worker started by hand needs its own port.
-    api_port: int = Field(default=9400, ge=0, le=65535)
-    cdc_port: int = Field(default=9401, ge=0, le=65535)
-    maintain_port: int = Field(default=9402, ge=0, le=65535)
-    worker_port: int = Field(default=9410, ge=0, le=65535)
-
-
     auth: AuthSettings = Field(default_factory=AuthSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     geofence: GeofenceSettings = Field(default_factory=GeofenceSettings)
     enrichment: EnrichmentSettings = Field(default_factory=EnrichmentSettings)
+    eta: EtaSettings = Field(default_factory=EtaSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
     analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
     live: LiveSettings = Field(default_factory=LiveSettings)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypedDict, cast
+from typing import Any, NotRequired, TypedDict, cast
 
 import orjson
 
@@ -75,6 +75,14 @@ class Position:
         return pos
 
 
+class StopEta(TypedDict):
+    """The ETA of one remaining stop of the route (docs/eta.md)."""
+
+    visitId: str
+    etaSeconds: float
+    eta: str  # fixTime + etaSeconds, ISO-8601
+
+
 class EnrichedMessage(TypedDict):
     """The JSON of ``gps.positions.enriched`` (key: driver id), also Redis's latest position
     of a driver and the socket's ``position:update``: written by
@@ -111,9 +119,11 @@ class EnrichedMessage(TypedDict):
     etaSeconds: float | None
     eta: str | None  # fixTime + etaSeconds, ISO-8601
     geofenceId: int | None
+    # every remaining stop of the route in visiting order, the next one first (learned ETA)
+    stopEtas: NotRequired[list[StopEta]]
 
 
-def parse_enriched(data: bytes) -> EnrichedMessage:
+def parse_enriched(data: bytes | str) -> EnrichedMessage:
     """Parse a ``gps.positions.enriched`` value (or a Redis latest position); raise
     UndecodableMessage unless it names a tenant, a driver and a point."""
     try:

@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from geo.distance import haversine_m
+from geo.eta import Pace, RouteClock, stop_etas
 from geo.geofence_state import (
     GeofenceRules,
     Track,
@@ -39,6 +40,7 @@ from geo.route_progress import (
 from infrastructure.kafka import GPS_EVENTS, VISITS_EVENTS
 from infrastructure.postgres import Conn
 from infrastructure.settings import Settings
+from ingest.eta_knowledge import EtaKnowledgeCache
 from ingest.geofencing import Probe, TrackStore, spatial_join
 from ingest.motion_labels import apply_relabels, relabel_days, restore_states
 from ingest.plans import Plan, PlanCache, Stop
@@ -80,6 +82,8 @@ class Movement:
     eta_s: float | None = None
     geofence_id: int | None = None
     motion: FixLabel | None = None  # None: a late or invalid fix (late ones: relabel_days)
+    # (visit id, seconds to arrival) of every remaining stop, the next one first
+    stop_etas: tuple[tuple[str, float], ...] = ()
 
     def eta_at_ms(self, fix_ms: int) -> int | None:
         return None if self.eta_s is None else fix_ms + int(self.eta_s * 1000)
@@ -112,6 +116,7 @@ class Runtime:
     route_id: str | None = None
     progress_m: float | None = None
     motion: MotionState | None = None  # trips and stops of the current UTC day so far
+    pace: Pace = Pace()  # time taken against the learned profile's, lately
 
 
 @dataclass
@@ -182,6 +187,11 @@ class MovementTracker:
         self.plans = plans
         self.tracks = TrackStore()
         self.runtime: dict[str, Runtime] = {}
+        self.eta = EtaKnowledgeCache(settings)
+        self.eta_cfg = settings.eta
+        # a route's clock for its tenant's profile, by (route line, tenant): rebuilt when the
+        # knowledge reloads (its version) or the route's line changes
+        self._clocks: dict[tuple[int, str], tuple[int, Any, RouteClock | None]] = {}
         # planned_visits.eta_at as last stored, by visit: (ETA, fix time), epoch ms
         self.stored_eta: dict[str, tuple[int, int]] = {}
 
@@ -205,6 +215,7 @@ class MovementTracker:
         """Compute the batch's transitions, visit changes and ETAs (no writes)."""
         drivers = {f.driver_id for f in fixes}
         newest_day = datetime.fromtimestamp(max(f.fix_ms for f in fixes) / 1000, tz=UTC).date()
+        await self.eta.refresh(conn)
         plans = await self.plans.load(conn, drivers, newest_day)
         await self.tracks.load(conn, drivers)
         by_driver: dict[str, list[FixInput]] = defaultdict(list)
@@ -408,23 +419,35 @@ class MovementTracker:
         if plan.route_id is None or nxt is None:
             return Movement(route_id=plan.route_id, geofence_id=inside, motion=label)
         index = plan.stops.index(nxt)
-        if stops[nxt.visit_id] in AT_STOP:
+        serving = stops[nxt.visit_id] in AT_STOP
+        clock = self._clock(plan, f.tenant_id)
+        along: float | None = None
+        if serving:
             remaining = 0.0
+            if plan.line is not None:
+                along = plan.line.stop_along_m[index]
         else:
             remaining = -1.0
             if plan.line is not None:
                 # How far the vehicle can have gone since the last fix bounds the search.
                 dt_s = (f.fix_ms - rt.last_fix_ms) / 1000 if rt.last_fix_ms >= 0 else 60.0
-                along, off = plan.line.locate(
+                found, off = plan.line.locate(
                     f.lon, f.lat, near_m=rt.progress_m, window_m=max(150.0, dt_s * 40.0)
                 )
                 if off <= OFF_ROUTE_M:
-                    rt.progress_m = along
-                    remaining = remaining_along_m(plan.line, along, index)
+                    if clock is not None:
+                        self._observe_pace(clock, rt, found, f.fix_ms)
+                    rt.progress_m = along = found
+                    remaining = remaining_along_m(plan.line, found, index)
             if remaining < 0:
                 remaining = straight_line_remaining_m(f.lon, f.lat, nxt.lon, nxt.lat)
+        # today's effective-speed ETA: the next stop's when there is nothing learned
         speed = rt.speed.value(self.planning_speed_ms, PRIOR_WEIGHT_S)
         eta = eta_seconds(remaining, speed, self.planning_speed_ms)
+        etas: tuple[tuple[str, float], ...] = ()
+        if clock is not None and plan.line is not None:
+            etas = self._stop_etas(plan, stops, tracks, index, serving, along, eta, clock, rt, f)
+            eta = etas[0][1]
         movement = Movement(
             route_id=plan.route_id,
             next_visit_id=nxt.visit_id,
@@ -434,17 +457,100 @@ class MovementTracker:
             eta_s=round(eta, 1),
             geofence_id=inside,
             motion=label,
+            stop_etas=etas,
         )
-        at = movement.eta_at_ms(f.fix_ms)
-        if stops[nxt.visit_id] == "pending" and at is not None:
-            stored = self.stored_eta.get(nxt.visit_id)
+        for visit_id, seconds in etas or ((nxt.visit_id, eta),):
+            if stops[visit_id] != "pending":
+                continue
+            at = f.fix_ms + int(seconds * 1000)
+            stored = self.stored_eta.get(visit_id)
             if (
                 stored is None
                 or abs(at - stored[0]) >= ETA_STORE_CHANGE_MS
                 or f.fix_ms - stored[1] >= ETA_STORE_EVERY_MS
             ):
-                out.next_eta[nxt.visit_id] = (at, f.fix_ms)  # fixes come in time order
+                out.next_eta[visit_id] = (at, f.fix_ms)  # fixes come in time order
         return movement
+
+    def _clock(self, plan: Plan, tenant: str) -> RouteClock | None:
+        """The route's clock at the tenant's learned speeds, or None where the ETA keeps
+        today's method: no learned speeds yet, or a path mostly off the known roads."""
+        line = plan.line
+        k = self.eta.knowledge
+        if line is None or not line.lonlat:
+            return None
+        profile = k.profiles.get(tenant)
+        if profile is None or profile.samples == 0:
+            return None
+        key = (id(line), tenant)
+        found = self._clocks.get(key)
+        if found is not None and found[0] == k.version and found[1] is line:
+            return found[2]
+        roads = k.roads.route_roads(line.lonlat, line.cum)
+        clock = RouteClock(roads, profile) if roads.matched_share >= 0.5 else None
+        if len(self._clocks) >= STORED_ETA_MAX:
+            self._clocks.clear()
+        self._clocks[key] = (k.version, line, clock)
+        return clock
+
+    def _observe_pace(self, clock: RouteClock, rt: Runtime, along: float, fix_ms: int) -> None:
+        """Compare the time the last stretch took with what the profile expected for it."""
+        if rt.progress_m is None or rt.last_fix_ms < 0 or along <= rt.progress_m:
+            return
+        taken = (fix_ms - rt.last_fix_ms) / 1000
+        if taken > 120.0:  # a gap says nothing about pace
+            return
+        expected = clock.travel_s(rt.progress_m, along, rt.last_fix_ms / 1000)
+        if expected > 0:
+            rt.pace = rt.pace.observe(taken, expected, self.eta_cfg.pace_half_life_s)
+
+    def _stop_etas(
+        self,
+        plan: Plan,
+        stops: dict[str, str],
+        tracks: dict[int, Track],
+        index: int,
+        serving: bool,
+        along: float | None,
+        straight_eta_s: float,
+        clock: RouteClock,
+        rt: Runtime,
+        f: FixInput,
+    ) -> tuple[tuple[str, float], ...]:
+        """Seconds to every remaining open stop, in visiting order (the next one first)."""
+        assert plan.line is not None
+        line = plan.line
+        nxt = plan.stops[index]
+        service = self.eta.service_s(f.tenant_id)
+        later = [
+            i for i in range(index + 1, len(plan.stops)) if stops[plan.stops[i].visit_id] in OPEN
+        ]
+        if serving:
+            # the stop being served: reached; the others count from the end of its service
+            track = tracks.get(nxt.geofence_id) if nxt.geofence_id is not None else None
+            entered = track.entered_ms if track is not None and track.entered_ms else f.fix_ms
+            head = [(nxt.visit_id, 0.0)]
+            start, ready_in, targets = line.stop_along_m[index], 0.0, later
+            ready_in = max(service - (f.fix_ms - entered) / 1000, 0.0)
+        elif along is None:
+            # off the route: the straight line to the next stop, the route's clock after it
+            head = [(nxt.visit_id, round(straight_eta_s, 1))]
+            start, ready_in, targets = line.stop_along_m[index], straight_eta_s + service, later
+        else:
+            head, start, ready_in, targets = [], along, 0.0, [index, *later]
+        seconds = stop_etas(
+            clock,
+            start,
+            f.fix_ms / 1000,
+            [line.stop_along_m[i] for i in targets],
+            [service] * len(targets),
+            ready_in_s=ready_in,
+            pace=rt.pace.ratio(self.eta_cfg.pace_prior_s),
+            fade_s=self.eta_cfg.pace_fade_s,
+        )
+        return tuple(head) + tuple(
+            (plan.stops[i].visit_id, round(s, 1)) for i, s in zip(targets, seconds, strict=True)
+        )
 
 
 def _next_open(plan: Plan, stops: dict[str, str]) -> Stop | None:
@@ -468,6 +574,7 @@ def _copy(rt: Runtime | None) -> Runtime:
         rt.route_id,
         rt.progress_m,
         None if rt.motion is None else copy.copy(rt.motion),
+        rt.pace,
     )
 
 

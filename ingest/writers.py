@@ -191,6 +191,14 @@ class EnrichedPosition:
             "etaSeconds": m.eta_s,
             "eta": None if eta_at is None else iso_ms(eta_at),
             "geofenceId": m.geofence_id,
+            "stopEtas": [
+                {
+                    "visitId": visit,
+                    "etaSeconds": seconds,
+                    "eta": iso_ms(p.fix_time_ms + int(seconds * 1000)),
+                }
+                for visit, seconds in m.stop_etas
+            ],
         }
 
 

@@ -1,0 +1,150 @@
+"""What the enrichment worker knows for the learned ETA, reloaded from the database now and then.
+
+* the road segments (``road_edges``) as a :class:`geo.eta.RoadIndex`, to cut each route's path
+  into pieces on known segments;
+* per tenant, the :class:`geo.eta.SpeedProfile` learned from the last weeks of map-matched
+  traversals (``edge_speeds_1h``, a continuous aggregate on TimescaleDB);
+* per tenant, the median service time at a stop (arrival to departure) of the same weeks.
+
+A tenant learns from its own drivers only. Reloads happen between batches, every
+``FLEETPULSE_ETA__PROFILE_RELOAD_S``; a failed reload keeps the previous knowledge.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import shapely
+
+from geo.cells import point_to_cell
+from geo.eta import PROFILE_CELL_RESOLUTION, RoadIndex, SpeedProfile, SpeedSample
+from infrastructure.postgres import Conn
+from infrastructure.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_ROADS = """
+SELECT source, target, highway, speed_kmh, ST_AsBinary(geom) AS wkb,
+       ST_X(ST_LineInterpolatePoint(geom, 0.5)) AS mid_lon,
+       ST_Y(ST_LineInterpolatePoint(geom, 0.5)) AS mid_lat
+FROM road_edges
+"""
+
+_SAMPLES = """
+SELECT s.tenant_id, s.source, s.target,
+       ((floor(extract(epoch FROM s.bucket) / 3600)::bigint - 96) % 168)::integer AS hour,
+       sum(s.traversals)::bigint AS traversals, sum(s.length_m) AS length_m,
+       sum(s.travel_s) AS travel_s
+FROM edge_speeds_1h s
+WHERE s.bucket >= now() - make_interval(weeks => $1)
+GROUP BY 1, 2, 3, 4
+"""
+
+_SERVICE = """
+SELECT tenant_id,
+       percentile_cont(0.5) WITHIN GROUP (
+           ORDER BY extract(epoch FROM departed_at - arrived_at)) AS median_s
+FROM planned_visits
+WHERE arrived_at IS NOT NULL AND departed_at > arrived_at
+  AND arrived_at >= now() - make_interval(weeks => $1)
+GROUP BY tenant_id
+"""
+
+
+def profile_cell(lon: float, lat: float) -> int:
+    """The H3 cell a piece of road counts in for the cell level of the fallback chain."""
+    return point_to_cell(lon, lat, PROFILE_CELL_RESOLUTION)
+
+
+@dataclass
+class EtaKnowledge:
+    """Road index, learned profiles and service times, with when they were loaded."""
+
+    planning_speed_ms: float
+    min_samples: int
+    roads: RoadIndex = field(default_factory=lambda: RoadIndex((), profile_cell))
+    profiles: dict[str, SpeedProfile] = field(default_factory=dict)
+    service_s: dict[str, float] = field(default_factory=dict)
+    version: int = 0  # bumped by every reload: routes' clocks are rebuilt against it
+    loaded_at: float = -1.0
+
+    def profile(self, tenant: str) -> SpeedProfile:
+        found = self.profiles.get(tenant)
+        if found is None:
+            found = SpeedProfile.empty(self.planning_speed_ms, self.min_samples)
+            self.profiles[tenant] = found
+        return found
+
+
+class EtaKnowledgeCache:
+    """Keeps an :class:`EtaKnowledge` fresh for one worker."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.cfg = settings.eta
+        self.knowledge = EtaKnowledge(
+            settings.enrichment.planning_speed_kmh / 3.6, settings.eta.min_samples
+        )
+
+    def service_s(self, tenant: str) -> float:
+        return self.knowledge.service_s.get(tenant, self.cfg.service_time_s)
+
+    async def refresh(self, conn: Conn, *, force: bool = False) -> EtaKnowledge:
+        """Reload if the last load is older than the reload interval (or ``force``)."""
+        k = self.knowledge
+        if (
+            not force
+            and k.loaded_at >= 0
+            and time.monotonic() - k.loaded_at < self.cfg.profile_reload_s
+        ):
+            return k
+        try:
+            self.knowledge = await load_knowledge(
+                conn, k.planning_speed_ms, self.cfg.min_samples, self.cfg.learn_weeks, k.version + 1
+            )
+        except Exception:  # keep driving on what we knew; the next batch tries again later
+            log.exception("reloading the learned ETA profile failed")
+            k.loaded_at = time.monotonic()
+        return self.knowledge
+
+
+async def load_knowledge(
+    conn: Conn, planning_speed_ms: float, min_samples: int, weeks: int, version: int
+) -> EtaKnowledge:
+    """Read road segments, learned speeds and service times."""
+    roads = []
+    attrs: dict[tuple[int, int], tuple[str, int]] = {}
+    for r in await conn.fetch(_ROADS):
+        key = (int(r["source"]), int(r["target"]))
+        coords = list(shapely.from_wkb(r["wkb"]).coords)
+        roads.append((key, str(r["highway"]), float(r["speed_kmh"]) / 3.6, coords))
+        attrs[key] = (str(r["highway"]), profile_cell(float(r["mid_lon"]), float(r["mid_lat"])))
+    by_tenant: dict[str, list[SpeedSample]] = {}
+    for r in await conn.fetch(_SAMPLES, weeks):
+        key = (int(r["source"]), int(r["target"]))
+        highway, cell = attrs.get(key, (None, None))
+        by_tenant.setdefault(r["tenant_id"], []).append(
+            SpeedSample(
+                key,
+                highway,
+                cell,
+                int(r["hour"]),
+                float(r["length_m"]),
+                float(r["travel_s"]),
+                int(r["traversals"]),
+            )
+        )
+    service = {r["tenant_id"]: float(r["median_s"]) for r in await conn.fetch(_SERVICE, weeks)}
+    return EtaKnowledge(
+        planning_speed_ms,
+        min_samples,
+        RoadIndex(roads, profile_cell),
+        {
+            t: SpeedProfile.learn(samples, planning_speed_ms, min_samples)
+            for t, samples in by_tenant.items()
+        },
+        service,
+        version,
+        time.monotonic(),
+    )
