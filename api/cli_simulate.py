@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from infrastructure.event_loop import run as run_on_event_loop
+from infrastructure.progress import Progress
 from infrastructure.settings import Settings
 
 
@@ -147,6 +148,7 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
             truth_path=args.truth,
             positions_path=args.positions,
             max_in_flight=args.max_in_flight,
+            progress=Progress,  # a line per step from the first second (docs/operations.md)
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

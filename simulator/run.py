@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +44,32 @@ from simulator.setup import (
 log = logging.getLogger(__name__)
 
 
+class StepProgress(typing.Protocol):
+    """Progress of one set-up step (infrastructure.progress.Progress is one)."""
+
+    def advance(self, n: int = 1) -> None: ...
+
+    def close(self, *, failed: bool = False) -> None: ...
+
+
+# (what, total, unit) -> a StepProgress; the command line passes infrastructure's Progress
+# (this package imports only geo). Anything long in simulator/ can take one the same way.
+ProgressFactory = Callable[[str, int | None, str], StepProgress]
+
+
+class _NoProgress:
+    def advance(self, n: int = 1) -> None:
+        pass
+
+    def close(self, *, failed: bool = False) -> None:
+        pass
+
+
+def no_progress(what: str, total: int | None, unit: str) -> StepProgress:
+    """A ProgressFactory that reports nothing (tests, library use)."""
+    return _NoProgress()
+
+
 @dataclass
 class RunOptions:
     fleet: FleetConfig = field(default_factory=FleetConfig)
@@ -54,6 +82,7 @@ class RunOptions:
     truth_path: str | None = None
     positions_path: str | None = None
     max_in_flight: int = 64
+    progress: ProgressFactory = no_progress
 
 
 @dataclass
@@ -72,14 +101,22 @@ async def prepare(
     """Drivers, customers, geofences, and each driver's route with visits, via the API."""
     headers = await login(api, opts.email, opts.password, opts.tenant)
     devices = [d.device_id for d in fleet.drivers]
-    driver_ids = await ensure_drivers(api, headers, devices)
-    await sql_upsert_customers(
-        conn, opts.tenant, fleet.customers, fleet.cfg.driving.geofence_radius_m
-    )
-    await ensure_geofences(api, headers, fleet.customers, fleet.cfg.driving.geofence_radius_m)
-    await sql_close_open_routes(conn, list(driver_ids.values()))
+    radius_m = fleet.cfg.driving.geofence_radius_m
+    step = opts.progress("drivers and geofences", len(devices) + len(fleet.customers), "")
+    try:
+        driver_ids = await ensure_drivers(api, headers, devices)
+        step.advance(len(devices))
+        await sql_upsert_customers(conn, opts.tenant, fleet.customers, radius_m)
+        await ensure_geofences(api, headers, fleet.customers, radius_m)
+        step.advance(len(fleet.customers))
+        await sql_close_open_routes(conn, list(driver_ids.values()))
+    except BaseException:
+        step.close(failed=True)
+        raise
+    step.close()
     routes: dict[str, CreatedRoute] = {}
     sem = asyncio.Semaphore(8)
+    visits = opts.progress("routes and visits", sum(len(p.stops) for p in fleet.plans), "visits")
 
     async def one(i: int) -> None:
         d = fleet.drivers[i]
@@ -92,8 +129,14 @@ async def prepare(
                 fleet.plans[i],
                 f"Simulated route {d.device_id} (seed {fleet.cfg.seed})",
             )
+        visits.advance(len(fleet.plans[i].stops))
 
-    await asyncio.gather(*(one(i) for i in range(len(fleet.drivers))))
+    try:
+        await asyncio.gather(*(one(i) for i in range(len(fleet.drivers))))
+    except BaseException:
+        visits.close(failed=True)
+        raise
+    visits.close()
     return driver_ids, routes
 
 
@@ -108,7 +151,13 @@ async def simulate(
 ) -> RunResult:
     """Set up, drive until done (or ``stop``), write the ground truth; return the result."""
     start_ms = start_of_run_ms(opts.fleet)
-    fleet = await asyncio.to_thread(build_fleet, opts.fleet, start_ms)
+    planning = opts.progress("planning the fleet's routes on the road network", None, "")
+    try:
+        fleet = await asyncio.to_thread(build_fleet, opts.fleet, start_ms)
+    except BaseException:
+        planning.close(failed=True)
+        raise
+    planning.close()
     driver_ids, routes = await prepare(api, conn, opts, fleet)
     if opts.fleet.speedup <= 1.0:
         # Real time: setting up 1,000 drivers through the API takes about a minute; without

@@ -23,6 +23,7 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from infrastructure.progress import Progress
 from infrastructure.secrets import ensure_local_secrets
 from infrastructure.settings import LOCAL_SECRETS_FILE, Settings
 from infrastructure.stack import _apt
@@ -80,9 +81,18 @@ def up(settings: Settings, services: Sequence[str] | None = None) -> None:
     with locked(settings.stack.root):
         selected = _select(settings, services)
         pending = [s for s in selected if not s.probe() or s.install_pending()]
-        if pending:
-            _install(settings, pending)
-        _each(selected, lambda service: service.start())
+        if not pending:
+            _each(selected, lambda service: service.start())  # checks, about a second
+            return
+        _install(settings, pending)
+        # a start waits until the service answers (Kafka: ~10 s): say so while it waits
+        with Progress("starting the local stack", len(selected), "services") as progress:
+
+            def start(service: Service) -> None:
+                service.start()
+                progress.advance()
+
+            _each(selected, start)
 
 
 def down(settings: Settings, services: Sequence[str] | None = None) -> None:
@@ -117,6 +127,18 @@ def _select(settings: Settings, names: Sequence[str] | None) -> list[Service]:
 
 
 def _install(settings: Settings, services: list[Service]) -> None:
+    # the first run installs packages, downloads jars and builds TimescaleDB (minutes): a
+    # line per step, and one every few seconds while a step runs (infrastructure/progress.py)
+    names = ", ".join(s.name for s in services)
+    with Progress(f"installing the local stack ({names})", len(services) + 1, "steps") as p:
+        _install_packages(settings, services)
+        p.advance()
+        for service in services:
+            service.install_extra()
+            p.advance()
+
+
+def _install_packages(settings: Settings, services: list[Service]) -> None:
     requirements = [r for s in services for r in s.apt_requirements()]
     if _apt.missing(requirements):
         logfile = settings.stack.root / "install.log"
@@ -130,8 +152,6 @@ def _install(settings: Settings, services: list[Service]) -> None:
         if still:
             names = ", ".join("|".join(r.alternatives) for r in still)
             raise StackError("install", f"still missing after apt-get: {names}", logfile)
-    for service in services:
-        service.install_extra()
 
 
 def _each(services: list[Service], action: Callable[[Service], None]) -> None:
