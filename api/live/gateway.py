@@ -54,7 +54,7 @@ from api.live.rooms import (
     tenant_room,
 )
 from api.records.drivers import room_owner
-from api.records.latest import fix_age_s, is_active
+from api.records.latest import fix_age_s, is_active, latest_positions
 from api.security import InvalidToken, token_times, verify_access_token
 from infrastructure.kafka import GPS_POSITIONS_ENRICHED, VISITS_EVENTS, create_reader
 from infrastructure.metrics import LIVE_FEED, LiveFeedSample
@@ -353,20 +353,14 @@ class LiveGateway:
         include_stale = isinstance(data, dict) and data.get("includeStale") is True
         window_s, now_ms = self.live.active_window_s, int(time.time() * 1000)
         out: list[dict[str, Any]] = []
-        for i in range(0, len(ids), 1000):
-            chunk = ids[i : i + 1000]
-            values = await self._redis.mget([self._keys.latest(d) for d in chunk])
-            for raw in values:
-                if raw is None:
-                    continue
-                msg = orjson.loads(raw)
-                if not isinstance(msg, dict) or msg.get("tenantId") != p.tenant_id:
-                    continue
-                age = fix_age_s(msg, now_ms)
-                if include_stale:
-                    out.append(msg | {"ageS": age})
-                elif is_active(age, window_s):
-                    out.append(msg)  # the seed's shape, unchanged
+        for msg in await latest_positions(self._redis, self._keys, ids):
+            if msg is None or msg["tenantId"] != p.tenant_id:
+                continue
+            age = fix_age_s(msg, now_ms)
+            if include_stale:
+                out.append({**msg, "ageS": age})
+            elif is_active(age, window_s):
+                out.append(dict(msg))  # the seed's shape, unchanged
         return out
 
     async def _on_subscribe_bbox(self, sid: str, data: Any = None) -> dict[str, Any]:

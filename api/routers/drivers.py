@@ -12,7 +12,6 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, cast
 
-import orjson
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from shapely import prepared
@@ -33,7 +32,7 @@ from api.params import FromQuery, ToQuery, history_window
 from api.records import customers
 from api.records import drivers as records
 from api.records.drivers import driver_json, fetch_driver
-from api.records.latest import fix_age_s, is_active
+from api.records.latest import fix_age_s, is_active, latest_positions
 from api.records.positions import position_json
 from api.state import AppState
 from geo.areas import (
@@ -43,6 +42,7 @@ from geo.areas import (
     validate_geojson_polygon,
 )
 from geo.timestamps import iso_ms
+from ingest.model import EnrichedMessage
 
 router = APIRouter(prefix="/api/drivers", tags=["drivers"])
 
@@ -235,7 +235,7 @@ async def drivers_near(
     return {"center": {"lat": lat, "lon": lon}, "radiusM": radius_m, "drivers": drivers}
 
 
-LiveHit = tuple[str, float, dict[str, Any], float | None]  # id, distance, latest, age (s)
+LiveHit = tuple[str, float, EnrichedMessage, float | None]  # id, distance, latest, age (s)
 
 
 async def _live_search(
@@ -285,15 +285,10 @@ async def _geosearch(
 
 async def _with_latest(
     state: AppState, hits: list[tuple[str, float]]
-) -> list[tuple[str, float, dict[str, Any]]]:
-    if not hits:
-        return []
-    latest = await state.redis.mget([state.keys.latest(i) for i, _ in hits])
-    out = []
-    for (driver_id, dist), raw in zip(hits, latest, strict=True):
-        if raw is not None:  # expired or pruned since the GEO search
-            out.append((driver_id, dist, cast(dict[str, Any], orjson.loads(raw))))
-    return out
+) -> list[tuple[str, float, EnrichedMessage]]:
+    latest = await latest_positions(state.redis, state.keys, [i for i, _ in hits])
+    # None: expired or pruned since the GEO search
+    return [(i, d, m) for (i, d), m in zip(hits, latest, strict=True) if m is not None]
 
 
 async def _drivers_within(
@@ -569,9 +564,8 @@ async def nearest_customers(
     did = parse_uuid(driver_id, "driver")
     check_driver_scope(user, did, "driver")
     await fetch_driver(conn, user.tenant_id, did)
-    raw = await state.redis.get(state.keys.latest(str(did)))
-    if raw is not None:
-        pos = orjson.loads(raw)
+    [pos] = await latest_positions(state.redis, state.keys, [str(did)])
+    if pos is not None:
         lat, lon, fix = float(pos["lat"]), float(pos["lon"]), pos.get("fixTime")
     else:
         snap = await records.snapshot_position(conn, did)

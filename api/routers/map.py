@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,6 +17,7 @@ from api.dependencies import ConnDep, StaffDep, StateDep
 from api.errors import BadRequest
 from api.params import query_bbox
 from api.records.drivers import drivers_with_snapshot
+from api.records.latest import latest_positions
 from api.responses import GeoJSONResponse
 from geo.timestamps import iso_ms
 
@@ -115,15 +117,11 @@ async def live(conn: ConnDep, state: StateDep, user: StaffDep) -> dict[str, Any]
     """The tenant's drivers, each with its latest enriched position from Redis (the same
     JSON as ``position:update``), else the PostgreSQL snapshot, else null."""
     rows = await drivers_with_snapshot(conn, user.tenant_id)
-    latest: list[Any] = (
-        await state.redis.mget([state.keys.latest(str(r["id"])) for r in rows]) if rows else []
-    )
+    latest = await latest_positions(state.redis, state.keys, [str(r["id"]) for r in rows])
     drivers = []
-    for r, raw in zip(rows, latest, strict=True):
-        position: dict[str, Any] | None = None
-        if raw is not None:
-            position = orjson.loads(raw)
-        elif r["fix_time"] is not None:
+    for r, message in zip(rows, latest, strict=True):
+        position: Mapping[str, Any] | None = message
+        if position is None and r["fix_time"] is not None:
             ms = int(r["fix_time"].timestamp() * 1000)
             position = {
                 "driverId": str(r["id"]),
