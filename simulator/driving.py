@@ -256,9 +256,13 @@ class Driver:
         seg = self._segments[-1]
         r = self.cfg.geofence_radius_m
         stop = self.plan.stops[index]
-        inside = [haversine_m(*self._seg_lonlat(seg, s), stop.lon, stop.lat) <= r for s in seg.s_m]
-        k = len(inside) - 1
-        while k > 0 and inside[k - 1]:
+
+        def inside(j: int) -> bool:
+            return haversine_m(*self._seg_lonlat(seg, seg.s_m[j]), stop.lon, stop.lat) <= r
+
+        # the last entry: walk back from the stop while inside (not every sample of the leg)
+        k = len(seg.s_m) - 1
+        while k > 0 and inside(k - 1):
             k -= 1
         self.visits[index].enter_ms = seg.t_ms[k]
         if self._pending_exit is not None:

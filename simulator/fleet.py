@@ -142,15 +142,27 @@ def traffic_model(cfg: FleetConfig, net: RoadNetwork) -> TrafficModel:
     return TrafficModel(net, seed=cfg.traffic_seed, driving=cfg.driving, enabled=cfg.traffic)
 
 
+def fleet_places(cfg: FleetConfig, net: RoadNetwork) -> tuple[list[Customer], list[int]]:
+    """The customers and depots of a seed: the same as ``build_fleet``'s."""
+    return _places(cfg, net, random.Random(cfg.seed))
+
+
+def _places(
+    cfg: FleetConfig, net: RoadNetwork, rng: random.Random
+) -> tuple[list[Customer], list[int]]:
+    customers = place_customers(
+        net, cfg.customers, random.Random(rng.random()), first_id=CUSTOMER_ID_BASE
+    )
+    depots = pick_depots(net, cfg.depots, random.Random(rng.random()))
+    return customers, depots
+
+
 def build_fleet(cfg: FleetConfig, start_ms: int, net: RoadNetwork | None = None) -> Fleet:
     """Customers, depots, routes and drivers for a seed; the same seed, the same fleet."""
     net = net or load_network(cfg.network)
     traffic = traffic_model(cfg, net)
     rng = random.Random(cfg.seed)
-    customers = place_customers(
-        net, cfg.customers, random.Random(rng.random()), first_id=CUSTOMER_ID_BASE
-    )
-    depots = pick_depots(net, cfg.depots, random.Random(rng.random()))
+    customers, depots = _places(cfg, net, rng)
     times = TravelTimes(net)
     plans, drivers, seeds = [], [], []
     for i in range(cfg.drivers):
