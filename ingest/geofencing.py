@@ -2,8 +2,9 @@
 
 The join answers, for every position, which of its tenant's geofences are near (GiST index on
 the polygons, ``&&`` against the position's search envelope), how far the fix is from each
-(0 inside, metres on the spheroid outside) and whether the segment from the driver's previous
-fix crossed it (with the entry and exit fractions along the segment). The per
+(signed: metres outside, negative metres inside; the same for the driver's previous fix, so
+the state machine can date a crossing between the two) and whether the segment from the
+previous fix crossed it (with the entry and exit fractions along the segment). The per
 (driver, geofence) state machine lives in geo/geofence_state.py; its state is kept here and
 persisted in ``geofence_states`` within the worker's transaction.
 """
@@ -30,10 +31,10 @@ SEARCH_SLACK_M = 10.0  # searched beyond "far" so a fix just past it is seen lea
 # of the join's remaining time, and the polygon lies up to 0.12 % of the radius inside it.
 _JOIN_SQL = """
 WITH q AS MATERIALIZED (
-    SELECT idx, tenant_id, kx, ky, far_m, pt, seg,
+    SELECT idx, tenant_id, kx, ky, far_m, pt, seg, plon, plat,
            ST_Expand(coalesce(seg, pt), (far_m + $9) / kx, (far_m + $9) / ky) AS box
     FROM (
-        SELECT idx, tenant_id, kx, ky, far_m,
+        SELECT idx, tenant_id, kx, ky, far_m, plon, plat,
                ST_SetSRID(ST_MakePoint(lon, lat), 4326) AS pt,
                CASE WHEN plon IS NULL THEN NULL
                     ELSE ST_SetSRID(ST_MakeLine(ST_MakePoint(plon, plat), ST_MakePoint(lon, lat)),
@@ -45,12 +46,24 @@ WITH q AS MATERIALIZED (
 ), hits AS MATERIALIZED (
     SELECT q.idx, g.id AS geofence_id, g.geom, q.seg, q.far_m,
            CASE WHEN g.kind = 'circle'
-                THEN greatest(0.0, sqrt(((ST_X(q.pt) - ST_X(g.center)) * q.kx) ^ 2
-                                        + ((ST_Y(q.pt) - ST_Y(g.center)) * q.ky) ^ 2)
-                                   - g.radius_m)
-                WHEN ST_Intersects(g.geom, q.pt) THEN 0.0
+                THEN sqrt(((ST_X(q.pt) - ST_X(g.center)) * q.kx) ^ 2
+                          + ((ST_Y(q.pt) - ST_Y(g.center)) * q.ky) ^ 2) - g.radius_m
+                WHEN ST_Intersects(g.geom, q.pt)
+                THEN -ST_Distance(ST_Scale(ST_Boundary(g.geom), q.kx, q.ky),
+                                  ST_Scale(q.pt, q.kx, q.ky))
                 ELSE ST_Distance(ST_Scale(g.geom, q.kx, q.ky), ST_Scale(q.pt, q.kx, q.ky))
-           END AS distance_m
+           END AS distance_m,
+           -- the previous fix, at this fix's scale (a few hundred metres away at most)
+           CASE WHEN q.plon IS NULL THEN NULL
+                WHEN g.kind = 'circle'
+                THEN sqrt(((q.plon - ST_X(g.center)) * q.kx) ^ 2
+                          + ((q.plat - ST_Y(g.center)) * q.ky) ^ 2) - g.radius_m
+                WHEN ST_Intersects(g.geom, ST_StartPoint(q.seg))
+                THEN -ST_Distance(ST_Scale(ST_Boundary(g.geom), q.kx, q.ky),
+                                  ST_Scale(ST_StartPoint(q.seg), q.kx, q.ky))
+                ELSE ST_Distance(ST_Scale(g.geom, q.kx, q.ky),
+                                 ST_Scale(ST_StartPoint(q.seg), q.kx, q.ky))
+           END AS prev_m
     -- OFFSET 0 keeps the subquery apart: one GiST index scan per probe. Flattened, the planner
     -- hashed on tenant_id and tested every probe's box against every geofence of the tenant.
     FROM q CROSS JOIN LATERAL (
@@ -60,12 +73,12 @@ WITH q AS MATERIALIZED (
 -- a crossing only matters (a pass) when the fix itself is far from the polygon; CASE keeps
 -- the intersection from being computed for the other hits (a LATERAL join computed it for all)
 ), crossed AS MATERIALIZED (
-    SELECT idx, geofence_id, distance_m, seg,
+    SELECT idx, geofence_id, distance_m, prev_m, seg,
            CASE WHEN seg IS NOT NULL AND distance_m > far_m AND ST_Intersects(geom, seg)
                 THEN ST_Intersection(geom, seg) END AS x
     FROM hits
 )
-SELECT idx, geofence_id, distance_m,
+SELECT idx, geofence_id, distance_m, prev_m,
        CASE WHEN NOT ST_IsEmpty(x)
             THEN ST_LineLocatePoint(seg, ST_ClosestPoint(x, ST_StartPoint(seg))) END AS f_in,
        CASE WHEN NOT ST_IsEmpty(x)
@@ -90,8 +103,14 @@ class Probe:
 class Hit:
     idx: int
     geofence_id: int
-    distance_m: float
+    signed_m: float  # from the boundary: metres outside, negative inside
+    prev_signed_m: float | None  # the same for the driver's previous fix (None: none)
     crossing: tuple[float, float] | None  # entry and exit fraction along prev -> fix (far fixes)
+
+    @property
+    def distance_m(self) -> float:
+        """Metres from the polygon, 0 inside."""
+        return max(0.0, self.signed_m)
 
 
 async def spatial_join(conn: Conn, probes: list[Probe]) -> list[Hit]:
@@ -120,8 +139,8 @@ async def spatial_join(conn: Conn, probes: list[Probe]) -> list[Hit]:
     # records unpacked by position (the SELECT's column order): lookups by name were most
     # of this loop's time
     return [
-        Hit(idx, gid, distance, None if f_in is None else (f_in, f_out))
-        for idx, gid, distance, f_in, f_out in rows
+        Hit(idx, gid, signed, prev, None if f_in is None else (f_in, f_out))
+        for idx, gid, signed, prev, f_in, f_out in rows
     ]
 
 
@@ -133,6 +152,9 @@ def _same_but_last_fix(a: Track, b: Track) -> bool:
         and a.fixes == b.fixes
         and a.doubtful == b.doubtful
         and a.entered_ms == b.entered_ms
+        and a.dip == b.dip
+        and a.cross_first_ms == b.cross_first_ms
+        and a.cross_last_ms == b.cross_last_ms
     )
 
 
@@ -162,7 +184,7 @@ class TrackStore:
             return
         rows = await conn.fetch(
             """SELECT driver_id::text AS driver_id, geofence_id, state, since, last_fix_time,
-                      entered_at, fixes, doubtful
+                      entered_at, fixes, doubtful, crossing_dip, crossing_first, crossing_last
                FROM geofence_states WHERE driver_id = ANY($1::uuid[])""",
             missing,
         )
@@ -177,6 +199,9 @@ class TrackStore:
                 fixes=r["fixes"],
                 doubtful=r["doubtful"],
                 entered_ms=_ms(r["entered_at"]),
+                dip=r["crossing_dip"],
+                cross_first_ms=_ms(r["crossing_first"]),
+                cross_last_ms=_ms(r["crossing_last"]),
             )
 
     def of(self, driver_id: str) -> dict[int, Track]:
@@ -240,14 +265,18 @@ class TrackStore:
         if rows:
             await conn.execute(
                 """INSERT INTO geofence_states AS s (driver_id, geofence_id, state, since,
-                       last_fix_time, entered_at, fixes, doubtful)
+                       last_fix_time, entered_at, fixes, doubtful, crossing_dip, crossing_first,
+                       crossing_last)
                    SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[],
                                         $4::timestamptz[], $5::timestamptz[],
-                                        $6::timestamptz[], $7::int[], $8::int[])
+                                        $6::timestamptz[], $7::int[], $8::int[],
+                                        $9::float8[], $10::timestamptz[], $11::timestamptz[])
                    ON CONFLICT (driver_id, geofence_id) DO UPDATE SET state = EXCLUDED.state,
                        since = EXCLUDED.since, last_fix_time = EXCLUDED.last_fix_time,
                        entered_at = EXCLUDED.entered_at, fixes = EXCLUDED.fixes,
-                       doubtful = EXCLUDED.doubtful
+                       doubtful = EXCLUDED.doubtful, crossing_dip = EXCLUDED.crossing_dip,
+                       crossing_first = EXCLUDED.crossing_first,
+                       crossing_last = EXCLUDED.crossing_last
                    WHERE s.last_fix_time <= EXCLUDED.last_fix_time""",
                 [d for d, _, _ in rows],
                 [g for _, g, _ in rows],
@@ -257,6 +286,9 @@ class TrackStore:
                 [_dt(t.entered_ms) for _, _, t in rows],
                 [t.fixes for _, _, t in rows],
                 [t.doubtful for _, _, t in rows],
+                [t.dip for _, _, t in rows],
+                [_dt(t.cross_first_ms) for _, _, t in rows],
+                [_dt(t.cross_last_ms) for _, _, t in rows],
             )
         for d, g, t in rows:
             self._saved_fix_ms[(d, g)] = t.last_fix_ms

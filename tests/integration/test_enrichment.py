@@ -231,8 +231,10 @@ async def test_a_noisy_stop_at_a_customer_is_one_arrival_and_one_departure(
         within=60,
         what="visit 1 departed",
     )
-    assert abs(row["arrived_at"].timestamp() * 1000 - true_enter) <= 15_000
-    assert abs(row["departed_at"].timestamp() * 1000 - true_exit) <= 15_000
+    # both dated at the estimated edge crossing (measured +0.6 s and +0.5 s; the departure was
+    # dated at the first far fix before, seconds late, and this bound was 15 s)
+    assert abs(row["arrived_at"].timestamp() * 1000 - true_enter) <= 5_000
+    assert abs(row["departed_at"].timestamp() * 1000 - true_exit) <= 5_000
     assert await pg.fetchval("SELECT status FROM planned_visits WHERE id = $1::uuid", v2) == (
         "pending"
     )

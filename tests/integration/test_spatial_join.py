@@ -34,9 +34,9 @@ def offset(lon: float, lat: float, east_m: float, north_m: float) -> tuple[float
     return lon + east_m / kx, lat + north_m / ky
 
 
-async def make_shapes(pg: asyncpg.Pool) -> list[int]:
+async def make_shapes(pg: asyncpg.Pool, tenant: str = TENANT) -> list[int]:
     await pg.execute(
-        "INSERT INTO tenants (id, name) VALUES ($1, 'join test') ON CONFLICT DO NOTHING", TENANT
+        "INSERT INTO tenants (id, name) VALUES ($1, 'join test') ON CONFLICT DO NOTHING", tenant
     )
     ids = []
     for lon, lat in PLACES:
@@ -48,7 +48,7 @@ async def make_shapes(pg: asyncpg.Pool) -> list[int]:
                               ST_Buffer(ST_SetSRID(ST_MakePoint($2, $3), 4326)::geography, $4,
                                         'quad_segs=16')::geometry
                        RETURNING id""",
-                    TENANT,
+                    tenant,
                     *offset(lon, lat, radius * 3 if radius > 20 else 0.0, 0.0),
                     radius,
                 )
@@ -62,7 +62,7 @@ async def make_shapes(pg: asyncpg.Pool) -> list[int]:
             await pg.fetchval(
                 """INSERT INTO geofences (tenant_id, name, kind, geom)
                    VALUES ($1, 'yard', 'polygon', ST_GeomFromText($2, 4326)) RETURNING id""",
-                TENANT,
+                tenant,
                 wkt,
             )
         )
@@ -124,6 +124,55 @@ async def test_join_distances_match_the_spheroid_and_no_near_geofence_is_missed(
     assert max(errors) <= TOLERANCE_M, worst
     inside = [k for k, d in truth.items() if d == 0.0]
     assert inside and all(got[k] == 0.0 for k in inside)
+
+
+async def test_distances_are_signed_and_the_previous_fix_is_measured_too(
+    pg: asyncpg.Pool,
+) -> None:
+    """Inside a shape the distance is negative, the depth below its edge (what the state
+    machine interpolates a crossing on); the previous fix of each probe is measured too."""
+    tenant = "tenant-join-signed"
+    await make_shapes(pg, tenant)
+    rng = random.Random(11)
+    probes: list[Probe] = []
+    for lon, lat in PLACES:
+        for _ in range(80):
+            e, n = rng.uniform(-100, 300), rng.uniform(-100, 100)
+            if rng.random() < 0.4:
+                e, n = rng.choice([(-1500, 400), (1400, 900), (1500, -300)])
+                e, n = e + rng.uniform(-150, 150), n + rng.uniform(-150, 150)
+            prev = offset(lon, lat, e + rng.uniform(-60, 60), n + rng.uniform(-60, 60))
+            probes.append(Probe(len(probes), tenant, *offset(lon, lat, e, n), prev, FAR_M))
+    async with pg.acquire() as conn:
+        hits = await spatial_join(conn, probes)
+    # brute force on the spheroid: a circle from its centre, a polygon from its densified edge
+    points = [(p.lon, p.lat) for p in probes] + [p.prev for p in probes if p.prev]
+    rows = await pg.fetch(
+        """SELECT p.lon, p.lat, g.id,
+                  CASE WHEN g.kind = 'circle'
+                       THEN ST_Distance(g.center::geography, p.pt::geography, true) - g.radius_m
+                       ELSE ST_Distance(ST_Segmentize(ST_Boundary(g.geom), 5e-5)::geography,
+                                        p.pt::geography, true)
+                            * CASE WHEN ST_Intersects(g.geom, p.pt) THEN -1 ELSE 1 END
+                  END AS d
+           FROM (SELECT lon, lat, ST_SetSRID(ST_MakePoint(lon, lat), 4326) AS pt
+                 FROM unnest($1::float8[], $2::float8[]) AS t(lon, lat)) p
+           CROSS JOIN geofences g WHERE g.tenant_id = $3""",
+        [x for x, _ in points],
+        [y for _, y in points],
+        tenant,
+    )
+    truth = {(r["lon"], r["lat"], r["id"]): float(r["d"]) for r in rows}
+    inside = prev_inside = 0
+    for h in hits:
+        p = probes[h.idx]
+        assert p.prev is not None and h.prev_signed_m is not None
+        assert h.signed_m == pytest.approx(truth[(p.lon, p.lat, h.geofence_id)], abs=TOLERANCE_M)
+        assert h.prev_signed_m == pytest.approx(truth[(*p.prev, h.geofence_id)], abs=TOLERANCE_M)
+        assert h.distance_m == max(0.0, h.signed_m)
+        inside += h.signed_m < 0
+        prev_inside += h.prev_signed_m < 0
+    assert inside > 50 and prev_inside > 50, "the scenario must put many fixes inside"
 
 
 async def test_a_crossing_is_reported_only_for_a_fix_far_from_the_geofence(
