@@ -15,6 +15,7 @@ from typing import Any, Literal
 import h3.api.basic_int as h3
 import numpy as np
 import numpy.typing as npt
+from orjson import loads as orjson_loads
 
 from analytics.errors import InvalidQuery
 from analytics.refresh import floor_time, sql
@@ -346,3 +347,63 @@ def segment_to_json(s: Segment) -> dict[str, Any]:
             }
         ),
     }
+
+
+_ROAD_SPEEDS = """
+SELECT s.network, s.source, s.target, e.highway, e.name, e.speed_kmh AS free_flow_kmh,
+       ST_AsGeoJSON(e.geom, 7) AS geom, sum(s.traversals)::bigint AS traversals,
+       (sum(s.length_m) / nullif(sum(s.travel_s), 0) * 3.6)::double precision AS speed_kmh,
+       (sum(s.travel_s) / sum(s.traversals))::double precision AS mean_travel_s
+FROM edge_speeds_1h s
+JOIN road_edges e ON e.network = s.network AND e.source = s.source AND e.target = s.target
+WHERE s.tenant_id = $1 AND s.bucket >= $2
+  AND ($3::text IS NULL OR s.network = $3)
+  AND ($4::integer IS NULL
+       OR ((floor(extract(epoch FROM s.bucket) / 3600)::bigint - 96) % 168)::integer = $4)
+  AND ($5::double precision IS NULL OR e.geom && ST_MakeEnvelope($5, $6, $7, $8, 4326))
+GROUP BY s.network, s.source, s.target, e.highway, e.name, e.speed_kmh, e.geom
+HAVING sum(s.traversals) >= $9
+ORDER BY s.network, s.source, s.target
+"""
+
+
+async def road_speeds(
+    conn: Conn,
+    *,
+    tenant: str,
+    since: datetime,
+    network: str | None = None,
+    hour_of_week: int | None = None,
+    bbox: BBox | None = None,
+    min_traversals: int = 1,
+) -> list[dict[str, Any]]:
+    """What the ETA learned (edge_speeds_1h since ``since``): per directed road segment, the
+    traversals and their space-mean speed, at one hour of the week (UTC, Monday 00:00 = 0)
+    or over all hours; GeoJSON Features with the segment's line."""
+    if hour_of_week is not None and not 0 <= hour_of_week < 168:
+        raise InvalidQuery("hour_of_week must be 0..167 (Monday 00:00 UTC = 0)")
+    if bbox is not None:
+        check_bbox(bbox)
+    box = bbox or (None, None, None, None)
+    rows = await conn.fetch(
+        _ROAD_SPEEDS, tenant, since, network, hour_of_week, *box, max(min_traversals, 1)
+    )
+    return [
+        {
+            "type": "Feature",
+            "id": f"{r['network']}:{r['source']}:{r['target']}",
+            "geometry": orjson_loads(r["geom"]),
+            "properties": {
+                "network": r["network"],
+                "source": r["source"],
+                "target": r["target"],
+                "highway": r["highway"],
+                "name": r["name"],
+                "traversals": r["traversals"],
+                "speedKmh": None if r["speed_kmh"] is None else round(r["speed_kmh"], 1),
+                "freeFlowKmh": round(r["free_flow_kmh"], 1),
+                "meanTravelS": round(r["mean_travel_s"], 1),
+            },
+        }
+        for r in rows
+    ]

@@ -155,6 +155,14 @@ class SpeedProfile:
             samples=total,
         )
 
+    def knows(self, piece: RoadPiece) -> bool:
+        """Whether anything learned (above the planning speed) applies to a piece of road."""
+        return (
+            (piece.key is not None and piece.key in self.segment_any)
+            or (piece.cell is not None and piece.cell in self.cell_hour)
+            or (piece.highway is not None and piece.highway in self.class_hour)
+        )
+
     def speed(
         self, key: EdgeKey | None, highway: str | None, cell: int | None, hour: int
     ) -> tuple[float, str]:
@@ -200,9 +208,13 @@ class RouteRoads:
     @property
     def matched_share(self) -> float:
         """The share of the path's length that lies on known road segments."""
+        return self.share(lambda p: p.key is not None)
+
+    def share(self, test: Callable[[RoadPiece], bool]) -> float:
+        """The share of the path's length whose pieces pass ``test``."""
         total = float(self.length_m.sum())
-        on_road = sum(float(n) for n, p in zip(self.length_m, self.pieces, strict=True) if p.key)
-        return on_road / total if total > 0 else 0.0
+        hits = sum(float(n) for n, p in zip(self.length_m, self.pieces, strict=True) if test(p))
+        return hits / total if total > 0 else 0.0
 
 
 class RouteClock:

@@ -20,6 +20,7 @@ from geo.distance import haversine_m
 DETOUR_FACTOR = 1.3  # road distance / straight line, used only when there is no geometry
 MIN_SPEED_MS = 2.0  # below this the driver is waiting, not crawling: use the planning speed
 MAX_SPEED_MS = 130 / 3.6
+PRIOR_WEIGHT_S = 15.0  # the planning speed counts as this many seconds of driving
 SMALL_WINDOW_SEGMENTS = 96  # up to this many segments plain Python beats numpy's overhead
 
 

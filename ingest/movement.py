@@ -33,6 +33,7 @@ from geo.geofence_state import (
 from geo.geofence_state import State as TrackState
 from geo.movement import DAY_S, FixLabel, MotionState, Relabel, step_motion
 from geo.route_progress import (
+    PRIOR_WEIGHT_S,
     SpeedEstimate,
     eta_seconds,
     remaining_along_m,
@@ -67,8 +68,10 @@ OUTSIDE = TrackState.OUTSIDE
 ETA_STORE_CHANGE_MS = 15_000
 ETA_STORE_EVERY_MS = 300_000
 STORED_ETA_MAX = 200_000
-OFF_ROUTE_M = 500.0  # farther than this from the planned path: use the straight-line ETA
-PRIOR_WEIGHT_S = 15.0  # the planning speed counts as this many seconds of driving
+OFF_ROUTE_M = 500.0
+# the learned ETA takes over a route when this share of its path is on known roads and
+# covered by something learned (a segment, its cell or its road class)
+LEARNED_MIN_SHARE = 0.5  # farther than this from the planned path: use the straight-line ETA
 
 
 @dataclass(frozen=True, slots=True)
@@ -501,7 +504,11 @@ class MovementTracker:
         if found is not None and found[0] == k.version and found[1] is line:
             return found[2]
         roads = k.roads.route_roads(line.lonlat, line.cum)
-        clock = RouteClock(roads, profile) if roads.matched_share >= 0.5 else None
+        # most of the path on known roads that the tenant's history says something about
+        learned = roads.matched_share >= LEARNED_MIN_SHARE and (
+            roads.share(profile.knows) >= LEARNED_MIN_SHARE
+        )
+        clock = RouteClock(roads, profile) if learned else None
         if len(self._clocks) >= STORED_ETA_MAX:
             self._clocks.clear()
         self._clocks[key] = (k.version, line, clock)

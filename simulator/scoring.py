@@ -9,6 +9,10 @@
 * **ETA**: every stored position whose ``next_visit_id`` is a visit the van was driving to
   (fix before the true circle entry) gives an error = ``eta_s`` − (true arrival at the stop
   − fix time); mean absolute error by horizon of the true time to go.
+* **ETA baselines**, on the same fixes: *today's* ETA (the remaining route distance the
+  worker stored, over the effective speed: ``geo.route_progress.SpeedEstimate`` replayed on
+  the fixes' speeds, as the worker computed it before the learned ETA) and *free flow* (the
+  remaining route walked at each road's free-flow speed, ``geo.eta.RouteClock(free_flow)``).
 
 The visit events on Kafka (``visits.events``) carry the same times as the table; the table is
 what is read here.
@@ -22,6 +26,10 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
+
+from geo.eta import RoadIndex, RouteClock, SpeedProfile
+from geo.route_progress import PRIOR_WEIGHT_S, RouteLine, SpeedEstimate, eta_seconds
 
 HORIZONS_S: tuple[tuple[float, float], ...] = (
     (0, 60),
@@ -29,6 +37,7 @@ HORIZONS_S: tuple[tuple[float, float], ...] = (
     (120, 300),
     (300, 600),
     (600, 1200),
+    (1200, 1800),
 )
 
 
@@ -44,6 +53,9 @@ class EtaSample:
     visit_id: str
     fix_ms: int
     eta_s: float
+    # the baselines on the same fix (None where they could not be replayed)
+    today_s: float | None = None
+    free_flow_s: float | None = None
 
 
 def _ms(t: datetime | None) -> int | None:
@@ -59,19 +71,105 @@ async def fetch_detected(conn: asyncpg.Connection, route_ids: list[str]) -> list
     return [Detected(r["id"], _ms(r["arrived_at"]), _ms(r["departed_at"])) for r in rows]
 
 
+_ETA_FIXES = """
+SELECT driver_id::text AS driver, route_id::text AS route, next_visit_id::text AS visit,
+       (extract(epoch FROM fix_time) * 1000)::bigint AS t_ms, lon, lat, speed_kmh,
+       distance_to_next_m, eta_s
+FROM positions
+WHERE driver_id = ANY($1::uuid[])
+  AND fix_time >= to_timestamp($2 / 1000.0) AND fix_time <= to_timestamp($3 / 1000.0)
+ORDER BY driver_id, fix_time
+"""
+
+_ROUTES = """
+SELECT r.id::text AS route, ST_AsGeoJSON(r.planned_geom) AS geom,
+       array_agg(v.id::text ORDER BY v.sequence_number) AS visits,
+       array_agg(c.lng ORDER BY v.sequence_number) AS lons,
+       array_agg(c.lat ORDER BY v.sequence_number) AS lats
+FROM routes r JOIN planned_visits v ON v.route_id = r.id JOIN customers c ON c.id = v.customer_id
+WHERE r.id = ANY($1::uuid[]) AND r.planned_geom IS NOT NULL
+GROUP BY r.id
+"""
+
+_ROADS = """
+SELECT source, target, highway, speed_kmh, ST_AsGeoJSON(geom) AS geom FROM road_edges
+"""
+
+
+async def _free_flow_clocks(
+    conn: asyncpg.Connection, route_ids: list[str], planning_speed_ms: float
+) -> dict[str, tuple[RouteLine, RouteClock, list[str]]]:
+    """Each route's line and a clock at the roads' free-flow speeds, with its visits."""
+    roads = [
+        (
+            (int(r["source"]), int(r["target"])),
+            str(r["highway"]),
+            float(r["speed_kmh"]) / 3.6,
+            [tuple(c) for c in orjson.loads(r["geom"])["coordinates"]],
+        )
+        for r in await conn.fetch(_ROADS)
+    ]
+    index = RoadIndex(roads, cell_of=lambda lon, lat: 0)
+    empty = SpeedProfile.empty(planning_speed_ms)
+    out = {}
+    for r in await conn.fetch(_ROUTES, route_ids):
+        coords = [(float(x), float(y)) for x, y in orjson.loads(r["geom"])["coordinates"]]
+        stops = list(zip(r["lons"], r["lats"], strict=True))
+        line = RouteLine.from_lonlat(coords, stops)
+        clock = RouteClock(index.route_roads(line.lonlat, line.cum), empty, free_flow=True)
+        out[r["route"]] = (line, clock, list(r["visits"]))
+    return out
+
+
 async def fetch_etas(
-    conn: asyncpg.Connection, driver_ids: list[str], start_ms: int, end_ms: int
+    conn: asyncpg.Connection,
+    driver_ids: list[str],
+    start_ms: int,
+    end_ms: int,
+    *,
+    planning_speed_ms: float = 20 / 3.6,
+    half_life_s: float = 300.0,
 ) -> list[EtaSample]:
-    rows = await conn.fetch(
-        """SELECT next_visit_id::text AS visit, fix_time, eta_s FROM positions
-           WHERE driver_id = ANY($1::uuid[])
-             AND fix_time >= to_timestamp($2 / 1000.0) AND fix_time <= to_timestamp($3 / 1000.0)
-             AND next_visit_id IS NOT NULL AND eta_s IS NOT NULL""",
-        driver_ids,
-        start_ms,
-        end_ms,
+    """The stored ETAs, with the two baselines replayed on the same fixes."""
+    rows = await conn.fetch(_ETA_FIXES, driver_ids, start_ms, end_ms)
+    routes = await _free_flow_clocks(
+        conn, sorted({r["route"] for r in rows if r["route"]}), planning_speed_ms
     )
-    return [EtaSample(r["visit"], int(r["fix_time"].timestamp() * 1000), r["eta_s"]) for r in rows]
+    out: list[EtaSample] = []
+    driver = None
+    speed = SpeedEstimate()
+    last_ms = -1
+    progress: float | None = None
+    for r in rows:
+        if r["driver"] != driver:
+            driver, speed, last_ms, progress = r["driver"], SpeedEstimate(), -1, None
+        t_ms, remaining = int(r["t_ms"]), r["distance_to_next_m"]
+        dt = (t_ms - last_ms) / 1000 if last_ms >= 0 else 60.0
+        if t_ms <= last_ms:
+            continue  # a late fix: the worker gave it no ETA either
+        # today's: the effective speed, observed while driving (not at or by the stop)
+        if last_ms >= 0 and remaining is not None and remaining > 60.0:
+            observed = (r["speed_kmh"] or 0.0) / 3.6
+            speed = speed.observe(observed, dt, half_life_s)
+        last_ms = t_ms
+        if r["visit"] is None or r["eta_s"] is None or remaining is None:
+            continue
+        today = eta_seconds(
+            remaining, speed.value(planning_speed_ms, PRIOR_WEIGHT_S), planning_speed_ms
+        )
+        free = None
+        route = routes.get(r["route"]) if r["route"] else None
+        if route is not None and r["visit"] in route[2]:
+            line, clock, visits = route
+            along, off = line.locate(
+                float(r["lon"]), float(r["lat"]), near_m=progress, window_m=max(150.0, dt * 40)
+            )
+            if off <= 500.0:
+                progress = along
+                target = line.stop_along_m[visits.index(r["visit"])]
+                free = clock.travel_s(min(along, target), target, t_ms / 1000)
+        out.append(EtaSample(r["visit"], t_ms, float(r["eta_s"]), today, free))
+    return out
 
 
 async def count_stored(
@@ -191,7 +289,42 @@ def score(
         all_pairs += pairs
         eta[name] = _eta_summary(pairs)
     eta["all"] = _eta_summary(all_pairs)
-    return {"arrivals": arrivals, "departures": departures, "eta": eta}
+    baselines = {
+        name: _by_horizon(truth_visits, [(s, getattr(s, attr)) for s in etas])
+        for name, attr in (("today", "today_s"), ("free_flow", "free_flow_s"))
+    }
+    return {
+        "arrivals": arrivals,
+        "departures": departures,
+        "eta": eta,
+        "eta_baselines": baselines,
+    }
+
+
+def _by_horizon(
+    truth_visits: dict[str, dict[str, Any]], samples: list[tuple[EtaSample, float | None]]
+) -> dict[str, Any]:
+    """ETA error by horizon for one estimator (the samples it could give)."""
+    buckets: dict[str, list[tuple[float, float]]] = {
+        f"{int(lo // 60)}-{int(hi // 60)}min": [] for lo, hi in HORIZONS_S
+    }
+    for s, value in samples:
+        v = truth_visits.get(s.visit_id)
+        if value is None or v is None or v["arriveMs"] is None or v["enterMs"] is None:
+            continue
+        if s.fix_ms >= v["enterMs"]:
+            continue
+        ttg = (v["arriveMs"] - s.fix_ms) / 1000
+        for lo, hi in HORIZONS_S:
+            if lo <= ttg < hi:
+                buckets[f"{int(lo // 60)}-{int(hi // 60)}min"].append((value - ttg, ttg))
+    out: dict[str, Any] = {}
+    everything: list[tuple[float, float]] = []
+    for name, pairs in buckets.items():
+        everything += pairs
+        out[name] = _eta_summary(pairs)
+    out["all"] = _eta_summary(everything)
+    return out
 
 
 def _eta_summary(pairs: list[tuple[float, float]]) -> dict[str, float | int | None]:

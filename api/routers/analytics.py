@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -142,3 +142,45 @@ async def driver_export(
         return Response(track_to_csv(track), media_type="text/csv", headers=disposition)
     body = track_to_geojson(track, segments, {"driverId": str(did), "date": str(day)})
     return GeoJSONResponse(body, headers=disposition)
+
+
+@router.get(
+    "/analytics/road-speeds",
+    summary="Learned speeds by road segment (what the ETA knows)",
+)
+async def road_speeds(
+    conn: ConnDep,
+    state: StateDep,
+    user: UserDep,
+    network: Annotated[str | None, Query(max_length=64)] = None,
+    hour_of_week: Annotated[
+        int | None, Query(ge=0, le=167, description="UTC, Monday 00:00 = 0; all hours if absent")
+    ] = None,
+    bbox: Annotated[str | None, Query(description="minLon,minLat,maxLon,maxLat")] = None,
+    min_traversals: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+) -> Response:
+    """The directed road segments the tenant's vehicles drove whole in the last
+    ``FLEETPULSE_ETA__LEARN_WEEKS`` weeks (map-matched history, ``edge_speeds_1h``): a
+    FeatureCollection of lines with the traversals, their space-mean speed (km/h), mean
+    travel time and the road's free-flow speed, at one hour of the week or over all hours
+    (docs/eta.md)."""
+    tenant = fleet_reader(user)
+    box = None if bbox is None else query_bbox(bbox)
+    since = datetime.now(UTC) - timedelta(weeks=state.settings.eta.learn_weeks)
+    features = await queries.road_speeds(
+        conn,
+        tenant=tenant,
+        since=since,
+        network=network,
+        hour_of_week=hour_of_week,
+        bbox=box,
+        min_traversals=min_traversals,
+    )
+    return GeoJSONResponse(
+        {
+            "type": "FeatureCollection",
+            "features": features,
+            "since": since,
+            "hourOfWeek": hour_of_week,
+        }
+    )

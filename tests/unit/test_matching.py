@@ -38,11 +38,20 @@ def node(i: int, j: int) -> int:
     return i * N + j + 1
 
 
-def lonlat(i: int, j: int) -> tuple[float, float]:
-    return (LON0 + j * DLON, LAT0 + i * DLAT)
+def lonlat(i: int, j: int, lon0: float = LON0, lat0: float = LAT0) -> tuple[float, float]:
+    return (lon0 + j * DLON, lat0 + i * DLAT)
 
 
 def grid() -> RoadGraph:
+    return RoadGraph(grid_segments())
+
+
+def grid_segments(lon0: float = LON0, lat0: float = LAT0) -> list[RoadSegment]:
+    """The grid's directed segments (each street both ways, a vertex at mid-block)."""
+
+    def lonlat(i: int, j: int) -> tuple[float, float]:
+        return (lon0 + j * DLON, lat0 + i * DLAT)
+
     segs = []
     for i in range(N):
         for j in range(N):
@@ -53,17 +62,23 @@ def grid() -> RoadGraph:
                 mid = ((lonlat(*a)[0] + lonlat(*b)[0]) / 2, (lonlat(*a)[1] + lonlat(*b)[1]) / 2)
                 segs.append(RoadSegment(node(*a), node(*b), (lonlat(*a), mid, lonlat(*b))))
                 segs.append(RoadSegment(node(*b), node(*a), (lonlat(*b), mid, lonlat(*a))))
-    return RoadGraph(segs)
+    return segs
 
 
-def drive(path: list[tuple[int, int]], speed_ms: float, start_ms: int = 0):
+def drive(
+    path: list[tuple[int, int]],
+    speed_ms: float,
+    start_ms: int = 0,
+    lon0: float = LON0,
+    lat0: float = LAT0,
+):
     """True (t_ms, lon, lat) every 0.1 s along the junctions of ``path``, and the true
     (enter_ms, exit_ms) of each drive through each segment (source, target)."""
     truth: dict[tuple[int, int], list[tuple[float, float]]] = {}
     samples = []
     t = float(start_ms)
     for a, b in zip(path, path[1:], strict=False):
-        (x0, y0), (x1, y1) = lonlat(*a), lonlat(*b)
+        (x0, y0), (x1, y1) = lonlat(*a, lon0, lat0), lonlat(*b, lon0, lat0)
         steps = int(SPACING_M / speed_ms / 0.1)
         enter = t
         for k in range(steps):
