@@ -22,12 +22,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from infrastructure.metrics import (
+    AGGREGATE_REFRESH_LAST_SUCCESS,
+    AGGREGATE_REFRESH_ROWS,
+    AGGREGATE_REFRESH_SECONDS,
+    MAINTENANCE_PASSES,
+)
 from infrastructure.migrate import history_backend
 from infrastructure.postgres import Conn
 from infrastructure.settings import AnalyticsSettings, EtaSettings
@@ -137,6 +144,7 @@ async def refresh(
             start = wm
         else:
             start = min(wm, now) - late_window
+        started = time.perf_counter()
         result = await refresh_range(conn, name, start, now)
         await conn.execute(
             """INSERT INTO analytics_watermarks (name, watermark, refreshed_at)
@@ -146,6 +154,9 @@ async def refresh(
             name,
             now,
         )
+        AGGREGATE_REFRESH_SECONDS.labels(name).observe(time.perf_counter() - started)
+        AGGREGATE_REFRESH_LAST_SUCCESS.labels(name).set(time.time())
+        AGGREGATE_REFRESH_ROWS.labels(name).inc(max(result.rows, 0))  # -1: TimescaleDB
         results.append(result)
     return results
 
@@ -301,7 +312,9 @@ async def maintenance_loop(
     while not stop.is_set():
         try:
             log.info("maintenance: %s", await run_maintenance(conn, cfg, eta=eta))
+            MAINTENANCE_PASSES.labels("ok").inc()
         except Exception:  # keep looping: the next pass re-does the late window
+            MAINTENANCE_PASSES.labels("failed").inc()
             log.exception("maintenance pass failed")
         try:
             await asyncio.wait_for(stop.wait(), cfg.refresh_interval_s)

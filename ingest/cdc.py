@@ -19,9 +19,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import asyncpg
+from aiokafka import AIOKafkaConsumer
 from redis.asyncio import Redis
 
 from infrastructure.kafka import CDC_DLQ, CDC_TABLES
+from infrastructure.metrics import (
+    CDC_CONSUMER_LAG,
+    CDC_DEAD_LETTERS,
+    CDC_EVENTS,
+    CDC_LAG_SECONDS,
+    CDC_LAST_APPLIED,
+)
 from infrastructure.postgres import Conn
 from infrastructure.redis import RedisKeys
 from infrastructure.settings import Settings
@@ -34,6 +42,8 @@ from ingest.consumer import (
     Record,
     consume,
     consumer_process,
+    records_waiting,
+    report_every,
     until_available,
 )
 from ingest.errors import IngestError
@@ -42,6 +52,9 @@ from ingest.producer import Publisher
 log = logging.getLogger(__name__)
 
 CDC_TOPICS = tuple(f"cdc.{t}" for t in CDC_TABLES)
+LAG_REPORT_S = 5.0  # how often the lag gauges are refreshed
+# With nothing waiting in Kafka, the lag gauge reads 0 once the last apply is this old.
+LAG_AT_REST_S = 60.0
 # Data errors of one event (bad value, violated constraint): dead-letter, never retry.
 _DATA_ERRORS: tuple[type[BaseException], ...] = (
     IngestError,
@@ -163,6 +176,9 @@ class CdcConsumer:
     redis: Redis
     publisher: Publisher
     stats: CdcStats = field(default_factory=CdcStats)
+    # per table, for the lag gauge: the last applied change's lag (s), and when (Unix time)
+    last_lag_s: dict[str, float] = field(default_factory=dict)
+    last_applied: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.dead_letters = DeadLetters(
@@ -198,6 +214,49 @@ class CdcConsumer:
         for c in result.tables.values():
             self.stats.applied += c.applied
             self.stats.skipped += c.skipped
+        self.count(result, bad)
+
+    def count(self, result: BatchResult, bad: list[tuple[Record, BaseException]]) -> None:
+        """A processed batch in /metrics: events and dead letters per table, the lag."""
+        prefix = self.settings.kafka.topic_prefix
+        now = datetime.now(UTC)
+        for table, c in result.tables.items():
+            CDC_EVENTS.labels(table, "applied").inc(c.applied)
+            CDC_EVENTS.labels(table, "skipped").inc(c.skipped)
+            if c.last is not None and not c.last.snapshot:  # a snapshot's time is not lag
+                self.last_lag_s[table] = max(0.0, (now - c.last.source_ts).total_seconds())
+                self.last_applied[table] = now.timestamp()
+                CDC_LAG_SECONDS.labels(table).set(self.last_lag_s[table])
+                CDC_LAST_APPLIED.labels(table).set(self.last_applied[table])
+        for rec, _ in [*bad, *result.dead]:
+            try:
+                table = table_of_topic(rec.topic, prefix)
+            except IngestError:
+                table = "unknown"
+            CDC_DEAD_LETTERS.labels(table).inc()
+
+    async def report_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Events waiting per table, and the lag now: while events wait, at least the time
+        since the last apply (the cache is that stale); at rest, 0 after LAG_AT_REST_S."""
+        prefix = self.settings.kafka.topic_prefix
+        waiting = dict.fromkeys(CDC_TABLES, 0)
+        for tp, n in (await records_waiting(consumer)).items():
+            try:
+                waiting[table_of_topic(tp.topic, prefix)] += n
+            except IngestError:
+                continue
+        now = datetime.now(UTC).timestamp()
+        for table, n in waiting.items():
+            CDC_CONSUMER_LAG.labels(table).set(n)
+            applied = self.last_applied.get(table)
+            if applied is None:
+                continue
+            lag = self.last_lag_s.get(table, 0.0)
+            if n > 0:
+                lag = max(lag, now - applied)
+            elif now - applied > LAG_AT_REST_S:
+                lag = 0.0
+            CDC_LAG_SECONDS.labels(table).set(lag)
 
     async def invalidate(self, customer_ids: set[int]) -> None:
         """Drop changed customers from Redis and tell every process to evict its copy."""
@@ -235,8 +294,14 @@ async def run_cdc(settings: Settings, stop: asyncio.Event) -> CdcStats:
             settings=settings, pool=parts.pool, redis=parts.redis, publisher=parts.publisher
         )
         log.info("cdc consumer on %s", ", ".join(settings.kafka.topic(t) for t in CDC_TOPICS))
-        await consume(
-            parts.consumer, cdc.process, stop, cdc.stats, max_records=1000, timeout_ms=200
+        lag = asyncio.create_task(
+            report_every(LAG_REPORT_S, lambda: cdc.report_lag(parts.consumer), stop)
         )
+        try:
+            await consume(
+                parts.consumer, cdc.process, stop, cdc.stats, max_records=1000, timeout_ms=200
+            )
+        finally:
+            lag.cancel()
         log.info("cdc consumer stopping: %s", cdc.stats)
         return cdc.stats

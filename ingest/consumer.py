@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TypeAlias, TypeVar
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError
 from redis.asyncio import Redis
 
@@ -160,6 +160,32 @@ async def consumer_process(
             await publisher.stop()
         await redis.aclose()
         await pool.close()
+
+
+async def records_waiting(consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
+    """Records not yet processed per assigned partition: high watermark - committed offset
+    (a partition with no commit yet counts from 0: the group reads from the earliest)."""
+    waiting: dict[TopicPartition, int] = {}
+    for tp in consumer.assignment():
+        high = consumer.highwater(tp)
+        if high is None:  # nothing fetched from it yet
+            continue
+        committed = await consumer.committed(tp)
+        waiting[tp] = max(0, high - (committed or 0))
+    return waiting
+
+
+async def report_every(
+    interval_s: float, report: Callable[[], Awaitable[None]], stop: asyncio.Event
+) -> None:
+    """Call ``report`` every ``interval_s`` until stop is set (metrics: a failure is logged)."""
+    while not stop.is_set():
+        try:
+            await report()
+        except Exception as exc:  # noqa: BLE001 - a gauge left stale must not stop the process
+            log.debug("metrics report failed: %r", exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval_s)
 
 
 async def consume(

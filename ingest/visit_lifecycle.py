@@ -23,6 +23,7 @@ from typing import Any, Literal
 import orjson
 
 from geo.timestamps import iso_ms
+from infrastructure.metrics import GEOFENCE_EVENTS, VISIT_TRANSITIONS
 from infrastructure.postgres import Conn
 
 VisitStatus = Literal[
@@ -210,3 +211,22 @@ async def publish_outbox(conn: Conn, rows: Sequence[OutboxRow], send: Send) -> N
     for topic, records in by_topic.items():
         await send(topic, records)
     await conn.execute("DELETE FROM event_outbox WHERE id = ANY($1::uuid[])", [i for i, *_ in rows])
+    count_published(rows)
+
+
+# Every label value known up front: a series at 0 rather than none until the first event.
+for _status in ALLOWED:
+    VISIT_TRANSITIONS.labels(_status)
+for _kind in ("enter", "exit"):
+    GEOFENCE_EVENTS.labels(_kind)
+
+
+def count_published(rows: Sequence[OutboxRow]) -> None:
+    """Count published geofence events and visit transitions for /metrics (worker and API)."""
+    for _, _, _, value in rows:
+        event = orjson.loads(value)
+        kind = event.get("type", "")
+        if kind in ("geofenceEnter", "geofenceExit"):
+            GEOFENCE_EVENTS.labels("enter" if kind == "geofenceEnter" else "exit").inc()
+        elif kind.startswith("visit.") and event.get("status") in ALLOWED:
+            VISIT_TRANSITIONS.labels(event["status"]).inc()

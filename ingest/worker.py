@@ -19,9 +19,19 @@ from functools import partial
 
 import asyncpg
 import orjson
+from aiokafka import AIOKafkaConsumer
 
 from geo.cells import point_to_cell
 from infrastructure.kafka import GPS_POSITIONS, GPS_POSITIONS_DLQ, GPS_POSITIONS_ENRICHED
+from infrastructure.metrics import (
+    ENRICHMENT_BATCH_SECONDS,
+    ENRICHMENT_CONSUMER_LAG,
+    ENRICHMENT_DEAD_LETTERS,
+    ENRICHMENT_FIXES_CONSUMED,
+    ENRICHMENT_POSITIONS_STORED,
+    ENRICHMENT_RETRIES,
+    ETA_COMPUTATIONS,
+)
 from infrastructure.outages import OUTAGE_ERRORS
 from infrastructure.postgres import Conn
 from infrastructure.redis import RedisKeys
@@ -32,6 +42,8 @@ from ingest.consumer import (
     Record,
     consume,
     consumer_process,
+    records_waiting,
+    report_every,
     start_with_retry,
     until_available,
 )
@@ -47,6 +59,7 @@ from ingest.writers import EnrichedPosition, LiveState, PartitionKeeper, write_h
 log = logging.getLogger(__name__)
 
 BAD_RECORD_RETRIES = 2
+LAG_REPORT_S = 5.0  # how often the lag gauges are refreshed (one offset fetch per partition)
 
 
 class DriverNotFound(IngestError, LookupError):
@@ -143,6 +156,7 @@ class Enricher:
                 self.movement.forget(drivers)
                 raise
             self.movement.commit(decisions)
+            ETA_COMPUTATIONS.inc(sum(m.eta_s is not None for m in decisions.movements.values()))
             await self.publish_outbox(conn, decisions.published)
         current = [e for e, ok in zip(enriched, live, strict=True) if ok]
         messages = [orjson.dumps(e.to_message()) for e in current]  # encoded once, used twice
@@ -209,6 +223,30 @@ async def process_records(enricher: Enricher, records: Sequence[Record]) -> None
             await enricher.dead_letters.send(rec, exc)
 
 
+async def measured_batch(enricher: Enricher, records: Sequence[Record]) -> None:
+    """``process_records``, counted and timed for /metrics (infrastructure/metrics.py)."""
+    stats = enricher.stats
+    stored, dead, retries = stats.stored, stats.dead_lettered, stats.retries
+    started = time.perf_counter()
+    await process_records(enricher, records)
+    ENRICHMENT_BATCH_SECONDS.observe(time.perf_counter() - started)
+    ENRICHMENT_FIXES_CONSUMED.inc(len(records))
+    ENRICHMENT_POSITIONS_STORED.inc(stats.stored - stored)
+    ENRICHMENT_DEAD_LETTERS.inc(stats.dead_lettered - dead)
+    ENRICHMENT_RETRIES.inc(stats.retries - retries)
+
+
+async def report_lag(consumer: AIOKafkaConsumer, reported: set[str]) -> None:
+    """Set the lag gauge of each assigned partition; drop partitions no longer assigned."""
+    waiting = {str(tp.partition): n for tp, n in (await records_waiting(consumer)).items()}
+    for partition in reported - waiting.keys():
+        ENRICHMENT_CONSUMER_LAG.remove(partition)
+    for partition, n in waiting.items():
+        ENRICHMENT_CONSUMER_LAG.labels(partition).set(n)
+    reported.clear()
+    reported.update(waiting)
+
+
 async def run_worker(settings: Settings, stop: asyncio.Event) -> WorkerStats:
     """Run one enrichment worker until stop is set; return its counters."""
     async with consumer_process(
@@ -246,15 +284,22 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> WorkerStats:
                 log.warning("outbox flush postponed: %r", exc)
             started = time.monotonic()
             log.info("enrichment worker consuming %s", settings.kafka.topic(GPS_POSITIONS))
-            await consume(
-                parts.consumer,
-                lambda records: process_records(enricher, records),
-                stop,
-                enricher.stats,
-                max_records=2000,
-                timeout_ms=500,
-                housekeeping=enricher.flush_stale_outbox,
+            reported: set[str] = set()
+            lag = asyncio.create_task(
+                report_every(LAG_REPORT_S, lambda: report_lag(parts.consumer, reported), stop)
             )
+            try:
+                await consume(
+                    parts.consumer,
+                    lambda records: measured_batch(enricher, records),
+                    stop,
+                    enricher.stats,
+                    max_records=2000,
+                    timeout_ms=500,
+                    housekeeping=enricher.flush_stale_outbox,
+                )
+            finally:
+                lag.cancel()
             log.info("worker stopping after %.0fs: %s", time.monotonic() - started, enricher.stats)
         finally:
             await plans.close()
