@@ -75,10 +75,22 @@ async def test_ten_drivers_half_an_hour(
     assert arrivals["expected"] >= 20
     assert arrivals["recall"] == 1.0, arrivals
     assert arrivals["precision"] == 1.0, arrivals
-    assert arrivals["timing_error"]["max_abs_s"] <= 60, arrivals
     assert departures["expected"] >= 10
     assert departures["recall"] == 1.0, departures
     assert departures["precision"] == 1.0, departures
+    # Both dated at the estimated edge crossing (geo/geofence_state.py). Measured: arrivals
+    # mean -1.0 s, mean |error| 2.5 s, max 26.8 s; departures -1.5 s, 2.4 s, 19.7 s (they
+    # were +19.8 s, 19.8 s, 87.8 s at the first far fix). Bounds: DESIGN.md's ±5 s on the
+    # mean, the measured mean |error| + 2.5 s, the measured max x 1.5 (the largest errors
+    # are roads that run along a circle's edge or a crawl across it, where "the" crossing
+    # is ambiguous).
+    for kind, timing, max_abs_s in (
+        ("arrivals", arrivals["timing_error"], 40.0),
+        ("departures", departures["timing_error"], 30.0),
+    ):
+        assert abs(timing["mean_s"]) <= 5.0, (kind, timing)
+        assert timing["mean_abs_s"] <= 5.0, (kind, timing)
+        assert timing["max_abs_s"] <= max_abs_s, (kind, timing)
     eta = report["eta"]["all"]
     assert eta["n"] > 50
     # The regression bound documented in docs/simulator.md: legs here are 1-3 min of
