@@ -74,6 +74,7 @@ from bench.stats import percentile_or_none
 from infrastructure.event_loop import run as run_on_event_loop
 from infrastructure.kafka import GPS_POSITIONS_ENRICHED, ensure_topics
 from infrastructure.postgres import connect
+from infrastructure.progress import Progress
 from infrastructure.settings import Settings
 from simulator.driving import DrivingConfig
 from simulator.fleet import Fleet, FleetConfig, RunStats, SimClock, build_fleet, drive_fleet
@@ -280,13 +281,19 @@ async def step_fleet(args: argparse.Namespace, fleet_cfg: FleetConfig, rate: flo
         start_spread_s=0.0,
     )
     start_ms = int(time.time() * 1000)
-    fleet = await asyncio.to_thread(build_fleet, cfg, start_ms)
+    with Progress(f"step at {rate:,.0f}/s: building the fleet"):
+        fleet = await asyncio.to_thread(build_fleet, cfg, start_ms)
     if args.simulate_live:
         return Step(start_ms, fleet, None, None)
-    drivers = await asyncio.to_thread(record_reports, fleet)
+    with Progress(f"step at {rate:,.0f}/s: recording the fleet's reports in advance"):
+        recorded = await asyncio.to_thread(record_reports, fleet)
+    drivers: list[RecordedDriver] | None = recorded
     due = None
     if args.protocol == "batch" and not args.closed_loop:
-        due, drivers = await asyncio.to_thread(recorded_batch_reports, fleet, drivers), None
+        with Progress(f"step at {rate:,.0f}/s: encoding the batches"):
+            due = await asyncio.to_thread(recorded_batch_reports, fleet, recorded)
+        drivers = None
+        del recorded  # the batches hold what is needed
     # Millions of recorded fixes live until the step ends: out of the collector's sight, or
     # each full collection walks them all while the step is measured.
     gc.collect()

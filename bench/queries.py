@@ -68,6 +68,7 @@ from analytics.refresh import ROLLUPS, refresh_range, sql
 from bench.stats import summary
 from infrastructure.migrate import history_backend, migrate
 from infrastructure.postgres import connect
+from infrastructure.progress import Progress
 from infrastructure.redis import create_redis
 from infrastructure.seed import seed
 from infrastructure.settings import PostgresSettings, Settings
@@ -215,6 +216,7 @@ async def load(backends: list[Backend], args: argparse.Namespace, first: date) -
     copy_s = {b.name: 0.0 for b in backends}
     t0 = time.perf_counter()
     rng = np.random.default_rng(7)
+    progress = Progress("generating and copying history", args.days * len(specs), "driver-days")
     for d in range(args.days):
         day = first + timedelta(days=d)
         batch: list[tuple[object, ...]] = []
@@ -233,6 +235,7 @@ async def load(backends: list[Backend], args: argparse.Namespace, first: date) -
             track.speed_kmh, track.course = track.speed_kmh[keep], track.course[keep]
             track.eta_s = None
             batch.extend(track_records(s, track))
+            progress.advance()
             if len(batch) >= 200_000 or n == len(specs) - 1:
                 for b in backends:
                     t = time.perf_counter()
@@ -241,6 +244,7 @@ async def load(backends: list[Backend], args: argparse.Namespace, first: date) -
                 rows += len(batch)
                 batch = []
         log(f"day {day}: {rows:,} rows so far (copy s: {copy_s})")
+    progress.close()
     total_s = time.perf_counter() - t0
     gen_s = total_s - sum(copy_s.values())
     for b in backends:
