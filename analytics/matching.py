@@ -21,6 +21,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -196,6 +197,27 @@ async def match_window(
         summary.traversals = int(status.split()[-1])
     summary.seconds = time.perf_counter() - began
     return summary
+
+
+async def match_range(
+    conn: Conn,
+    start: datetime,
+    end: datetime,
+    *,
+    on_day: Callable[[MatchSummary], None] | None = None,
+) -> list[MatchSummary]:
+    """Match ``[start, end)`` a day at a time, whatever the watermark says: for history
+    written after the fact (``fleetpulse simulate --history-weeks``, an import), older than
+    what the maintenance pass has already passed."""
+    out = []
+    lo = start
+    while lo < end:
+        hi = min(end, lo + MAX_PASS)
+        out.append(await match_window(conn, lo, hi))
+        if on_day is not None:
+            on_day(out[-1])
+        lo = hi
+    return out
 
 
 async def match_history(

@@ -145,6 +145,37 @@ async def _history(api: httpx.AsyncClient, conn: Any, opts: Any, weeks: float, n
     )
     result = await write_history(conn, cfg, ids, tenant=opts.tenant, net=net, progress=Progress)
     _say(json.dumps({"history": result.summary()}))
+    if result.first is not None and result.last is not None:
+        await _learn(conn, result.first, result.last)
+
+
+async def _learn(conn: Any, first: Any, last: Any) -> None:
+    """Map-match the history just written and sum its traversals (edge_speeds_1h), so the
+    workers learn its speeds at their next reload (FLEETPULSE_ETA__PROFILE_RELOAD_S)."""
+    from datetime import timedelta
+
+    from analytics.matching import MatchSummary, match_range
+    from analytics.refresh import floor_time, refresh_range
+
+    start = floor_time(first, timedelta(days=1))
+    days = int((last - start) / timedelta(days=1)) + 1
+    bar = Progress("map matching the history", days, "days")
+    total = MatchSummary()
+
+    def done(day: MatchSummary) -> None:
+        total.fixes += day.fixes
+        total.traversals += day.traversals
+        total.seconds += day.seconds
+        bar.advance(1)
+
+    try:
+        await match_range(conn, start, last + timedelta(seconds=1), on_day=done)
+    except BaseException:
+        bar.close(failed=True)
+        raise
+    bar.close()
+    await refresh_range(conn, "edge_speeds_1h", start, last + timedelta(hours=1))
+    _say(json.dumps({"matched": total.as_dict()}))
 
 
 async def _main(settings: Settings, args: argparse.Namespace) -> int:

@@ -68,10 +68,11 @@ OUTSIDE = TrackState.OUTSIDE
 ETA_STORE_CHANGE_MS = 15_000
 ETA_STORE_EVERY_MS = 300_000
 STORED_ETA_MAX = 200_000
-OFF_ROUTE_M = 500.0
+OFF_ROUTE_M = 500.0  # farther than this from the planned path: use the straight-line ETA
 # the learned ETA takes over a route when this share of its path is on known roads and
 # covered by something learned (a segment, its cell or its road class)
-LEARNED_MIN_SHARE = 0.5  # farther than this from the planned path: use the straight-line ETA
+LEARNED_MIN_SHARE = 0.5
+PLANNING_ONLY = ""  # the profile of no tenant: nothing learned, the planning speed everywhere
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +196,7 @@ class MovementTracker:
         self.eta_cfg = settings.eta
         # a route's clock for its tenant's profile, by (route line, tenant): rebuilt when the
         # knowledge reloads (its version) or the route's line changes
-        self._clocks: dict[tuple[int, str], tuple[int, Any, RouteClock | None]] = {}
+        self._clocks: dict[tuple[int, str], tuple[int, Any, RouteClock | None, bool]] = {}
         # planned_visits.eta_at as last stored, by visit: (ETA, fix time), epoch ms
         self.stored_eta: dict[str, tuple[int, int]] = {}
 
@@ -437,7 +438,7 @@ class MovementTracker:
             return Movement(route_id=plan.route_id, geofence_id=inside, motion=label)
         index = plan.stops.index(nxt)
         serving = stops[nxt.visit_id] in AT_STOP
-        clock = self._clock(plan, f.tenant_id)
+        clock, learned = self._clock(plan, f.tenant_id)
         along: float | None = None
         if serving:
             remaining = 0.0
@@ -452,7 +453,7 @@ class MovementTracker:
                     f.lon, f.lat, near_m=rt.progress_m, window_m=max(150.0, dt_s * 40.0)
                 )
                 if off <= OFF_ROUTE_M:
-                    if clock is not None:
+                    if clock is not None and learned:
                         self._observe_pace(clock, rt, found, f.fix_ms)
                     rt.progress_m = along = found
                     remaining = remaining_along_m(plan.line, found, index)
@@ -462,8 +463,11 @@ class MovementTracker:
         speed = rt.speed.value(self.planning_speed_ms, PRIOR_WEIGHT_S)
         eta = eta_seconds(remaining, speed, self.planning_speed_ms)
         etas: tuple[tuple[str, float], ...] = ()
-        if clock is not None and plan.line is not None:
-            etas = self._stop_etas(plan, stops, tracks, index, serving, along, eta, clock, rt, f)
+        if clock is not None:
+            # without learned speeds: today's ETA to the next stop, the clock after it
+            etas = self._stop_etas(
+                plan, stops, tracks, index, serving, along if learned else None, eta, clock, rt, f
+            )
             eta = etas[0][1]
         movement = Movement(
             route_id=plan.route_id,
@@ -489,30 +493,33 @@ class MovementTracker:
                 out.next_eta[visit_id] = (at, f.fix_ms)  # fixes come in time order
         return movement
 
-    def _clock(self, plan: Plan, tenant: str) -> RouteClock | None:
-        """The route's clock at the tenant's learned speeds, or None where the ETA keeps
-        today's method: no learned speeds yet, or a path mostly off the known roads."""
+    def _clock(self, plan: Plan, tenant: str) -> tuple[RouteClock | None, bool]:
+        """The route's clock and whether it runs on learned speeds.
+
+        Learned: most of the path is on known roads that the tenant's history says something
+        about. Otherwise the clock runs at the planning speed: the next stop keeps today's
+        effective-speed ETA and the clock only spaces the later stops.
+        """
         line = plan.line
         k = self.eta.knowledge
         if line is None or not line.lonlat:
-            return None
-        profile = k.profiles.get(tenant)
-        if profile is None or profile.samples == 0:
-            return None
+            return None, False
         key = (id(line), tenant)
         found = self._clocks.get(key)
         if found is not None and found[0] == k.version and found[1] is line:
-            return found[2]
+            return found[2], found[3]
+        profile = k.profile(tenant)
         roads = k.roads.route_roads(line.lonlat, line.cum)
-        # most of the path on known roads that the tenant's history says something about
-        learned = roads.matched_share >= LEARNED_MIN_SHARE and (
-            roads.share(profile.knows) >= LEARNED_MIN_SHARE
+        learned = (
+            profile.samples > 0
+            and roads.matched_share >= LEARNED_MIN_SHARE
+            and roads.share(profile.knows) >= LEARNED_MIN_SHARE
         )
-        clock = RouteClock(roads, profile) if learned else None
+        clock = RouteClock(roads, profile if learned else k.profile(PLANNING_ONLY))
         if len(self._clocks) >= STORED_ETA_MAX:
             self._clocks.clear()
-        self._clocks[key] = (k.version, line, clock)
-        return clock
+        self._clocks[key] = (k.version, line, clock, learned)
+        return clock, learned
 
     def _observe_pace(self, clock: RouteClock, rt: Runtime, along: float, fix_ms: int) -> None:
         """Compare the time the last stretch took with what the profile expected for it."""
@@ -554,7 +561,8 @@ class MovementTracker:
             start, ready_in, targets = line.stop_along_m[index], 0.0, later
             ready_in = max(service - (f.fix_ms - entered) / 1000, 0.0)
         elif along is None:
-            # off the route: the straight line to the next stop, the route's clock after it
+            # off the route, or nothing learned: the effective-speed ETA to the next stop,
+            # the route's clock after it
             head = [(nxt.visit_id, round(straight_eta_s, 1))]
             start, ready_in, targets = line.stop_along_m[index], straight_eta_s + service, later
         else:
@@ -566,7 +574,7 @@ class MovementTracker:
             [line.stop_along_m[i] for i in targets],
             [service] * len(targets),
             ready_in_s=ready_in,
-            pace=rt.pace.ratio(self.eta_cfg.pace_prior_s),
+            pace=rt.pace.ratio(self.eta_cfg.pace_prior_s) if along is not None else 1.0,
             fade_s=self.eta_cfg.pace_fade_s,
         )
         return tuple(head) + tuple(

@@ -122,6 +122,13 @@ try {
     points: await hook(page, "h.routePoints"),
     visits: await page.$$eval("[data-testid=visit]", (els) => els.map((e) => e.getAttribute("data-status"))),
   };
+  // every remaining stop's ETA (the worker writes them; the panel re-reads the route)
+  await page.waitForFunction(
+    () => document.querySelectorAll("[data-testid=visit-eta]").length >= 2,
+    null,
+    { timeout: 45_000 },
+  ).catch(() => {});
+  out.route.visitEtas = await page.$$eval("[data-testid=visit-eta]", (els) => els.map((e) => e.textContent));
   await shot(page, "02-live-driver.png");
 
   // Playback: John's last hour, 60x, 5 s of play.

@@ -333,6 +333,10 @@ async def test_dashboard_in_chromium(
     assert seen["route"]["name"] == "Downtown to Midtown"
     assert seen["route"]["points"] == len(setup["line"])
     assert seen["route"]["visits"] == ["pending", "pending"] or len(seen["route"]["visits"]) == 2
+    # every stop still ahead of John shows its ETA (clock and time to go)
+    etas = seen["route"]["visitEtas"]
+    assert len(etas) == seen["route"]["visits"].count("pending") >= 1, seen["route"]
+    assert all("ETA " in e for e in etas), etas
     # Playback: 5 s at 60x moved the clock by minutes and the marker along John's line.
     pb = seen["playback"]
     assert pb["t1"] - pb["t0"] >= 60_000, pb

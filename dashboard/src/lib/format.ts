@@ -70,3 +70,24 @@ export function toLocalInput(ms: number): string {
   const p = (n: number) => String(n).padStart(2, "0");
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
 }
+
+/**
+ * A remaining stop's ETA as the dispatcher reads it: "ETA 14:32 · in 23 min", and whether
+ * it misses the stop's time window ("HH:MM" end, compared in the same time zone). Null when
+ * the stop has no ETA (done, or the worker has none yet).
+ */
+export function stopEta(
+  etaAt: string | null | undefined,
+  nowMs: number,
+  windowEnd?: string | null,
+  timeZone?: string,
+): { text: string; late: boolean } | null {
+  if (!etaAt) return null;
+  const at = Date.parse(etaAt);
+  if (Number.isNaN(at)) return null;
+  const clock = formatClock(at, timeZone).slice(0, 5);
+  const inS = (at - nowMs) / 1000;
+  const text = inS > 30 ? `ETA ${clock} · in ${formatDuration(inS)}` : `ETA ${clock} · due`;
+  const late = !!windowEnd && /^\d\d:\d\d$/.test(windowEnd) && clock > windowEnd;
+  return { text, late };
+}

@@ -7,7 +7,7 @@ import type { Layer } from "@deck.gl/core";
 import { api, ApiError } from "../api";
 import { MapView, fitTo, type MapHandle } from "../map/MapView";
 import { positionAt } from "../lib/interpolate";
-import { formatAge, formatDistance, formatEta, formatSpeed } from "../lib/format";
+import { formatAge, formatDistance, formatEta, formatSpeed, stopEta } from "../lib/format";
 import { boundsOf } from "../lib/track";
 import { mainCluster } from "../lib/cluster";
 import { filterDrivers, liveStatus, useStore, type LiveDriver, type LiveStatus } from "../store";
@@ -96,6 +96,8 @@ export function Live() {
     queryKey: ["route", selectedId, visitsVersion],
     queryFn: () => driverRoute(selectedId!),
     enabled: selectedId !== null,
+    // the worker rewrites every remaining stop's ETA as it moves (planned_visits.eta_at)
+    refetchInterval: 30_000,
   });
 
   const list = filterDrivers(drivers, filter, now);
@@ -187,6 +189,7 @@ export function Live() {
             route={route.data ?? null}
             loading={route.isLoading}
             customers={customerById}
+            now={now}
             onClose={() => select(null)}
             onFocus={() => {
               const pts = route.data?.geometry?.coordinates ?? [];
@@ -227,10 +230,11 @@ function DriverPanel(props: {
   route: Route | null;
   loading: boolean;
   customers: Map<number, Customer>;
+  now: number;
   onClose: () => void;
   onFocus: () => void;
 }) {
-  const { d, route, loading, customers, onClose, onFocus } = props;
+  const { d, route, loading, customers, now, onClose, onFocus } = props;
   const p = d.position;
   return (
     <div className="panel" data-testid="driver-panel">
@@ -259,19 +263,29 @@ function DriverPanel(props: {
             {route.totalStops} stops
           </p>
           <ol className="visits">
-            {(route.visits ?? []).map((v) => (
-              <li key={v.id} data-testid="visit" data-status={v.status}>
-                <span className="dot" style={{ background: `rgb(${(VISIT_COLORS[v.status] ?? [0, 0, 0]).join(",")})` }} />
-                {customers.get(v.customerId)?.name ?? `customer ${v.customerId}`}
-                <span className="muted"> · {v.status.replace("_", " ")}</span>
-                {v.timeWindowStart && (
-                  <span className="muted">
-                    {" "}
-                    · {v.timeWindowStart}–{v.timeWindowEnd}
-                  </span>
-                )}
-              </li>
-            ))}
+            {(route.visits ?? []).map((v) => {
+              const eta = v.status === "pending" ? stopEta(v.etaAt, now, v.timeWindowEnd) : null;
+              return (
+                <li key={v.id} data-testid="visit" data-status={v.status}>
+                  <span className="dot" style={{ background: `rgb(${(VISIT_COLORS[v.status] ?? [0, 0, 0]).join(",")})` }} />
+                  {customers.get(v.customerId)?.name ?? `customer ${v.customerId}`}
+                  <span className="muted"> · {v.status.replace("_", " ")}</span>
+                  {v.timeWindowStart && (
+                    <span className="muted">
+                      {" "}
+                      · {v.timeWindowStart}–{v.timeWindowEnd}
+                    </span>
+                  )}
+                  {eta && (
+                    <span data-testid="visit-eta" className={eta.late ? "late" : "muted"}>
+                      {" "}
+                      · {eta.text}
+                      {eta.late && " · misses its window"}
+                    </span>
+                  )}
+                </li>
+              );
+            })}
           </ol>
         </div>
       )}

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import {
   formatAge,
   formatClock,
+  stopEta,
   formatCount,
   formatDistance,
   formatDuration,
@@ -43,5 +44,24 @@ describe("formatting", () => {
     expect(formatCount(950)).toBe("950");
     expect(formatCount(1234)).toBe("1.2k");
     expect(formatCount(3_400_000)).toBe("3.4M");
+  });
+});
+
+describe("stopEta", () => {
+  const now = Date.parse("2026-12-03T10:00:00Z");
+  it("says when and how long until a remaining stop", () => {
+    expect(stopEta("2026-12-03T10:23:10Z", now, null, "UTC")).toEqual({
+      text: "ETA 10:23 · in 23 min",
+      late: false,
+    });
+    expect(stopEta("2026-12-03T10:00:20Z", now, null, "UTC")?.text).toBe("ETA 10:00 · due");
+  });
+  it("flags a stop its ETA puts after the end of its time window", () => {
+    expect(stopEta("2026-12-03T12:05:00Z", now, "12:00", "UTC")?.late).toBe(true);
+    expect(stopEta("2026-12-03T11:55:00Z", now, "12:00", "UTC")?.late).toBe(false);
+  });
+  it("has nothing to say without an ETA", () => {
+    expect(stopEta(null, now)).toBeNull();
+    expect(stopEta("not a time", now)).toBeNull();
   });
 });
