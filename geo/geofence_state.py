@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class Zone(StrEnum):
@@ -69,9 +70,12 @@ DEFAULT_RULES = GeofenceRules()
 SIDE_CERTAIN_M = 40.0
 
 
-@dataclass(frozen=True, slots=True)
-class Track:
-    """The persisted state of one (driver, geofence) pair."""
+class Track(NamedTuple):
+    """The persisted state of one (driver, geofence) pair.
+
+    A named tuple, not a frozen dataclass: every fix of every engaged geofence builds one, and
+    a frozen dataclass's ``__init__`` (one ``object.__setattr__`` per field) cost ~7x more.
+    """
 
     state: State = State.OUTSIDE
     since_ms: int = 0  # first fix of the current state (or of the pending change)
@@ -136,15 +140,16 @@ def step(
     *,
     crossed_at_ms: tuple[int, int] | None = None,
     side_m: float | None = None,
-    crossing_ms: int | None = None,
+    prev_ms: int | None = None,
+    prev_side_m: float | None = None,
 ) -> tuple[Track, list[Transition]]:
     """Advance the state machine by one fix; return the new track and confirmed transitions.
 
     ``crossed_at_ms`` is (enter, exit) time of a segment from the previous fix to this one
     that crossed the polygon while both ends were outside (a pass). ``side_m``: the fix's
     signed distance to the boundary, negative inside (None: unknown, its zone says the side).
-    ``crossing_ms``: when the segment from the driver's previous fix crossed the boundary
-    (``boundary_crossing_ms``; default: the middle since this track's last fix).
+    ``prev_ms`` and ``prev_side_m``: the driver's previous fix (default: this track's last
+    one, distance unknown), from which a crossing just before this fix is interpolated.
     """
     if fix_ms <= track.last_fix_ms:
         return track, []
@@ -153,8 +158,8 @@ def step(
         vote = -1.0 if zone is Zone.INSIDE else 1.0  # positive: outside
     else:
         vote = max(-1.0, min(1.0, side_m / SIDE_CERTAIN_M))
-    if crossing_ms is None:
-        crossing_ms = boundary_crossing_ms(track.last_fix_ms, None, fix_ms, None)
+    if prev_ms is None:
+        prev_ms = track.last_fix_ms
     state = track.state
     if state in (State.OUTSIDE, State.ENTERING) and crossed_at_ms is not None and zone == Zone.FAR:
         out += [
@@ -165,21 +170,26 @@ def step(
 
     # Every fix of every engaged geofence passes here: plain constructors (fields in order:
     # state, since_ms, last_fix_ms, fixes, doubtful, entered_ms, dip, cross_first_ms,
-    # cross_last_ms), not replace(), at 3x the cost.
+    # cross_last_ms), not _replace(), and the crossing interpolated only when it is needed.
     if state == State.OUTSIDE:
         if zone == Zone.INSIDE:  # the split before this fix is the best so far, pending
-            dip, first, last = _watch(0.0, None, None, vote, crossing_ms)
+            crossing = (
+                boundary_crossing_ms(prev_ms, prev_side_m, fix_ms, side_m) if vote <= 0 else 0
+            )
+            dip, first, last = _watch(0.0, None, None, vote, crossing)
             t = Track(State.ENTERING, fix_ms, fix_ms, 1, 0, track.entered_ms, dip, first, last)
             return _maybe_confirm_enter(t, fix_ms, rules)
         t = Track(state, track.since_ms, fix_ms, track.fixes, track.doubtful, track.entered_ms)
         return t, out
     # entering: watching the entry (leaving the outside); inside / leaving: the exit
+    old_side = vote if state == State.ENTERING else -vote
+    crossing = (
+        boundary_crossing_ms(prev_ms, prev_side_m, fix_ms, side_m)
+        if old_side <= 0 and track.dip == 0
+        else 0
+    )
     dip, first, last = _watch(
-        track.dip,
-        track.cross_first_ms,
-        track.cross_last_ms,
-        vote if state == State.ENTERING else -vote,
-        crossing_ms,
+        track.dip, track.cross_first_ms, track.cross_last_ms, old_side, crossing
     )
     if state == State.ENTERING:
         if zone == Zone.INSIDE:

@@ -24,7 +24,6 @@ from geo.geofence_state import (
     Track,
     Transition,
     Zone,
-    boundary_crossing_ms,
     classify,
     far_distance_m,
     is_inside,
@@ -321,19 +320,17 @@ class MovementTracker:
                         # stays outside with nothing pending: a blank track, which
                         # TrackStore.put drops; most of a fix's near geofences are these
                         continue
-                    # which side of the edge the fix is on, and when the segment from the
-                    # previous fix crossed it: what arrivals and departures are dated by
-                    side = hit.signed_m if hit else None
+                    # which side of the edge this fix and the previous one are on: what
+                    # arrivals and departures are dated by (the estimated edge crossing)
                     new, tr = step(
                         track,
                         f.fix_ms,
                         zone,
                         self.rules,
                         crossed_at_ms=crossed,
-                        side_m=side,
-                        crossing_ms=boundary_crossing_ms(
-                            rt.last_fix_ms, hit.prev_signed_m if hit else None, f.fix_ms, side
-                        ),
+                        side_m=hit.signed_m if hit else None,
+                        prev_ms=rt.last_fix_ms,
+                        prev_side_m=hit.prev_signed_m if hit else None,
                     )
                     if new is not track:  # the same object back: a late fix
                         tracks[gid] = new

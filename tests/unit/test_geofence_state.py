@@ -214,7 +214,7 @@ def watch(fixes: list[tuple[int, float, float]]) -> list[Transition]:
     """Feed fixes as the worker does (ingest/movement.py after the spatial join): a fix far
     beyond the search distance (and whose segment from the previous fix is too) has no
     distance; an outside fix with no pending change is not stepped (a blank track); each fix
-    carries its signed distance and the crossing time from the previous fix."""
+    carries its signed distance and the previous fix's (time and signed distance)."""
     track, out = Track(), []
     prev_ms, prev_m = -1, None
     for fix_ms, signed_m, accuracy in fixes:
@@ -223,8 +223,15 @@ def watch(fixes: list[tuple[int, float, float]]) -> list[Transition]:
         side = signed_m if known else None
         zone = classify(signed_m, accuracy, RULES) if known else Zone.FAR
         if zone is Zone.INSIDE or track.state is not State.OUTSIDE:
-            crossing = boundary_crossing_ms(prev_ms, prev_m if known else None, fix_ms, side)
-            track, tr = step(track, fix_ms, zone, RULES, side_m=side, crossing_ms=crossing)
+            track, tr = step(
+                track,
+                fix_ms,
+                zone,
+                RULES,
+                side_m=side,
+                prev_ms=prev_ms,
+                prev_side_m=prev_m if known else None,
+            )
             out += tr
         prev_ms, prev_m = fix_ms, signed_m
     return out
@@ -327,8 +334,7 @@ def test_a_noisy_fix_outside_while_parked_does_not_date_the_departure() -> None:
     prev_ms, prev_m = -1, None
     for t, m in fixes:
         zone = classify(m, 5.0, RULES)
-        crossing = boundary_crossing_ms(prev_ms, prev_m, t, m)
-        track, tr = step(track, t, zone, RULES, side_m=m, crossing_ms=crossing)
+        track, tr = step(track, t, zone, RULES, side_m=m, prev_ms=prev_ms, prev_side_m=prev_m)
         out += tr
         prev_ms, prev_m = t, m
     # entry: 50 m out at 0 s, 20 m in at 10 s (through 10 m out at 5 s): the edge at ~6.7 s
