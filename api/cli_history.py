@@ -42,6 +42,7 @@ class HistoryResult:
     skipped: int = 0
     fixes: int = 0
     seconds: float = 0.0
+    refresh_s: float = 0.0  # of seconds: refreshing the rollups over the range
     first: datetime | None = None
     last: datetime | None = None
 
@@ -51,6 +52,7 @@ class HistoryResult:
             "skipped_already_stored": self.skipped,
             "fixes": self.fixes,
             "seconds": round(self.seconds, 1),
+            "refresh_s": round(self.refresh_s, 1),
             "fixes_per_s": round(self.fixes / self.seconds) if self.seconds > 0 else None,
             "first_fix": None if self.first is None else self.first.isoformat(),
             "last_fix": None if self.last is None else self.last.isoformat(),
@@ -168,7 +170,9 @@ async def write_history(
         raise
     bar.close()
     if refresh and result.first is not None and result.last is not None:
+        refreshing = time.perf_counter()
         for name in POSITION_ROLLUPS:
             await refresh_range(conn, name, result.first, result.last + timedelta(minutes=1))
+        result.refresh_s = time.perf_counter() - refreshing
     result.seconds = time.perf_counter() - began
     return result

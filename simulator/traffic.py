@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -75,6 +75,9 @@ class TrafficModel:
     seed: int = 1
     driving: DrivingConfig = DrivingConfig()
     enabled: bool = True
+    _susceptibility: dict[tuple[int, int], float] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def zone(self) -> ZoneInfo:
@@ -88,9 +91,14 @@ class TrafficModel:
 
     def susceptibility(self, edge_key: tuple[int, int]) -> float:
         """How much this edge slows down at full congestion (0..1 − MIN_FACTOR)."""
+        known = self._susceptibility.get(edge_key)
+        if known is not None:
+            return known
         e = self.net.edge(*edge_key)
         base = CLASS_SUSCEPTIBILITY.get(e.highway.removesuffix("_link"), DEFAULT_SUSCEPTIBILITY)
-        return min(base * (0.6 + 0.8 * _unit(self.seed, edge_key)), 1.0 - MIN_FACTOR)
+        value = min(base * (0.6 + 0.8 * _unit(self.seed, edge_key)), 1.0 - MIN_FACTOR)
+        self._susceptibility[edge_key] = value
+        return value
 
     def factor(self, edge_key: tuple[int, int], t_ms: int) -> float:
         """Share of free-flow speed driven on the edge entered at ``t_ms`` (MIN_FACTOR..1)."""
