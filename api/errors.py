@@ -17,6 +17,7 @@ from analytics.errors import InvalidQuery
 from api.responses import OrjsonResponse
 from geo.areas import InvalidArea
 from infrastructure.outages import OUTAGE_ERRORS
+from ingest.dead_letters import DeadLetterNotFound
 from ingest.errors import BrokerUnavailable, IngestError, InvalidPosition, UnknownDevice
 from ingest.visit_lifecycle import TransitionNotAllowed
 
@@ -86,6 +87,7 @@ INGEST_STATUS: dict[type[IngestError], int] = {
     InvalidPosition: 422,
     UnknownDevice: 400,
     BrokerUnavailable: 503,
+    DeadLetterNotFound: 404,
 }
 
 

@@ -59,3 +59,33 @@ async def connect(settings: PostgresSettings, database: str | None = None) -> as
     conn: asyncpg.Connection = await asyncpg.connect(settings.dsn(database), timeout=10)
     await init_connection(conn)
     return conn
+
+
+async def server_versions(conn: Conn) -> tuple[str, str | None, str | None]:
+    """PostgreSQL's, PostGIS's and TimescaleDB's versions (None: not installed)."""
+    version: str = await conn.fetchval("SHOW server_version")
+    postgis: str | None = await conn.fetchval("SELECT postgis_lib_version()")
+    return version, postgis, await timescale_version(conn)
+
+
+async def timescale_version(conn: Conn) -> str | None:
+    """The TimescaleDB extension's version in this database, None without it."""
+    version: str | None = await conn.fetchval(
+        "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
+    )
+    return version
+
+
+async def timescale_jobs(conn: Conn) -> list[asyncpg.Record]:
+    """TimescaleDB's background jobs of ours (policies, not its own) with their last run."""
+    return list(
+        await conn.fetch(
+            """SELECT j.job_id, j.proc_name, j.hypertable_name AS relation,
+                      s.last_run_started_at, s.last_run_status, s.last_successful_finish,
+                      s.total_failures, s.next_start
+               FROM timescaledb_information.jobs j
+               LEFT JOIN timescaledb_information.job_stats s ON s.job_id = j.job_id
+               WHERE j.job_id >= 1000
+               ORDER BY j.job_id"""
+        )
+    )

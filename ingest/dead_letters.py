@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
 from aiokafka import ConsumerRecord, TopicPartition
 
 from infrastructure.kafka import GPS_POSITIONS, GPS_POSITIONS_DLQ, create_reader, offset_range
+from infrastructure.postgres import Conn
 from infrastructure.settings import KafkaSettings
 from ingest.errors import IngestError
 from ingest.producer import Publisher
@@ -166,3 +169,29 @@ async def get_dead_letter(
 async def replay(publisher: Publisher, letter: DeadLetter) -> None:
     """Produce the original record to gps.positions again (acks=all)."""
     await publisher.publish(GPS_POSITIONS, [((letter.key or "").encode(), letter.value)])
+
+
+async def record_replay(
+    conn: Conn, tenant_id: str, partition: int, offset: int, replayed_by: uuid.UUID
+) -> None:
+    """Remember that a user of the tenant replayed this dead letter."""
+    await conn.execute(
+        """INSERT INTO dead_letter_replays (topic, partition, "offset", tenant_id, replayed_by)
+           VALUES ($1, $2, $3, $4, $5)""",
+        GPS_POSITIONS_DLQ,
+        partition,
+        offset,
+        tenant_id,
+        replayed_by,
+    )
+
+
+async def replay_times(conn: Conn, tenant_id: str) -> dict[tuple[int, int], datetime]:
+    """When each of the tenant's dead letters was last replayed: {(partition, offset): at}."""
+    rows = await conn.fetch(
+        """SELECT partition, "offset", max(replayed_at) AS at FROM dead_letter_replays
+           WHERE topic = $1 AND tenant_id = $2 GROUP BY partition, "offset\"""",
+        GPS_POSITIONS_DLQ,
+        tenant_id,
+    )
+    return {(r["partition"], r["offset"]): r["at"] for r in rows}

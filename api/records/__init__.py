@@ -1,4 +1,4 @@
-"""The business records the API serves: drivers, routes, visits, customers, geofences.
+"""The business records the API serves: drivers, routes, visits, customers, geofences, users.
 
 One module per entity holds its SQL (queries take the connection first, filters keyword-only
 after ``*``) and its JSON renderer; routers parse, call one of these, and render. Records do

@@ -12,16 +12,17 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-import asyncpg
 from fastapi import APIRouter, Body, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.dependencies import AdminDep, ConnDep, StateDep, UserDep
-from api.errors import Conflict, InvalidInput, NotFound, TooManyRequests, Unauthorized
+from api.errors import Conflict, InvalidInput, TooManyRequests, Unauthorized
+from api.records import users
+from api.records.drivers import check_driver
+from api.records.users import Row, user_json
 from api.security import (
     Principal,
     hash_password,
@@ -34,7 +35,6 @@ from api.state import AppState
 from infrastructure.postgres import Conn
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
-Row = Mapping[str, Any] | asyncpg.Record
 
 _USER_EXAMPLE = {
     "id": "7f9c2b1e-5a43-4d61-9a0e-3c2f1b8d6e54",
@@ -122,17 +122,6 @@ class RegisterBody(BaseModel):
     )
 
 
-def _user_json(row: Row) -> dict[str, Any]:
-    return {
-        "id": str(row["id"]),
-        "email": row["email"],
-        "name": row["name"],
-        "role": row["role"],
-        "tenantId": row["tenant_id"],
-        "driverId": str(row["driver_id"]) if row["driver_id"] else None,
-    }
-
-
 def _principal(row: Row) -> Principal:
     return Principal(
         user_id=str(row["id"]),
@@ -147,13 +136,9 @@ async def _store_refresh_token(
     conn: Conn, state: AppState, user_id: uuid.UUID, family_id: uuid.UUID
 ) -> str:
     token = new_refresh_token()
-    await conn.execute(
-        """INSERT INTO refresh_tokens (user_id, family_id, token_sha256, expires_at)
-           VALUES ($1, $2, $3, $4)""",
-        user_id,
-        family_id,
-        refresh_token_digest(token),
-        datetime.now(UTC) + timedelta(seconds=state.settings.auth.refresh_ttl_s),
+    expires_at = datetime.now(UTC) + timedelta(seconds=state.settings.auth.refresh_ttl_s)
+    await users.store_refresh_token(
+        conn, user_id, family_id, refresh_token_digest(token), expires_at
     )
     return token
 
@@ -164,7 +149,7 @@ def _tokens(state: AppState, row: Row, refresh: str) -> dict[str, Any]:
         "refreshToken": refresh,
         "expiresIn": state.settings.auth.access_ttl_s,
         "tokenType": "Bearer",
-        "user": _user_json(row),
+        "user": user_json(row),
     }
 
 
@@ -216,15 +201,10 @@ async def login(
     address = request.client.host if request.client else "unknown"
     # Python's lower() and PostgreSQL's differ (Turkish dotted İ): a counter keyed by one
     # while the lookup used the other gave each spelling of an account its own counter
-    email = await conn.fetchval("SELECT lower($1::text)", body.email)
+    email = await users.lower_email(conn, body.email)
     keys = _limit_keys(state, body, email, address)
     await _refuse_if_limited(state, keys)
-    row = await conn.fetchrow(
-        """SELECT id, tenant_id, email, password_hash, name, role, driver_id, active
-           FROM users WHERE tenant_id = $1 AND lower(email) = $2""",
-        body.tenantId,
-        email,
-    )
+    row = await users.login_user(conn, body.tenantId, email)
     ok = await asyncio.to_thread(
         verify_password, row["password_hash"] if row else None, body.password
     )
@@ -249,14 +229,7 @@ async def refresh(body: RefreshBody, conn: ConnDep, state: StateDep) -> dict[str
     problem: str | None = None
     result: dict[str, Any] | None = None
     async with conn.transaction():
-        rt = await conn.fetchrow(
-            """SELECT rt.id, rt.family_id, rt.expires_at, rt.used_at, rt.revoked_at,
-                      u.id AS user_id, u.tenant_id, u.email, u.name, u.role, u.driver_id, u.active
-               FROM refresh_tokens rt JOIN users u ON u.id = rt.user_id
-               WHERE rt.token_sha256 = $1
-               FOR UPDATE OF rt""",
-            digest,
-        )
+        rt = await users.lock_refresh_token(conn, digest)
         if rt is None:
             raise Unauthorized("invalid refresh token")
         revoke_family = False
@@ -267,13 +240,9 @@ async def refresh(body: RefreshBody, conn: ConnDep, state: StateDep) -> dict[str
         elif not rt["active"]:
             problem, revoke_family = "user is disabled", True
         if revoke_family:
-            await conn.execute(
-                """UPDATE refresh_tokens SET revoked_at = now()
-                   WHERE family_id = $1 AND revoked_at IS NULL""",
-                rt["family_id"],
-            )
+            await users.revoke_family(conn, rt["family_id"])
         if problem is None:
-            await conn.execute("UPDATE refresh_tokens SET used_at = now() WHERE id = $1", rt["id"])
+            await users.mark_refresh_token_used(conn, rt["id"])
             token = await _store_refresh_token(conn, state, rt["user_id"], rt["family_id"])
             user = dict(rt)
             user["id"] = rt["user_id"]
@@ -299,20 +268,9 @@ async def logout(
 ) -> Response:
     uid = uuid.UUID(user.user_id)
     if body is not None and body.refreshToken:
-        await conn.execute(
-            """UPDATE refresh_tokens SET revoked_at = now()
-               WHERE revoked_at IS NULL AND user_id = $1 AND family_id IN (
-                   SELECT family_id FROM refresh_tokens
-                   WHERE token_sha256 = $2 AND user_id = $1)""",
-            uid,
-            refresh_token_digest(body.refreshToken),
-        )
+        await users.revoke_session(conn, uid, refresh_token_digest(body.refreshToken))
     else:
-        await conn.execute(
-            """UPDATE refresh_tokens SET revoked_at = now()
-               WHERE user_id = $1 AND revoked_at IS NULL""",
-            uid,
-        )
+        await users.revoke_all_sessions(conn, uid)
     # live sockets opened with this user's tokens close at the gateway's next session check
     await state.redis.set(
         state.keys.logged_out(user.user_id), time.time(), ex=state.settings.auth.access_ttl_s
@@ -337,28 +295,20 @@ async def register(body: RegisterBody, admin: AdminDep, conn: ConnDep) -> dict[s
     if body.role != "driver" and body.driverId is not None:
         raise InvalidInput("driverId is only for users with role driver")
     if body.driverId is not None:
-        exists = await conn.fetchval(
-            "SELECT 1 FROM drivers WHERE id = $1 AND tenant_id = $2", body.driverId, admin.tenant_id
-        )
-        if not exists:
-            raise NotFound("driver not found")
+        await check_driver(conn, admin.tenant_id, body.driverId)
     pw_hash = await asyncio.to_thread(hash_password, body.password)
-    row = await conn.fetchrow(
-        """INSERT INTO users (tenant_id, email, password_hash, name, role, driver_id)
-           SELECT $1, $2, $3, $4, $5, $6
-           WHERE NOT EXISTS (SELECT 1 FROM users WHERE tenant_id = $1 AND lower(email) = lower($2))
-           ON CONFLICT (tenant_id, email) DO NOTHING
-           RETURNING id, tenant_id, email, name, role, driver_id""",
+    row = await users.create_user(
+        conn,
         admin.tenant_id,
-        body.email,
-        pw_hash,
-        body.name,
-        body.role,
-        body.driverId,
+        email=body.email,
+        password_hash=pw_hash,
+        name=body.name,
+        role=body.role,
+        driver_id=body.driverId,
     )
     if row is None:
         raise Conflict("a user with this email exists in the tenant")
-    return _user_json(row)
+    return user_json(row)
 
 
 @router.get(
@@ -367,12 +317,7 @@ async def register(body: RegisterBody, admin: AdminDep, conn: ConnDep) -> dict[s
     responses={200: {"content": {"application/json": {"example": _USER_EXAMPLE}}}},
 )
 async def profile(user: UserDep, conn: ConnDep) -> dict[str, Any]:
-    row = await conn.fetchrow(
-        """SELECT id, tenant_id, email, name, role, driver_id FROM users
-           WHERE id = $1 AND tenant_id = $2 AND active""",
-        uuid.UUID(user.user_id),
-        user.tenant_id,
-    )
+    row = await users.active_user(conn, user.tenant_id, uuid.UUID(user.user_id))
     if row is None:
         raise Unauthorized("user no longer exists or is disabled")
-    return _user_json(row)
+    return user_json(row)

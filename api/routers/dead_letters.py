@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
 from api.dependencies import AdminDep, ConnDep, StateDep
-from api.errors import NotFound
-from infrastructure.kafka import GPS_POSITIONS_DLQ
 from ingest.dead_letters import (
-    DeadLetterNotFound,
     get_dead_letter,
     list_dead_letters,
+    record_replay,
     replay,
+    replay_times,
 )
 
 router = APIRouter(prefix="/api/admin/dead-letters", tags=["dead letters"])
@@ -32,29 +32,24 @@ async def dead_letters(
 ) -> dict[str, Any]:
     """The newest positions that could not be processed, with the error of each."""
     letters = await list_dead_letters(state.settings.kafka, user.tenant_id, limit=limit)
-    replays = await conn.fetch(
-        """SELECT partition, "offset", max(replayed_at) AS at FROM dead_letter_replays
-           WHERE topic = $1 AND tenant_id = $2 GROUP BY partition, "offset\"""",
-        GPS_POSITIONS_DLQ,
-        user.tenant_id,
-    )
-    replayed = {(r["partition"], r["offset"]): r["at"].isoformat() for r in replays}
+    replayed = await replay_times(conn, user.tenant_id)
     return {
         "deadLetters": [
-            {**d.to_json(), "replayedAt": replayed.get((d.partition, d.offset))}
+            {**d.to_json(), "replayedAt": _iso(replayed.get((d.partition, d.offset)))}
             for d in letters[:limit]
         ]
     }
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat()
 
 
 @router.get("/{partition}/{offset}")
 async def dead_letter(
     state: StateDep, user: AdminDep, partition: Partition, offset: Offset
 ) -> dict[str, Any]:
-    try:
-        letter = await get_dead_letter(state.settings.kafka, user.tenant_id, partition, offset)
-    except DeadLetterNotFound as exc:
-        raise NotFound("dead letter not found") from exc
+    letter = await get_dead_letter(state.settings.kafka, user.tenant_id, partition, offset)
     return letter.to_json()
 
 
@@ -63,18 +58,7 @@ async def replay_dead_letter(
     state: StateDep, user: AdminDep, conn: ConnDep, partition: Partition, offset: Offset
 ) -> dict[str, Any]:
     """Send the original record through the pipeline again (after fixing its cause)."""
-    try:
-        letter = await get_dead_letter(state.settings.kafka, user.tenant_id, partition, offset)
-    except DeadLetterNotFound as exc:
-        raise NotFound("dead letter not found") from exc
+    letter = await get_dead_letter(state.settings.kafka, user.tenant_id, partition, offset)
     await replay(state.publisher, letter)
-    await conn.execute(
-        """INSERT INTO dead_letter_replays (topic, partition, "offset", tenant_id, replayed_by)
-           VALUES ($1, $2, $3, $4, $5)""",
-        GPS_POSITIONS_DLQ,
-        partition,
-        offset,
-        user.tenant_id,
-        uuid.UUID(user.user_id),
-    )
+    await record_replay(conn, user.tenant_id, partition, offset, uuid.UUID(user.user_id))
     return {"status": "replayed", "partition": partition, "offset": offset}

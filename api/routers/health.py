@@ -13,6 +13,7 @@ from api.responses import OrjsonResponse
 from api.state import AppState
 from infrastructure.kafka import GPS_POSITIONS, consumer_group_lag
 from infrastructure.migrate import history_backend
+from infrastructure.postgres import server_versions, timescale_jobs, timescale_version
 from ingest.cdc_lag import lag_snapshot
 
 router = APIRouter(prefix="/api/health", tags=["health"])
@@ -22,11 +23,7 @@ PROBE_TIMEOUT_S = 3.0
 async def _postgres(state: AppState) -> dict[str, Any]:
     async with asyncio.timeout(PROBE_TIMEOUT_S):
         async with state.pool.acquire() as conn:
-            version = await conn.fetchval("SHOW server_version")
-            postgis = await conn.fetchval("SELECT postgis_lib_version()")
-            timescale = await conn.fetchval(
-                "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
-            )
+            version, postgis, timescale = await server_versions(conn)
             backend = await history_backend(conn)
     return {
         "status": "up",
@@ -41,20 +38,10 @@ async def _timescale(state: AppState) -> dict[str, Any]:
     """TimescaleDB and its background jobs: degraded when a job's last run failed."""
     async with asyncio.timeout(PROBE_TIMEOUT_S):
         async with state.pool.acquire() as conn:
-            version = await conn.fetchval(
-                "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
-            )
+            version = await timescale_version(conn)
             if version is None:  # plain PostgreSQL: a supported backend, nothing to watch
                 return {"status": "disabled"}
-            jobs = await conn.fetch(
-                """SELECT j.job_id, j.proc_name, j.hypertable_name AS relation,
-                          s.last_run_started_at, s.last_run_status, s.last_successful_finish,
-                          s.total_failures, s.next_start
-                   FROM timescaledb_information.jobs j
-                   LEFT JOIN timescaledb_information.job_stats s ON s.job_id = j.job_id
-                   WHERE j.job_id >= 1000
-                   ORDER BY j.job_id"""
-            )
+            jobs = await timescale_jobs(conn)
     failing = [j for j in jobs if j["last_run_status"] == "Failed"]
     return {
         "status": "degraded" if failing else "up",
