@@ -351,7 +351,7 @@ def _cdc(settings: Settings, action: str) -> int:
     """``fleetpulse cdc [run|register|status|delete]``."""
     import json
 
-    from ingest import cdc_connector
+    from ingest.cdc import connector as cdc_connector
 
     if action == "run":
         from ingest.cdc import run_cdc

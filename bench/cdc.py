@@ -32,7 +32,7 @@ from infrastructure.migrate import migrate
 from infrastructure.postgres import connect
 from infrastructure.seed import seed
 from infrastructure.settings import Settings
-from ingest.cdc_connector import connector_status, delete_connector, register
+from ingest.cdc.connector import connector_status, delete_connector, register
 
 
 def _settings(run: str) -> Settings:

@@ -61,7 +61,7 @@ from infrastructure.metrics import LIVE_FEED, LiveFeedSample
 from infrastructure.postgres import Conn
 from infrastructure.redis import RedisKeys
 from infrastructure.settings import Settings
-from ingest.cdc_lag import lag_snapshot
+from ingest.cdc.lag import lag_snapshot
 from ingest.errors import UndecodableMessage
 
 log = logging.getLogger(__name__)

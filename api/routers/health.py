@@ -14,7 +14,7 @@ from api.state import AppState
 from infrastructure.kafka import GPS_POSITIONS, consumer_group_lag
 from infrastructure.migrate import history_backend
 from infrastructure.postgres import server_versions, timescale_jobs, timescale_version
-from ingest.cdc_lag import lag_snapshot
+from ingest.cdc.lag import lag_snapshot
 
 router = APIRouter(prefix="/api/health", tags=["health"])
 PROBE_TIMEOUT_S = 3.0

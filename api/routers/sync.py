@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Path, Query, Request
 
-from analytics.customers import CustomerCache
 from api.dependencies import AdminDep, ConnDep, OperatorDep, StateDep
 from api.errors import NotFound, ServiceUnavailable
-from ingest.cdc_lag import lag_snapshot, sync_rows
+from ingest.cdc.customers import CustomerCache
+from ingest.cdc.lag import lag_snapshot, sync_rows
+from ingest.cdc.tables import ACCOUNTS, CUSTOMERS, ORDERS, PRODUCTS, fetch_row, list_rows
 
 MAX_ID = 2**63 - 1
 
@@ -65,53 +65,18 @@ async def lag(conn: ConnDep, user: OperatorDep, state: StateDep) -> dict[str, An
     return await lag_snapshot(conn, state.settings)
 
 
-def _iso(v: Any) -> Any:
-    if isinstance(v, datetime):
-        return v.isoformat(timespec="milliseconds")
-    return v.isoformat() if isinstance(v, date) else v
-
-
-_ACCOUNT = """SELECT id, tenant_id AS "tenantId", name, account_type AS "accountType", settings,
-                     created_at AS "createdAt", updated_at AS "updatedAt",
-                     synced_at AS "syncedAt"
-              FROM accounts_cache"""
-_PRODUCT = """SELECT id, tenant_id AS "tenantId", sku, name, description,
-                     unit_price::text AS "unitPrice", weight_kg::text AS "weightKg", active,
-                     created_at AS "createdAt", updated_at AS "updatedAt",
-                     synced_at AS "syncedAt"
-              FROM products_cache"""
-_ORDER = """SELECT id, tenant_id AS "tenantId", customer_id AS "customerId",
-                   order_number AS "orderNumber", status, total::text AS total, currency,
-                   scheduled_date AS "scheduledDate", items, notes,
-                   created_at AS "createdAt", updated_at AS "updatedAt",
-                   synced_at AS "syncedAt"
-            FROM orders_cache"""
-_CUSTOMER = """SELECT id, tenant_id AS "tenantId", account_id AS "accountId", name, address,
-                      lat, lng, geofence_radius_m AS "geofenceRadius",
-                      customer_type AS "customerType", contact_name AS "contactName",
-                      contact_phone AS "contactPhone", contact_email AS "contactEmail",
-                      active, updated_at AS "updatedAt", synced_at AS "syncedAt"
-               FROM customers"""
-
-
 async def _list(
-    conn: ConnDep, sql: str, tenant: str, limit: int, offset: int, extra: str = ""
+    conn: ConnDep, table_sql: str, tenant: str, limit: int, offset: int, extra: str = ""
 ) -> dict[str, Any]:
-    rows = await conn.fetch(
-        f"{sql} WHERE tenant_id = $1 {extra} ORDER BY id LIMIT $2 OFFSET $3",
-        tenant,
-        limit,
-        offset,
-    )
-    items = [{k: _iso(v) for k, v in r.items()} for r in rows]
+    items = await list_rows(conn, table_sql, tenant, limit=limit, offset=offset, extra=extra)
     return {"items": items, "count": len(items), "limit": limit, "offset": offset}
 
 
-async def _one(conn: ConnDep, sql: str, tenant: str, id_: int, what: str) -> dict[str, Any]:
-    row = await conn.fetchrow(f"{sql} WHERE id = $1 AND tenant_id = $2", id_, tenant)
+async def _one(conn: ConnDep, table_sql: str, tenant: str, id_: int, what: str) -> dict[str, Any]:
+    row = await fetch_row(conn, table_sql, tenant, id_)
     if row is None:
         raise NotFound(f"{what} {id_} not found")
-    return {k: _iso(v) for k, v in row.items()}
+    return row
 
 
 @router.get("/accounts")
@@ -119,13 +84,13 @@ async def accounts(
     conn: ConnDep, user: AdminDep, limit: Limit = 100, offset: Offset = 0
 ) -> dict[str, Any]:
     """Cached accounts of the caller's tenant."""
-    return await _list(conn, _ACCOUNT, user.tenant_id, limit, offset)
+    return await _list(conn, ACCOUNTS, user.tenant_id, limit, offset)
 
 
 @router.get("/accounts/{account_id}")
 async def account(conn: ConnDep, user: AdminDep, account_id: IdPath) -> dict[str, Any]:
     """One cached account of the caller's tenant."""
-    return await _one(conn, _ACCOUNT, user.tenant_id, account_id, "account")
+    return await _one(conn, ACCOUNTS, user.tenant_id, account_id, "account")
 
 
 @router.get("/customers")
@@ -133,7 +98,7 @@ async def customers(
     conn: ConnDep, user: AdminDep, limit: Limit = 100, offset: Offset = 0
 ) -> dict[str, Any]:
     """Cached customers of the caller's tenant (the PostgreSQL cache, deleted ones left out)."""
-    return await _list(conn, _CUSTOMER, user.tenant_id, limit, offset, "AND deleted_at IS NULL")
+    return await _list(conn, CUSTOMERS, user.tenant_id, limit, offset, "AND deleted_at IS NULL")
 
 
 @router.get("/customers/{customer_id}")
@@ -150,13 +115,13 @@ async def products(
     conn: ConnDep, user: AdminDep, limit: Limit = 100, offset: Offset = 0
 ) -> dict[str, Any]:
     """Cached products of the caller's tenant."""
-    return await _list(conn, _PRODUCT, user.tenant_id, limit, offset)
+    return await _list(conn, PRODUCTS, user.tenant_id, limit, offset)
 
 
 @router.get("/products/{product_id}")
 async def product(conn: ConnDep, user: AdminDep, product_id: IdPath) -> dict[str, Any]:
     """One cached product of the caller's tenant."""
-    return await _one(conn, _PRODUCT, user.tenant_id, product_id, "product")
+    return await _one(conn, PRODUCTS, user.tenant_id, product_id, "product")
 
 
 @router.get("/orders")
@@ -164,10 +129,10 @@ async def orders(
     conn: ConnDep, user: AdminDep, limit: Limit = 100, offset: Offset = 0
 ) -> dict[str, Any]:
     """Cached orders of the caller's tenant."""
-    return await _list(conn, _ORDER, user.tenant_id, limit, offset)
+    return await _list(conn, ORDERS, user.tenant_id, limit, offset)
 
 
 @router.get("/orders/{order_id}")
 async def order(conn: ConnDep, user: AdminDep, order_id: IdPath) -> dict[str, Any]:
     """One cached order of the caller's tenant."""
-    return await _one(conn, _ORDER, user.tenant_id, order_id, "order")
+    return await _one(conn, ORDERS, user.tenant_id, order_id, "order")

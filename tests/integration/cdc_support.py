@@ -15,7 +15,7 @@ from typing import Any
 
 from infrastructure.mariadb import connect_mariadb
 from infrastructure.settings import Settings
-from ingest.cdc_connector import connector_status, delete_connector, register
+from ingest.cdc.connector import connector_status, delete_connector, register
 
 
 def with_source_db(settings: Settings, database: str) -> Settings:

@@ -33,9 +33,9 @@ from infrastructure.metrics import (
 from infrastructure.postgres import Conn
 from infrastructure.redis import RedisKeys
 from infrastructure.settings import Settings
-from ingest.cdc_apply import apply_event
-from ingest.cdc_events import ChangeEvent, table_of_topic
-from ingest.cdc_events import parse_event as parse_change
+from ingest.cdc.apply import apply_event
+from ingest.cdc.events import ChangeEvent, table_of_topic
+from ingest.cdc.events import parse_event as parse_change
 from ingest.consumer import (
     DeadLetters,
     LoopStats,

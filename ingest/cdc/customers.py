@@ -7,8 +7,8 @@
 
 The CDC consumer invalidates: it deletes the Redis key and publishes the changed ids on a
 Redis channel; every process holding a ``CustomerCache`` listens and evicts its level 1. The
-TTLs bound staleness if a message is missed (a process disconnected from Redis). Here, in
-``analytics/`` (the read path), because it only reads; the writes are ``ingest.cdc``'s.
+TTLs bound staleness if a message is missed (a process disconnected from Redis). Beside the
+consumer that feeds it; level 3 is ``ingest.cdc.tables``' read of the cache table.
 
 Examples
 --------
@@ -35,15 +35,10 @@ from redis.asyncio import Redis
 from infrastructure.mariadb import create_mariadb_pool
 from infrastructure.redis import RedisKeys
 from infrastructure.settings import Settings
+from ingest.cdc.tables import cached_customer
 
 log = logging.getLogger(__name__)
 Customer = dict[str, Any]
-
-_PG_SQL = """
-    SELECT id, tenant_id, account_id, name, address, lat, lng, geofence_radius_m,
-           customer_type, contact_name, contact_phone, contact_email, active,
-           updated_at, synced_at
-    FROM customers WHERE id = $1 AND deleted_at IS NULL"""
 
 _MYSQL_SQL = """
     SELECT id, tenant_id, account_id, name, address, lat, lng, geofence_radius,
@@ -85,26 +80,6 @@ class CacheStats:
                 "cached": rate(self.memory_hits + self.redis_hits + self.postgres_hits),
             },
         }
-
-
-def _from_pg(r: asyncpg.Record) -> Customer:
-    return {
-        "id": r["id"],
-        "tenantId": r["tenant_id"],
-        "accountId": r["account_id"],
-        "name": r["name"],
-        "address": r["address"],
-        "lat": r["lat"],
-        "lng": r["lng"],
-        "geofenceRadius": r["geofence_radius_m"],
-        "customerType": r["customer_type"],
-        "contactName": r["contact_name"],
-        "contactPhone": r["contact_phone"],
-        "contactEmail": r["contact_email"],
-        "active": r["active"],
-        "updatedAt": r["updated_at"].isoformat(timespec="milliseconds"),
-        "syncedAt": r["synced_at"].isoformat(timespec="milliseconds") if r["synced_at"] else None,
-    }
 
 
 def _from_mysql(r: tuple[Any, ...]) -> Customer:
@@ -186,10 +161,10 @@ class CustomerCache:
             self._remember(customer_id, customer)
             return customer
         async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(_PG_SQL, customer_id)
-        if row is not None:
+            cached = await cached_customer(conn, customer_id)
+        if cached is not None:
             self.stats.postgres_hits += 1
-            customer = _from_pg(row)
+            customer = cached
         else:
             found = await self._from_source(customer_id)
             if found is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from infrastructure.postgres import Conn
-from ingest.cdc_events import ChangeEvent, Position
+from ingest.cdc.events import ChangeEvent, Position
 
 # Columns of the plain cache tables, in the order of their INSERT parameters.
 _PLAIN: dict[str, tuple[str, tuple[str, ...]]] = {

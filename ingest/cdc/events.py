@@ -1,7 +1,7 @@
 """Debezium change events (JSON, schemas disabled) -> typed, validated ``ChangeEvent``.
 
 What Debezium's MariaDB/MySQL connector emits with the connector config of
-``ingest.cdc_connector`` (decimal.handling.mode=string, time.precision.mode=connect):
+``ingest.cdc.connector`` (decimal.handling.mode=string, time.precision.mode=connect):
 DECIMAL as a string, DATETIME as epoch milliseconds, DATE as days since 1970-01-01,
 BOOLEAN as 0/1, JSON as a string. Anything that does not fit raises ``MalformedEvent``
 (cannot be read) or ``UnexpectedEvent`` (readable, but not something we apply); the loop
