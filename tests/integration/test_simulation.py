@@ -79,8 +79,9 @@ async def test_ten_drivers_half_an_hour(
     assert departures["recall"] == 1.0, departures
     assert departures["precision"] == 1.0, departures
     # Both dated at the estimated edge crossing (geo/geofence_state.py). Measured: arrivals
-    # mean -1.0 s, mean |error| 2.5 s, max 26.8 s; departures -1.5 s, 2.4 s, 19.7 s (they
-    # were +19.8 s, 19.8 s, 87.8 s at the first far fix). Bounds: DESIGN.md's ±5 s on the
+    # mean -0.4 s, mean |error| 1.8 s, max 27.1 s (-1.0 s, 2.5 s, 26.8 s before 963b2d7);
+    # departures -1.5 s, 2.4 s, 19.7 s (they were +19.8 s, 19.8 s, 87.8 s at the first far
+    # fix). Bounds: DESIGN.md's ±5 s on the
     # mean, the measured mean |error| + 2.5 s, the measured max x 1.5 (the largest errors
     # are roads that run along a circle's edge or a crawl across it, where "the" crossing
     # is ambiguous).
