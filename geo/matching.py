@@ -171,16 +171,26 @@ class RoadGraph:
         """Whether segment b is segment a driven the other way."""
         return self.sources[a] == self.targets[b] and self.targets[a] == self.sources[b]
 
-    def distances_from(self, node: int, limit_m: float) -> tuple[dict[int, float], dict[int, int]]:
-        """Bounded Dijkstra: driving distance to every node within ``limit_m`` of ``node``,
-        and the segment by which each was reached."""
+    def distances_to(
+        self, node: int, targets: frozenset[int], limit_m: float
+    ) -> tuple[dict[int, float], dict[int, int]]:
+        """Dijkstra from ``node`` until every target is settled or ``limit_m`` is passed:
+        the driving distance to each target reached (only those), and the segment by which
+        each node on the way was reached."""
         dist = {node: 0.0}
         via: dict[int, int] = {}
+        found: dict[int, float] = {}
+        left = set(targets)
         heap = [(0.0, node)]
-        while heap:
+        while heap and left:
             d, n = heapq.heappop(heap)
-            if d > dist.get(n, math.inf) or d > limit_m:
+            if d > dist.get(n, math.inf):
                 continue
+            if d > limit_m:
+                break
+            if n in left:
+                left.discard(n)
+                found[n] = d
             for e in self.leaving.get(n, ()):
                 t = self.targets[e]
                 nd = d + self.lengths[e]
@@ -188,7 +198,7 @@ class RoadGraph:
                     dist[t] = nd
                     via[t] = e
                     heapq.heappush(heap, (nd, t))
-        return dist, via
+        return found, via
 
 
 def thin(fixes: Sequence[MatchFix], graph: RoadGraph, params: MatchParams) -> list[MatchFix]:
@@ -205,14 +215,40 @@ def thin(fixes: Sequence[MatchFix], graph: RoadGraph, params: MatchParams) -> li
 
 
 class Routes:
-    """Driving distances between candidates of consecutive fixes, with the paths behind them."""
+    """Driving distances between candidates of consecutive fixes, with the paths behind them.
+
+    A step searches from each previous candidate's end node until every node where a current
+    candidate's segment starts is settled (or the step's bound is passed): the next fix's
+    candidates are a few hundred metres away at most, so the search stays small. Searches are
+    kept per (node, targets, bound) for the step and for rebuilding the chosen paths.
+    """
 
     def __init__(self, graph: RoadGraph, backward_m: float) -> None:
         self.graph = graph
         self.backward_m = backward_m
-        self.cache: dict[tuple[int, float], tuple[dict[int, float], dict[int, int]]] = {}
+        self.cache: dict[
+            tuple[int, frozenset[int], float], tuple[dict[int, float], dict[int, int]]
+        ] = {}
 
-    def distance(self, a: tuple[int, float], b: tuple[int, float], limit_m: float) -> float:
+    def _search(
+        self, node: int, targets: frozenset[int], limit_m: float
+    ) -> tuple[dict[int, float], dict[int, int]]:
+        key = (node, targets, limit_m)
+        found = self.cache.get(key)
+        if found is None:
+            found = self.graph.distances_to(node, targets, limit_m)
+            self.cache[key] = found
+        return found
+
+    def distance(
+        self,
+        a: tuple[int, float],
+        b: tuple[int, float],
+        limit_m: float,
+        targets: frozenset[int] | None = None,
+    ) -> float:
+        """Driving distance from candidate a to candidate b within ``limit_m`` (else inf);
+        ``targets``: every start node searched for in the same step (b's among them)."""
         g = self.graph
         ea, oa = a
         eb, ob = b
@@ -221,12 +257,8 @@ class Routes:
         rest = g.lengths[ea] - oa
         if rest > limit_m:
             return math.inf
-        key = (g.targets[ea], limit_m)
-        found = self.cache.get(key)
-        if found is None:
-            found = g.distances_from(g.targets[ea], limit_m)
-            self.cache[key] = found
-        d = found[0].get(g.sources[eb])
+        wanted = targets if targets is not None else frozenset((g.sources[eb],))
+        d = self._search(g.targets[ea], wanted, limit_m)[0].get(g.sources[eb])
         return math.inf if d is None else rest + d + ob
 
     def path(self, a: tuple[int, float], b: tuple[int, float], limit_m: float) -> list[int]:
@@ -235,9 +267,9 @@ class Routes:
         ea, eb = a[0], b[0]
         if ea == eb and b[1] >= a[1] - self.backward_m:
             return []
-        _, via = self.cache[(g.targets[ea], limit_m)]
-        node, out = g.sources[eb], []
         start = g.targets[ea]
+        via = self._search(start, frozenset((g.sources[eb],)), limit_m)[1]
+        node, out = g.sources[eb], []
         while node != start:
             e = via[node]
             out.append(e)
@@ -296,12 +328,15 @@ def match(
         dt = (kept[i].t_ms - kept[i - 1].t_ms) / 1000
         line = float(np.hypot(*(xy[i] - xy[i - 1])))
         new_score, new_back = [], []
+        targets = frozenset(graph.sources[c[0]] for c in here)
         for c in here:
             best, arg = -math.inf, -1
             for j, p in enumerate(prev):
                 if score[j] == -math.inf:
                     continue
-                step = transition_score(routes, (p[0], p[1]), (c[0], c[1]), line, dt, params)
+                step = transition_score(
+                    routes, (p[0], p[1]), (c[0], c[1]), line, dt, params, targets
+                )
                 if step == -math.inf:
                     continue
                 s = score[j] + step
@@ -342,11 +377,13 @@ def transition_score(
     line_m: float,
     dt_s: float,
     params: MatchParams,
+    targets: frozenset[int] | None = None,
 ) -> float:
     """Log-likelihood of driving from candidate a to candidate b between fixes ``line_m``
-    apart and ``dt_s`` seconds apart; -inf when it cannot be driven."""
+    apart and ``dt_s`` seconds apart; -inf when it cannot be driven. ``targets``: the start
+    nodes of all the step's candidates, searched for together."""
     limit = _search_limit_m(line_m, dt_s, params)
-    d = routes.distance(a, b, limit)
+    d = routes.distance(a, b, limit, targets)
     if d == math.inf or dt_s > params.max_gap_s or d > params.max_speed_ms * max(dt_s, 1.0):
         return -math.inf
     score = -abs(d - line_m) / params.beta_m
@@ -380,10 +417,7 @@ def _traversals(
             continue  # still on the same segment
         # Pieces: rest of a's segment, the whole segments between, the start of b's segment.
         line = float(np.hypot(*(xy[j] - xy[i])))
-        limit = _search_limit_m(line, (t1 - t0) / 1000, params)
-        if (graph.targets[a[0]], limit) not in routes.cache:
-            routes.distance(a, b, limit)
-        middle = routes.path(a, b, limit)
+        middle = routes.path(a, b, _search_limit_m(line, (t1 - t0) / 1000, params))
         pieces = [graph.lengths[a[0]] - a[1]] + [graph.lengths[e] for e in middle] + [b[1]]
         total = sum(pieces)
         if total <= 0:
