@@ -249,3 +249,31 @@ async def test_track_store_writes_a_last_fix_only_change_at_most_once_a_minute(
             assert saved == late
         finally:
             await tx.rollback()
+
+
+async def test_a_watched_crossing_survives_a_reload(pg: asyncpg.Pool) -> None:
+    """A restarted or rebalanced worker continues the crossing estimate where it stopped."""
+    from geo.geofence_state import State, Track
+    from ingest.geofencing import TrackStore
+
+    async with pg.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        try:  # rolled back at the end: the shared database stays as it was
+            driver = str(await conn.fetchval("SELECT id FROM drivers ORDER BY id LIMIT 1"))
+            geofence = int(await conn.fetchval("SELECT id FROM geofences ORDER BY id LIMIT 1"))
+            t0 = 1_790_000_000_000
+            leaving = Track(State.LEAVING, t0 + 9_000, t0 + 9_000, 1, 0, t0, 2.5, t0 + 7_000)
+            store = TrackStore()
+            await store.load(conn, {driver})
+            store.put(driver, geofence, leaving)
+            assert await store.flush(conn) == 1
+            # only the estimate changed (a tie found): written too, not held back a minute
+            tie = leaving._replace(last_fix_ms=t0 + 10_000, cross_last_ms=t0 + 8_000)
+            store.put(driver, geofence, tie)
+            assert await store.flush(conn) == 1
+            fresh = TrackStore()
+            await fresh.load(conn, {driver})
+            assert fresh.of(driver)[geofence] == tie
+        finally:
+            await tx.rollback()
