@@ -132,7 +132,8 @@ class Progress:
         elapsed = self._clock() - self.started
         unit = f" {self.unit}" if self.unit else ""
         if failed:
-            return f"{self.what}: failed after {format_duration(elapsed)} ({self.done:,}{unit})"
+            done = f" ({self.done:,}{unit} done)" if self.done or self.total is not None else ""
+            return f"{self.what}: failed after {format_duration(elapsed)}{done}"
         if self.total is None and self.done == 0:
             state = "done in" if finished else "running for"
             return f"{self.what}: {state} {format_duration(elapsed)}"

@@ -70,7 +70,7 @@ def test_a_step_without_a_count_reports_time_spent_and_a_failure_says_so() -> No
         pass
     assert out.getvalue().splitlines() == [
         "building: running for 0s",
-        "building: failed after 1m 15s (0)",
+        "building: failed after 1m 15s",
     ]
 
 
