@@ -136,8 +136,11 @@ async def _ensure_map(conn: Any, net: Any, *, reload: bool) -> None:
 
 async def _history(api: httpx.AsyncClient, conn: Any, opts: Any, weeks: float, net: Any) -> None:
     """Weeks of past driving of the fleet's drivers, written straight into the history."""
+    from datetime import datetime, time, timedelta
+    from zoneinfo import ZoneInfo
+
     from api.cli_history import ensure_history_drivers, write_history
-    from simulator.history import HistoryConfig
+    from simulator.history import HistoryConfig, history_plan
 
     cfg = HistoryConfig(fleet=opts.fleet, weeks=weeks)
     ids = await ensure_history_drivers(
@@ -145,20 +148,25 @@ async def _history(api: httpx.AsyncClient, conn: Any, opts: Any, weeks: float, n
     )
     result = await write_history(conn, cfg, ids, tenant=opts.tenant, net=net, progress=Progress)
     _say(json.dumps({"history": result.summary()}))
-    if result.first is not None and result.last is not None:
-        await _learn(conn, result.first, result.last)
+    # the whole history's days, also those an earlier run wrote (matching is idempotent)
+    days = history_plan(cfg, net)
+    if days:
+        zone = ZoneInfo(net.timezone)
+        first = datetime.combine(days[0][0], time(0), zone)
+        last = datetime.combine(days[-1][0], time(0), zone) + timedelta(days=1)
+        await _learn(conn, first, last)
 
 
 async def _learn(conn: Any, first: Any, last: Any) -> None:
-    """Map-match the history just written and sum its traversals (edge_speeds_1h), so the
-    workers learn its speeds at their next reload (FLEETPULSE_ETA__PROFILE_RELOAD_S)."""
+    """Map-match the history of [first, last) and sum its traversals (edge_speeds_1h), so
+    the workers learn its speeds at their next reload (FLEETPULSE_ETA__PROFILE_RELOAD_S)."""
     from datetime import timedelta
 
     from analytics.matching import MatchSummary, match_range
     from analytics.refresh import floor_time, refresh_range
 
     start = floor_time(first, timedelta(days=1))
-    days = int((last - start) / timedelta(days=1)) + 1
+    days = -(-(last - start) // timedelta(days=1))  # whole days, rounded up
     bar = Progress("map matching the history", days, "days")
     total = MatchSummary()
 
@@ -169,12 +177,12 @@ async def _learn(conn: Any, first: Any, last: Any) -> None:
         bar.advance(1)
 
     try:
-        await match_range(conn, start, last + timedelta(seconds=1), on_day=done)
+        await match_range(conn, start, last, on_day=done)
     except BaseException:
         bar.close(failed=True)
         raise
     bar.close()
-    await refresh_range(conn, "edge_speeds_1h", start, last + timedelta(hours=1))
+    await refresh_range(conn, "edge_speeds_1h", start, last)
     _say(json.dumps({"matched": total.as_dict()}))
 
 
