@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PYTHON ?= python3
 SIM_DRIVERS ?= 1000
 
-.PHONY: dashboard test-dashboard chromium compose-plugin venv stack stack-down status migrate run test test-unit test-fast check format audit clean
+.PHONY: dashboard test-dashboard chromium compose-plugin promtool venv stack stack-down status migrate run test test-unit test-fast check format audit clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,7 +63,12 @@ compose-plugin:
 	bash deploy/install-compose-plugin.sh
 
 ## Everything: linters, unit, integration and slow end-to-end tests against the real stack
-test: check stack compose-plugin dashboard test-dashboard chromium
+## Prometheus' promtool (Debian's prometheus package, not started) for the compose test's
+## checks of deploy/prometheus: config, alert rules and the rules' unit tests
+promtool:
+	command -v promtool >/dev/null || (apt-get update -q && apt-get install -y -q --no-install-recommends prometheus)
+
+test: check stack compose-plugin promtool dashboard test-dashboard chromium
 	$(BIN)/pytest
 
 ## The dashboard (dashboard/): npm ci, type check and vite build into dashboard/dist, which

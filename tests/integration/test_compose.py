@@ -351,3 +351,61 @@ def test_grafana_provisions_the_dashboard_on_the_prometheus_data_source(
         assert panel["datasource"]["uid"] == sources[0]["uid"], panel["title"]
         assert panel["description"] and panel["targets"], panel["title"]
         assert all(t["expr"] for t in panel["targets"]), panel["title"]
+
+
+def promtool() -> str:
+    """Prometheus' own checker, or fail the test saying how to get it."""
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail(
+            "`promtool` is not installed: tests/integration/test_compose.py checks the "
+            "Prometheus config and alert rules with it (make promtool: Debian's `prometheus`).",
+            pytrace=False,
+        )
+    return path
+
+
+def test_prometheus_config_and_alert_rules_are_valid() -> None:
+    tool = promtool()
+    checks = (
+        ["check", "config", "--syntax-only", "prometheus.yml"],
+        ["check", "config", "prometheus.local.yml"],  # loads alerts.yml beside it
+        ["check", "rules", "alerts.yml"],
+    )
+    for args in checks:
+        done = subprocess.run(
+            [tool, *args], cwd=PROMETHEUS_DIR, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+
+
+def test_each_alert_fires_when_it_should_and_not_before() -> None:
+    """deploy/prometheus/alerts.test.yml: promtool evaluates the rules over made-up series."""
+    done = subprocess.run(
+        [promtool(), "test", "rules", "alerts.test.yml"],
+        cwd=PROMETHEUS_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout
+    import yaml
+
+    rules = yaml.safe_load((PROMETHEUS_DIR / "alerts.yml").read_text())
+    tested = yaml.safe_load((PROMETHEUS_DIR / "alerts.test.yml").read_text())
+    fired = {
+        case["alertname"]
+        for test in tested["tests"]
+        for case in test["alert_rule_test"]
+        if case["exp_alerts"]
+    }
+    defined = {r["alert"] for g in rules["groups"] for r in g["rules"]}
+    assert fired == defined  # every rule is shown firing by a case, and quiet before it
+    quiet = {
+        case["alertname"]
+        for test in tested["tests"]
+        for case in test["alert_rule_test"]
+        if not case["exp_alerts"]
+    }
+    assert quiet == defined
