@@ -53,6 +53,8 @@ def parse_date(name: str, value: str) -> date:
 
 # A date taken by a model or query parameter: 422 outside 2000..2099, like any bad field.
 SaneDate = Annotated[date, AfterValidator(queries.check_day)]
+# The scheduled-day filter of the route and visit lists (``?date=``).
+DayQuery = Annotated[SaneDate | None, Query(alias="date", examples=["2026-02-07"])]
 
 
 def time_window(from_: str, to: str, max_window: timedelta) -> tuple[datetime, datetime]:

@@ -16,6 +16,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
 from api.errors import BadRequest, NotFound
 from infrastructure.postgres import Conn
 
@@ -95,6 +97,30 @@ async def render_tile(conn: Conn, layer_set: str, z: int, x: int, y: int) -> byt
         BASE_SQL, z, x, y, tolerance, layers, base_road_classes(z), hidden_places(z)
     )
     return b"".join(bytes(r[1]) for r in rows)  # an MVT's layers concatenate
+
+
+async def basemap_loaded(conn: Conn) -> bool:
+    """Whether a base map is loaded at all (``basemap_features`` has a row)."""
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM basemap_features)"))
+
+
+async def roads_in_bbox(
+    conn: Conn, box: tuple[float, float, float, float], *, limit: int
+) -> list[asyncpg.Record]:
+    """Road edges (GeoJSON text ``g``, ``highway``) meeting the box, major roads and long
+    ones first, at most ``limit``."""
+    return list(
+        await conn.fetch(
+            """SELECT ST_AsGeoJSON(geom, 6) AS g, highway
+               FROM road_edges
+               WHERE geom && ST_MakeEnvelope($1, $2, $3, $4, 4326)
+               ORDER BY highway NOT IN ('motorway', 'trunk', 'primary', 'secondary'),
+                        length_m DESC
+               LIMIT $5""",
+            *box,
+            limit,
+        )
+    )
 
 
 def etag(body: bytes) -> str:

@@ -19,6 +19,7 @@ from api.params import query_bbox
 from api.records.drivers import drivers_with_snapshot
 from api.records.latest import latest_positions
 from api.responses import GeoJSONResponse
+from api.tiles import roads_in_bbox
 from geo.timestamps import iso_ms
 
 router = APIRouter(prefix="/api/map", tags=["map"])
@@ -67,15 +68,7 @@ async def roads(
     box = query_bbox(bbox)
     if box[2] - box[0] > MAX_ROADS_SPAN_DEG or box[3] - box[1] > MAX_ROADS_SPAN_DEG:
         raise BadRequest(f"bbox must span at most {MAX_ROADS_SPAN_DEG} degree each way")
-    rows = await conn.fetch(
-        """SELECT ST_AsGeoJSON(geom, 6) AS g, highway
-           FROM road_edges
-           WHERE geom && ST_MakeEnvelope($1, $2, $3, $4, 4326)
-           ORDER BY highway NOT IN ('motorway', 'trunk', 'primary', 'secondary'), length_m DESC
-           LIMIT $5""",
-        *box,
-        limit + 1,
-    )
+    rows = await roads_in_bbox(conn, box, limit=limit + 1)
     features = [
         {
             "type": "Feature",

@@ -21,7 +21,7 @@ from api.dependencies import (
 )
 from api.errors import InvalidInput, NotFound
 from api.pagination import CursorQuery, LimitQuery, decode_cursor, paginate, paginated_responses
-from api.params import FromQuery, SaneDate, ToQuery, history_window
+from api.params import DayQuery, FromQuery, SaneDate, ToQuery, history_window
 from api.records import routes as records
 from api.records.drivers import JOHN, check_driver
 from api.records.positions import position_json
@@ -144,7 +144,7 @@ async def list_routes(
     limit: LimitQuery = 100,
     cursor: CursorQuery = None,
     driverId: Annotated[uuid.UUID | None, Query(examples=[JOHN])] = None,
-    date_: Annotated[SaneDate | None, Query(alias="date", examples=["2026-02-07"])] = None,
+    date_: DayQuery = None,
     status: Annotated[RouteStatus | None, Query(examples=["in_progress"])] = None,
 ) -> list[dict[str, Any]]:
     if user.role == "driver":

@@ -34,8 +34,8 @@ async def tile_style(
     root = str(request.base_url).rstrip("/")
     body = tiles.style(f"{root}/api/tiles/base/{{z}}/{{x}}/{{y}}.mvt")
     async with state.pool.acquire() as conn:
-        loaded = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM basemap_features)")
-    body["metadata"] = {"fleetpulse:loaded": bool(loaded)}
+        loaded = await tiles.basemap_loaded(conn)
+    body["metadata"] = {"fleetpulse:loaded": loaded}
     return body
 
 

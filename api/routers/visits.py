@@ -38,7 +38,7 @@ from api.pagination import (
     paginate,
     paginated_responses,
 )
-from api.params import SaneDate
+from api.params import DayQuery, SaneDate
 from api.records import visits as records
 from api.records.customers import customer_name
 from api.records.drivers import JOHN, check_driver
@@ -212,7 +212,7 @@ async def visits_by_driver(
     response: Response,
     limit: LimitQuery = 100,
     cursor: CursorQuery = None,
-    date_: Annotated[SaneDate | None, Query(alias="date", examples=["2026-02-07"])] = None,
+    date_: DayQuery = None,
     status: Annotated[VisitStatus | None, Query(examples=["pending"])] = None,
 ) -> list[dict[str, Any]]:
     did = parse_uuid(driver_id, "driver")
