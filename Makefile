@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTHON ?= python3
 SIM_DRIVERS ?= 1000
+SIM_NETWORK ?= liechtenstein
 
 .PHONY: dashboard test-dashboard chromium compose-plugin promtool venv stack stack-down status migrate run test test-unit test-fast check format audit clean
 
@@ -32,7 +33,7 @@ migrate: stack
 
 ## The demo: stack, schema, demo data, api + workers + 1,000 simulated drivers at http://localhost:8000
 run: migrate dashboard
-	$(BIN)/fleetpulse run --simulate $(SIM_DRIVERS)
+	$(BIN)/fleetpulse run --simulate $(SIM_DRIVERS) --network $(SIM_NETWORK)
 
 ## Linters: ruff format check, ruff, mypy (strict)
 check: venv
@@ -62,12 +63,12 @@ test-fast: stack
 compose-plugin:
 	bash deploy/install-compose-plugin.sh
 
-## Everything: linters, unit, integration and slow end-to-end tests against the real stack
 ## Prometheus' promtool (Debian's prometheus package, not started) for the compose test's
 ## checks of deploy/prometheus: config, alert rules and the rules' unit tests
 promtool:
 	command -v promtool >/dev/null || (apt-get update -q && apt-get install -y -q --no-install-recommends prometheus)
 
+## Everything: linters, unit, integration and slow end-to-end tests against the real stack
 test: check stack compose-plugin promtool dashboard test-dashboard chromium
 	$(BIN)/pytest
 

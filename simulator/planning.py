@@ -16,6 +16,8 @@ Everything is deterministic for a seed.
 
 from __future__ import annotations
 
+import heapq
+import math
 import random
 from dataclasses import dataclass
 
@@ -73,29 +75,43 @@ class TravelTimes:
 
     Per source it keeps a distance and a predecessor per node in arrays (about 120 KB on
     Liechtenstein's 10,000 nodes), not every path: 400 customers' full path dicts there took
-    gigabytes.
+    gigabytes. Dijkstra runs on integer adjacency lists (~4x networkx's speed: the 404
+    sources of 1,000 Liechtenstein routes took networkx ~40 s).
     """
 
     def __init__(self, net: RoadNetwork) -> None:
         self.net = net
         self._nodes = list(net.graph.nodes)
         self._index = {n: i for i, n in enumerate(self._nodes)}
+        index = self._index
+        self._adj: list[list[tuple[int, float]]] = [
+            [(index[v], float(d["time"])) for v, d in net.graph.adj[u].items()] for u in self._nodes
+        ]
         self._time: dict[int, npt.NDArray[np.float64]] = {}
         self._pred: dict[int, npt.NDArray[np.int32]] = {}
 
     def _from(self, source: int) -> None:
         if source in self._time:
             return
-        pred, dist = nx.dijkstra_predecessor_and_distance(self.net.graph, source, weight="time")
-        times = np.full(len(self._nodes), np.inf)
-        preds = np.full(len(self._nodes), -1, np.int32)
-        index = self._index
-        for node, d in dist.items():
-            times[index[node]] = d
-        for node, before in pred.items():
-            if before:
-                preds[index[node]] = index[before[0]]
-        self._time[source], self._pred[source] = times, preds
+        n = len(self._nodes)
+        dist = [math.inf] * n
+        pred = [-1] * n
+        start = self._index[source]
+        dist[start] = 0.0
+        heap = [(0.0, start)]
+        adj = self._adj
+        while heap:
+            d, u = heapq.heappop(heap)
+            if d > dist[u]:
+                continue
+            for v, w in adj[u]:
+                nd = d + w
+                if nd < dist[v]:
+                    dist[v] = nd
+                    pred[v] = u
+                    heapq.heappush(heap, (nd, v))
+        self._time[source] = np.array(dist)
+        self._pred[source] = np.array(pred, np.int32)
 
     def time(self, a: int, b: int) -> float:
         self._from(a)
