@@ -10,6 +10,7 @@ SIM_NETWORK ?= liechtenstein
 .PHONY: dashboard test-dashboard chromium compose-plugin promtool venv stack stack-down status migrate run test test-unit test-fast check format audit clean
 
 $(STAMP): pyproject.toml
+	@echo "virtualenv: pip install -e '.[dev]' into $(VENV) (about 20 s the first time)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
@@ -81,6 +82,7 @@ dashboard/node_modules/.package-lock.json: dashboard/package-lock.json
 	cd dashboard && npm ci --no-audit --no-fund
 
 dashboard/dist/index.html: dashboard/node_modules/.package-lock.json $(DASHBOARD_SRC)
+	@echo "dashboard: type check and vite build into dashboard/dist (about 35 s)"
 	cd dashboard && npx tsc --noEmit && npx vite build --logLevel warn
 
 dashboard: dashboard/dist/index.html
