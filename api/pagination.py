@@ -11,11 +11,12 @@ import base64
 import binascii
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated, Any, TypeVar
 
 import orjson
-from fastapi import Query, Request, Response
+from fastapi import Depends, Query, Request, Response
 
 from api.errors import BadRequest
 
@@ -134,3 +135,38 @@ def paginate(
     url = request.url.include_query_params(cursor=cursor, limit=limit)
     response.headers["Link"] = f'<{url}>; rel="next"'
     return page
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a list route: its size and the cursor it continues from."""
+
+    limit: int
+    cursor: str | None
+    request: Request
+    response: Response
+
+    @property
+    def fetch(self) -> int:
+        """Rows to ask for: one more than the page, to know whether another follows."""
+        return self.limit + 1
+
+    def after(self, kinds: Sequence[type]) -> list[Any] | None:
+        """The sort key the cursor carries (``decode_cursor``)."""
+        return decode_cursor(self.cursor, kinds)
+
+    def of(self, rows: Sequence[T], key: Callable[[T], Sequence[Key]]) -> Sequence[T]:
+        """The page of rows fetched with ``fetch``, the next page's headers set."""
+        return paginate(rows, self.limit, key, self.request, self.response)
+
+
+def page_query(
+    request: Request, response: Response, limit: LimitQuery = 100, cursor: CursorQuery = None
+) -> Page:
+    """``?limit=&cursor=`` of a list route. FastAPI lists a dependency's query parameters
+    after the route's own: a route with filters takes them as a dependency too, after this
+    one, so that the documented order stays limit, cursor, filters."""
+    return Page(limit, cursor, request, response)
+
+
+PageDep = Annotated[Page, Depends(page_query)]

@@ -9,6 +9,8 @@ route rather than ``Depends`` so that every route keeps its documented parameter
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
@@ -55,6 +57,15 @@ def parse_date(name: str, value: str) -> date:
 SaneDate = Annotated[date, AfterValidator(queries.check_day)]
 # The scheduled-day filter of the route and visit lists (``?date=``).
 DayQuery = Annotated[SaneDate | None, Query(alias="date", examples=["2026-02-07"])]
+
+
+@dataclass(frozen=True)
+class ScheduleFilter:
+    """The route and visit lists' filters: scheduled day, status, and (routes) a driver."""
+
+    day: date | None
+    status: str | None
+    driver_id: uuid.UUID | None = None
 
 
 def time_window(from_: str, to: str, max_window: timedelta) -> tuple[datetime, datetime]:

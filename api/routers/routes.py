@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from analytics.history_queries import driver_positions
@@ -20,8 +20,8 @@ from api.dependencies import (
     parse_uuid,
 )
 from api.errors import InvalidInput, NotFound
-from api.pagination import CursorQuery, LimitQuery, decode_cursor, paginate, paginated_responses
-from api.params import DayQuery, FromQuery, SaneDate, ToQuery, history_window
+from api.pagination import PageDep, paginated_responses
+from api.params import DayQuery, FromQuery, SaneDate, ScheduleFilter, ToQuery, history_window
 from api.records import routes as records
 from api.records.drivers import JOHN, check_driver
 from api.records.positions import position_json
@@ -131,6 +131,15 @@ async def create_route(body: RouteCreate, user: StaffDep, conn: ConnDep) -> dict
     return route_json(await fetch_route(conn, user.tenant_id, rid))
 
 
+def route_filter(
+    driverId: Annotated[uuid.UUID | None, Query(examples=[JOHN])] = None,
+    date_: DayQuery = None,
+    status: Annotated[RouteStatus | None, Query(examples=["in_progress"])] = None,
+) -> ScheduleFilter:
+    """``?driverId=&date=&status=`` of the route list."""
+    return ScheduleFilter(date_, status, driverId)
+
+
 @router.get(
     "",
     summary="List the tenant's routes (a driver: their own), by scheduled date",
@@ -139,30 +148,24 @@ async def create_route(body: RouteCreate, user: StaffDep, conn: ConnDep) -> dict
 async def list_routes(
     user: MemberDep,
     conn: ConnDep,
-    request: Request,
-    response: Response,
-    limit: LimitQuery = 100,
-    cursor: CursorQuery = None,
-    driverId: Annotated[uuid.UUID | None, Query(examples=[JOHN])] = None,
-    date_: DayQuery = None,
-    status: Annotated[RouteStatus | None, Query(examples=["in_progress"])] = None,
+    page: PageDep,
+    where: Annotated[ScheduleFilter, Depends(route_filter)],
 ) -> list[dict[str, Any]]:
+    driver_id = where.driver_id
     if user.role == "driver":
-        if driverId is not None and str(driverId) != user.driver_id:
+        if driver_id is not None and str(driver_id) != user.driver_id:
             return []
-        driverId = uuid.UUID(user.driver_id) if user.driver_id else uuid.UUID(int=0)
-    after = decode_cursor(cursor, [date, uuid.UUID])
+        driver_id = uuid.UUID(user.driver_id) if user.driver_id else uuid.UUID(int=0)
     rows = await records.list_routes(
         conn,
         user.tenant_id,
-        driver_id=driverId,
-        day=date_,
-        status=status,
-        after=after,
-        limit=limit + 1,
+        driver_id=driver_id,
+        day=where.day,
+        status=where.status,
+        after=page.after([date, uuid.UUID]),
+        limit=page.fetch,
     )
-    page = paginate(rows, limit, lambda r: [r["scheduled_date"], r["id"]], request, response)
-    return [route_json(r) for r in page]
+    return [route_json(r) for r in page.of(rows, lambda r: [r["scheduled_date"], r["id"]])]
 
 
 def _active_or_today(user: MemberDep, driver_id: str) -> uuid.UUID:

@@ -18,7 +18,7 @@ import uuid
 from datetime import date, time
 from typing import Annotated, Any, get_args
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.dependencies import (
@@ -30,15 +30,8 @@ from api.dependencies import (
     parse_uuid,
 )
 from api.errors import Conflict, InvalidInput
-from api.pagination import (
-    CursorQuery,
-    Int4,
-    LimitQuery,
-    decode_cursor,
-    paginate,
-    paginated_responses,
-)
-from api.params import DayQuery, SaneDate
+from api.pagination import Int4, PageDep, paginated_responses
+from api.params import DayQuery, SaneDate, ScheduleFilter
 from api.records import visits as records
 from api.records.customers import customer_name
 from api.records.drivers import JOHN, check_driver
@@ -180,23 +173,24 @@ async def create_visit(body: VisitCreate, user: StaffDep, conn: ConnDep) -> dict
     responses=paginated_responses([VISIT_EXAMPLE]),
 )
 async def visits_by_route(
-    route_id: str,
-    user: MemberDep,
-    conn: ConnDep,
-    request: Request,
-    response: Response,
-    limit: LimitQuery = 100,
-    cursor: CursorQuery = None,
+    route_id: str, user: MemberDep, conn: ConnDep, page: PageDep
 ) -> list[dict[str, Any]]:
     rid = parse_uuid(route_id, "route")
     route = await fetch_route(conn, user.tenant_id, rid)
     check_driver_scope(user, route["driver_id"], "route")
-    after = decode_cursor(cursor, [Int4])  # sequence_number
+    after = page.after([Int4])  # sequence_number
     rows = await records.visits_by_route(
-        conn, user.tenant_id, rid, after=after[0] if after else None, limit=limit + 1
+        conn, user.tenant_id, rid, after=after[0] if after else None, limit=page.fetch
     )
-    page = paginate(rows, limit, lambda r: [r["sequence_number"]], request, response)
-    return [visit_json(r) for r in page]
+    return [visit_json(r) for r in page.of(rows, lambda r: [r["sequence_number"]])]
+
+
+def visit_filter(
+    date_: DayQuery = None,
+    status: Annotated[VisitStatus | None, Query(examples=["pending"])] = None,
+) -> ScheduleFilter:
+    """``?date=&status=`` of a driver's visit list."""
+    return ScheduleFilter(date_, status)
 
 
 @router.get(
@@ -208,28 +202,23 @@ async def visits_by_driver(
     driver_id: str,
     user: MemberDep,
     conn: ConnDep,
-    request: Request,
-    response: Response,
-    limit: LimitQuery = 100,
-    cursor: CursorQuery = None,
-    date_: DayQuery = None,
-    status: Annotated[VisitStatus | None, Query(examples=["pending"])] = None,
+    page: PageDep,
+    where: Annotated[ScheduleFilter, Depends(visit_filter)],
 ) -> list[dict[str, Any]]:
     did = parse_uuid(driver_id, "driver")
     check_driver_scope(user, did, "driver")
     await check_driver(conn, user.tenant_id, did)
-    after = decode_cursor(cursor, [date, Int4, uuid.UUID])
     rows = await records.visits_by_driver(
-        conn, user.tenant_id, did, day=date_, status=status, after=after, limit=limit + 1
+        conn,
+        user.tenant_id,
+        did,
+        day=where.day,
+        status=where.status,
+        after=page.after([date, Int4, uuid.UUID]),
+        limit=page.fetch,
     )
-    page = paginate(
-        rows,
-        limit,
-        lambda r: [r["scheduled_date"], r["sequence_number"], r["id"]],
-        request,
-        response,
-    )
-    return [visit_json(r) for r in page]
+    shown = page.of(rows, lambda r: [r["scheduled_date"], r["sequence_number"], r["id"]])
+    return [visit_json(r) for r in shown]
 
 
 @router.get(
