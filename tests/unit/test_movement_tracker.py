@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from geo.movement import step_motion
+from geo.eta import Pace
 from geo.route_progress import SpeedEstimate
 from ingest.movement import Runtime, _copy
 
@@ -20,6 +21,7 @@ def test_a_runtime_copy_keeps_every_field_and_is_independent() -> None:
         "route_id": "r-1",
         "progress_m": 12.5,
         "motion": step_motion(None, 1.0, 24.9, 60.1, 0.0)[0],
+        "pace": Pace(120.0, 100.0),
     }
     assert {f.name for f in dataclasses.fields(Runtime)} == set(values)
     rt = Runtime(**values)
