@@ -102,3 +102,22 @@ def test_the_same_route_takes_longer_in_the_morning_peak(net: RoadNetwork) -> No
     free = _drive_time(net, _ms(2, 7, 30), traffic=False)
     assert night == pytest.approx(free, rel=0.02)
     assert peak > night * 1.08
+
+
+def test_free_flow_speeds_by_class_and_signed_limit() -> None:
+    from simulator.network import SpeedProfile, free_flow_speed_ms, maxspeed_kmh
+
+    def kmh(highway: str, maxspeed: str | None, profile: SpeedProfile) -> float:
+        return round(free_flow_speed_ms(highway, maxspeed, profile) * 3.6, 6)
+
+    # a region: the sign wins where there is one, else the class speed
+    assert kmh("primary", "80", "regional") == 80 and kmh("primary", None, "regional") == 70
+    assert kmh("residential", "50", "regional") == 50
+    assert kmh("residential", None, "regional") == 30
+    assert kmh("secondary_link", "60", "regional") == 40  # links are slow whatever the sign
+    assert kmh("primary", "30 mph", "regional") == pytest.approx(48.28032)
+    # a city centre: the class speed, never above the sign
+    assert kmh("primary", "80", "city") == 40 and kmh("residential", "20", "city") == 20
+    assert (
+        maxspeed_kmh("none") is None and maxspeed_kmh("-5") is None and maxspeed_kmh(None) is None
+    )
