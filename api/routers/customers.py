@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query
 
 from api.dependencies import ConnDep, StaffDep
-from api.pagination import CursorQuery, LimitQuery, decode_cursor, paginate, paginated_responses
+from api.pagination import PageDep, paginated_responses
 from api.records import customers as records
 from api.records.customers import customer_json
 
@@ -29,6 +29,13 @@ CUSTOMER_EXAMPLE: dict[str, Any] = {
 }
 
 
+def active_filter(
+    active: Annotated[bool | None, Query(description="Only active (or inactive) ones")] = None,
+) -> bool | None:
+    """``?active=`` of the customer list (a dependency: after the page's parameters)."""
+    return active
+
+
 @router.get(
     "",
     summary="List the tenant's customers (cursor-paginated by id)",
@@ -37,18 +44,14 @@ CUSTOMER_EXAMPLE: dict[str, Any] = {
 async def list_customers(
     user: StaffDep,
     conn: ConnDep,
-    request: Request,
-    response: Response,
-    limit: LimitQuery = 100,
-    cursor: CursorQuery = None,
-    active: Annotated[bool | None, Query(description="Only active (or inactive) ones")] = None,
+    page: PageDep,
+    active: Annotated[bool | None, Depends(active_filter)],
 ) -> list[dict[str, Any]]:
-    after = decode_cursor(cursor, [int])
+    after = page.after([int])
     rows = await records.list_customers(
-        conn, user.tenant_id, after=after[0] if after else None, active=active, limit=limit + 1
+        conn, user.tenant_id, after=after[0] if after else None, active=active, limit=page.fetch
     )
-    page = paginate(rows, limit, lambda r: [r["id"]], request, response)
-    return [customer_json(r) for r in page]
+    return [customer_json(r) for r in page.of(rows, lambda r: [r["id"]])]
 
 
 @router.get(

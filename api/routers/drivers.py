@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from shapely import prepared
 from shapely.geometry import Point, Polygon
@@ -27,7 +27,7 @@ from api.dependencies import (
     parse_uuid,
 )
 from api.errors import InvalidInput, NotFound
-from api.pagination import CursorQuery, LimitQuery, decode_cursor, paginate, paginated_responses
+from api.pagination import CursorQuery, PageDep, decode_cursor, paginate, paginated_responses
 from api.params import FromQuery, ToQuery, history_window
 from api.records import customers
 from api.records import drivers as records
@@ -156,6 +156,13 @@ class WithinBody(BaseModel):
     limit: int = Field(default=1_000, ge=1, le=10_000)
 
 
+def active_filter(
+    active: Annotated[bool | None, Query(description="Only active (or inactive) drivers")] = None,
+) -> bool | None:
+    """``?active=`` of the driver list (a dependency: after the page's parameters)."""
+    return active
+
+
 @router.get(
     "",
     summary="List the tenant's drivers (cursor-paginated by id)",
@@ -164,18 +171,14 @@ class WithinBody(BaseModel):
 async def list_drivers(
     user: StaffDep,
     conn: ConnDep,
-    request: Request,
-    response: Response,
-    limit: LimitQuery = 100,
-    cursor: CursorQuery = None,
-    active: Annotated[bool | None, Query(description="Only active (or inactive) drivers")] = None,
+    page: PageDep,
+    active: Annotated[bool | None, Depends(active_filter)],
 ) -> list[dict[str, Any]]:
-    after = decode_cursor(cursor, [uuid.UUID])
+    after = page.after([uuid.UUID])
     rows = await records.list_drivers(
-        conn, user.tenant_id, after=after[0] if after else None, active=active, limit=limit + 1
+        conn, user.tenant_id, after=after[0] if after else None, active=active, limit=page.fetch
     )
-    page = paginate(rows, limit, lambda r: [r["id"]], request, response)
-    return [driver_json(r) for r in page]
+    return [driver_json(r) for r in page.of(rows, lambda r: [r["id"]])]
 
 
 @router.post(

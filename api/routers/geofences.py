@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Request, Response
+from fastapi import APIRouter, Body, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.dependencies import ConnDep, StaffDep
 from api.errors import InvalidInput
-from api.pagination import CursorQuery, LimitQuery, decode_cursor, paginate, paginated_responses
+from api.pagination import PageDep, paginated_responses
 from api.records import geofences as records
 from api.records.customers import check_customer
 from api.records.geofences import (
@@ -140,20 +140,13 @@ def _shape(body: GeofenceIn) -> Circle | PolygonArea:
         {"type": "FeatureCollection", "features": [FEATURE_EXAMPLE]}, media_type=GEOJSON
     ),
 )
-async def list_geofences(
-    user: StaffDep,
-    conn: ConnDep,
-    request: Request,
-    response: Response,
-    limit: LimitQuery = 100,
-    cursor: CursorQuery = None,
-) -> dict[str, Any]:
-    after = decode_cursor(cursor, [int])
+async def list_geofences(user: StaffDep, conn: ConnDep, page: PageDep) -> dict[str, Any]:
+    after = page.after([int])
     rows = await records.list_geofences(
-        conn, user.tenant_id, after=after[0] if after else None, limit=limit + 1
+        conn, user.tenant_id, after=after[0] if after else None, limit=page.fetch
     )
-    page = paginate(rows, limit, lambda r: [r["id"]], request, response)
-    return {"type": "FeatureCollection", "features": [feature(r) for r in page]}
+    features = [feature(r) for r in page.of(rows, lambda r: [r["id"]])]
+    return {"type": "FeatureCollection", "features": features}
 
 
 @router.get(
