@@ -100,6 +100,8 @@ async def refresh_range(
     start = floor_time(start, width)
     if floor_time(end, width) != end:
         end = floor_time(end, width) + width
+    if start >= end:  # nothing to do (a first pass whose source begins after `now`)
+        return RefreshResult(name, start, end, 0)
     if await history_backend(conn) == "timescale":
         # asyncpg cannot infer the type of a bare $n in CALL; the casts say it
         await conn.execute(
