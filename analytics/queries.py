@@ -349,6 +349,12 @@ def segment_to_json(s: Segment) -> dict[str, Any]:
     }
 
 
+def check_hour_of_week(hour: int) -> None:
+    """Raise InvalidQuery unless ``hour`` is an hour of the week, 0..167."""
+    if not 0 <= hour < 168:
+        raise InvalidQuery("hour_of_week must be 0..167 (Monday 00:00 UTC = 0)")
+
+
 _ROAD_SPEEDS = """
 SELECT s.network, s.source, s.target, e.highway, e.name, e.speed_kmh AS free_flow_kmh,
        ST_AsGeoJSON(e.geom, 7) AS geom, sum(s.traversals)::bigint AS traversals,
@@ -380,8 +386,8 @@ async def road_speeds(
     """What the ETA learned (edge_speeds_1h since ``since``): per directed road segment, the
     traversals and their space-mean speed, at one hour of the week (UTC, Monday 00:00 = 0)
     or over all hours; GeoJSON Features with the segment's line."""
-    if hour_of_week is not None and not 0 <= hour_of_week < 168:
-        raise InvalidQuery("hour_of_week must be 0..167 (Monday 00:00 UTC = 0)")
+    if hour_of_week is not None:
+        check_hour_of_week(hour_of_week)
     if bbox is not None:
         check_bbox(bbox)
     box = bbox or (None, None, None, None)
@@ -407,3 +413,70 @@ async def road_speeds(
         }
         for r in rows
     ]
+
+
+# The hour of the week (UTC, Monday 00:00 = 0) of an edge_speeds_1h bucket: 1970-01-05, the
+# first Monday of the epoch, is 96 hours after it (the expression of road_speed_profile).
+_BUCKET_HOUR_OF_WEEK = "((floor(extract(epoch FROM s.bucket) / 3600)::bigint - 96) % 168)::integer"
+
+_SPEED_PROFILE = f"""
+SELECT e.highway, {_BUCKET_HOUR_OF_WEEK} AS hour_of_week,
+       sum(s.traversals)::bigint AS traversals,
+       count(DISTINCT (s.network, s.source, s.target))::bigint AS segments,
+       (sum(s.length_m) / nullif(sum(s.travel_s), 0) * 3.6)::double precision AS speed_kmh
+FROM edge_speeds_1h s
+JOIN road_edges e ON e.network = s.network AND e.source = s.source AND e.target = s.target
+WHERE s.tenant_id = $1 AND s.bucket >= $2
+  AND ($3::text IS NULL OR s.network = $3)
+  AND ($4::text IS NULL OR e.highway = $4)
+GROUP BY 1, 2
+ORDER BY 1, 2
+"""
+
+
+async def speed_profile(
+    conn: Conn,
+    *,
+    tenant: str,
+    since: datetime,
+    network: str | None = None,
+    highway: str | None = None,
+) -> list[dict[str, Any]]:
+    """The learned speed by road class and hour of the week (UTC, Monday 00:00 = 0), from
+    edge_speeds_1h since ``since``: per (highway, hour_of_week) the traversals, the distinct
+    segments behind them and their space-mean speed (total length over total time, km/h).
+    Only hours with traversals are returned."""
+    return [dict(r) for r in await conn.fetch(_SPEED_PROFILE, tenant, since, network, highway)]
+
+
+_SEGMENT_HOUR_SUMS = f"""
+SELECT s.source, s.target, {_BUCKET_HOUR_OF_WEEK} AS hour_of_week,
+       sum(s.traversals)::bigint AS traversals, sum(s.length_m) AS length_m,
+       sum(s.travel_s) AS travel_s
+FROM edge_speeds_1h s
+WHERE s.tenant_id = $1 AND s.bucket >= $2 AND s.network = $3
+GROUP BY 1, 2, 3
+"""
+
+_NETWORK_SEGMENTS = """
+SELECT source, target, highway, name, length_m, speed_kmh AS free_flow_kmh,
+       ST_AsGeoJSON(geom, 7) AS geom,
+       ST_X(ST_LineInterpolatePoint(geom, 0.5)) AS mid_lon,
+       ST_Y(ST_LineInterpolatePoint(geom, 0.5)) AS mid_lat
+FROM road_edges WHERE network = $1
+ORDER BY source, target
+"""
+
+
+async def segment_hour_sums(
+    conn: Conn, *, tenant: str, since: datetime, network: str
+) -> list[dict[str, Any]]:
+    """What the learned speeds rest on, per directed segment of one network and hour of the
+    week: traversals and their summed lengths (m) and travel times (s), since ``since``."""
+    return [dict(r) for r in await conn.fetch(_SEGMENT_HOUR_SUMS, tenant, since, network)]
+
+
+async def network_segments(conn: Conn, *, network: str) -> list[dict[str, Any]]:
+    """Every directed segment of a road network (``road_edges``): key, class, name, length,
+    free-flow speed, the line as GeoJSON and the point halfway along it."""
+    return [dict(r) for r in await conn.fetch(_NETWORK_SEGMENTS, network)]

@@ -36,7 +36,7 @@ def last_monday() -> datetime:
     return today - timedelta(days=today.weekday() + 7)
 
 
-async def load_grid(conn: Any, network: str) -> None:
+async def load_grid(conn: Any, network: str, lon0: float = LON0, lat0: float = LAT0) -> None:
     rows = [
         (
             network,
@@ -50,7 +50,7 @@ async def load_grid(conn: Any, network: str) -> None:
             SPACING_M / (30 / 3.6),
             "LINESTRING(" + ", ".join(f"{x:.7f} {y:.7f}" for x, y in s.coords) + ")",
         )
-        for s in grid_segments(LON0, LAT0)
+        for s in grid_segments(lon0, lat0)
     ]
     await conn.executemany(
         """INSERT INTO road_edges (network, source, target, osm_way_id, highway, name,
@@ -61,13 +61,15 @@ async def load_grid(conn: Any, network: str) -> None:
     )
 
 
-def scripted_day(start: datetime, rng: random.Random) -> Track:
+def scripted_day(
+    start: datetime, rng: random.Random, lon0: float = LON0, lat0: float = LAT0
+) -> Track:
     """Three drives in each scripted hour at that hour's speed, fixes every 3 s, σ 8 m."""
     t, lon, lat, speed = [], [], [], []
     for hour, v in SPEEDS_MS.items():
         for run in range(3):
             t0 = start + timedelta(hours=hour, minutes=run * 15)
-            samples, _ = drive(random_path(rng, 10), v, int(t0.timestamp() * 1000), LON0, LAT0)
+            samples, _ = drive(random_path(rng, 10), v, int(t0.timestamp() * 1000), lon0, lat0)
             for ms, x, y in samples[::30]:
                 t.append(ms / 1000)
                 lon.append(x + rng.gauss(0, 8) * DLON / SPACING_M)

@@ -24,15 +24,34 @@ import pytest
 from nbclient import NotebookClient
 from pyproj import Geod
 
-from analytics.demo import DAY1, DAY2, JANE, build_demo_history, utc
+from analytics.demo import DAY1, DAY2, JANE, JOHN, build_demo_history, utc
 from analytics.refresh import refresh
 from tests.conftest import Backend, settings_env
+from tests.integration.speeds_support import (
+    LearnedGrid,
+    build_learned_grid,
+    chain_levels,
+    class_profile,
+    segment_speeds,
+    traversal_sums,
+)
 
 NOTEBOOKS = sorted((Path(__file__).parents[2] / "notebooks").glob("*.ipynb"))
 TENANT = "tenant-1"
 DAY_START, DAY_END = utc(DAY1), utc(DAY2)
 PROBE_MARK = "__probe__"
 GEOD = Geod(ellps="WGS84")
+# learned speeds for notebooks/learned_speeds: a street grid of its own, driven on the
+# Wednesday of the week before last by two of the tenant's drivers
+LEARNED = LearnedGrid(
+    "notebook-grid",
+    -25.0,
+    -3.0,
+    2,
+    ((TENANT, JOHN, "DEV001", 21), (TENANT, JANE, "DEV002", 22)),
+    1_000_000,
+)
+LEARNED_MIN_SAMPLES = 2  # the notebook's FLEETPULSE_ETA__MIN_SAMPLES: every level occurs
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +59,7 @@ async def seeded(backend: Backend) -> None:
     async with backend.pool.acquire() as conn:
         await build_demo_history(conn)
         await refresh(conn, now=utc(DAY2, 23), late_window=timedelta(hours=2))
+        await build_learned_grid(conn, LEARNED)
 
 
 async def fetch(backend: Backend, query: str, *args: Any) -> list[dict[str, Any]]:
@@ -200,6 +220,44 @@ async def check_fleet_week_geoparquet(backend: Backend, got: dict[str, Any]) -> 
     assert got["crs"] == 4326
 
 
+async def check_learned_speeds(backend: Backend, got: dict[str, Any]) -> None:
+    network = LEARNED.network
+    assert got["network"] == network and got["crs"] == 4326
+    assert got["min_samples"] == LEARNED_MIN_SAMPLES
+    assert (got["rush_hour"], got["midday_hour"]) == (LEARNED.rush_hour, LEARNED.midday_hour)
+    async with backend.pool.acquire() as conn:
+        rows = await traversal_sums(conn, tenant=TENANT, network=network)
+        coverage = {
+            str(hour): await chain_levels(
+                conn, rows, network=network, hour=hour, min_samples=LEARNED_MIN_SAMPLES
+            )
+            for hour in (LEARNED.rush_hour, LEARNED.midday_hour)
+        }
+    # the segments coloured at each hour: their traversals and speeds (rounded to 0.1 km/h)
+    for key, hour in (("rush", LEARNED.rush_hour), ("midday", LEARNED.midday_hour)):
+        want = segment_speeds(rows, network, hour)
+        assert set(got[key]) == set(want) and want
+        for segment, (n, kmh) in want.items():
+            assert got[key][segment][0] == n
+            assert got[key][segment][1] == pytest.approx(kmh, abs=0.051)
+    # the scripted drives were twice as fast at midday
+    assert np.median([v for _, v in got["rush"].values()]) < np.median(
+        [v for _, v in got["midday"].values()]
+    )
+    everything = segment_speeds(rows, network, None)
+    assert got["learned"] == len(everything)
+    assert got["known"] == sum(1 for n, _ in everything.values() if n >= LEARNED_MIN_SAMPLES)
+    profile = {(c, hour): (n, k, v) for c, hour, n, k, v in got["profile"]}
+    want_profile = class_profile(rows)
+    assert set(profile) == set(want_profile) and len(want_profile) == 4  # 2 classes x 2 hours
+    for k, (n, segments, kmh) in want_profile.items():
+        assert profile[k][:2] == (n, segments)
+        assert profile[k][2] == pytest.approx(kmh, rel=1e-9)
+    assert {h: Counter(c) for h, c in got["coverage"].items()} == coverage
+    assert all(sum(c.values()) == got["segments"] for c in coverage.values())
+    assert {"segment_hour", "segment_scaled", "cell_hour"} <= set(coverage[str(LEARNED.rush_hour)])
+
+
 Check = Callable[[Backend, dict[str, Any]], Awaitable[None]]
 PROBES: dict[str, tuple[str, Check]] = {
     "fleet_daily_overview": (
@@ -242,6 +300,20 @@ PROBES: dict[str, tuple[str, Check]] = {
             "moving_share": float(motion_share.get("moving", 0.0))}}""",
         check_fleet_week_geoparquet,
     ),
+    "learned_speeds": (
+        """{"network": NETWORK, "crs": rush.crs.to_epsg(), "min_samples": MIN_SAMPLES,
+            "rush_hour": RUSH_HOUR, "midday_hour": MIDDAY_HOUR,
+            "rush": {str(i): [int(r.traversals), float(r.speed_kmh)] for i, r in rush.iterrows()},
+            "midday": {str(i): [int(r.traversals), float(r.speed_kmh)]
+                       for i, r in midday.iterrows()},
+            "learned": len(learned), "known": len(known.segment_any),
+            "profile": [[r.highway, int(r.hour_of_week), int(r.traversals), int(r.segments),
+                         float(r.speed_kmh)] for r in profile.itertuples()],
+            "coverage": {str(hour): {k: int(v) for k, v in lv.level.value_counts().items()}
+                         for hour, lv in levels.items()},
+            "segments": len(network_lines)}""",
+        check_learned_speeds,
+    ),
 }
 
 
@@ -261,6 +333,10 @@ async def test_notebook_executes(
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("FLEETPULSE_NOTEBOOK_DAY", str(DAY1))
     monkeypatch.setenv("FLEETPULSE_NOTEBOOK_TENANT", TENANT)
+    monkeypatch.setenv("FLEETPULSE_NOTEBOOK_NETWORK", LEARNED.network)
+    monkeypatch.setenv("FLEETPULSE_NOTEBOOK_RUSH_HOUR", str(LEARNED.rush_hour))
+    monkeypatch.setenv("FLEETPULSE_NOTEBOOK_MIDDAY_HOUR", str(LEARNED.midday_hour))
+    monkeypatch.setenv("FLEETPULSE_ETA__MIN_SAMPLES", str(LEARNED_MIN_SAMPLES))
     nb = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
     own_cells = len(nb.cells)
     expression, check = PROBES[path.stem]
