@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from geo.movement import step_motion
 from geo.eta import Pace
+from geo.movement import step_motion
 from geo.route_progress import SpeedEstimate
 from ingest.movement import Runtime, _copy
 
