@@ -4,33 +4,43 @@ from __future__ import annotations
 
 import asyncpg
 
-from simulator.network import RoadNetwork
+from simulator.network import Edge, RoadNetwork, Segment
 
 
 async def load_road_edges(
-    conn: asyncpg.Connection, net: RoadNetwork, *, network: str | None = None
+    conn: asyncpg.Connection,
+    net: RoadNetwork,
+    *,
+    network: str | None = None,
+    simplify: bool = False,
 ) -> int:
     """Replace the network's rows with the graph's directed edges; return how many.
 
     ``network`` (the rows' name) defaults to the network's own (``helsinki``,
-    ``liechtenstein``); ``speed_kmh`` and ``cost_s`` are free flow.
+    ``liechtenstein``); ``speed_kmh`` and ``cost_s`` are free flow. ``simplify``: one row per
+    ``Segment`` (chains between junctions merged; Liechtenstein ~3,990 rows of mean 174 m
+    instead of 21,209 of 33 m), class, name and way of its longest edge.
     """
     network = network or net.name
-    rows = [
-        (
-            network,
-            e.u,
-            e.v,
-            e.osm_id,
-            e.highway,
-            e.name,
-            e.length_m,
-            e.speed_ms * 3.6,
-            e.length_m / e.speed_ms,
-            "LINESTRING(" + ", ".join(f"{x:.7f} {y:.7f}" for x, y in e.coords) + ")",
+    parts: list[Edge | Segment] = list(net.segments()) if simplify else list(net.edges())
+    rows = []
+    for part in parts:
+        main = part.main if isinstance(part, Segment) else part
+        length, cost = part.length_m, part.free_flow_s
+        rows.append(
+            (
+                network,
+                part.u,
+                part.v,
+                main.osm_id,
+                main.highway,
+                main.name,
+                length,
+                length / cost * 3.6,
+                cost,
+                "LINESTRING(" + ", ".join(f"{x:.7f} {y:.7f}" for x, y in part.coords) + ")",
+            )
         )
-        for e in net.edges()
-    ]
     async with conn.transaction():
         await conn.execute("DELETE FROM road_edges WHERE network = $1", network)
         await conn.executemany(

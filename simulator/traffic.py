@@ -28,7 +28,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from simulator.driving import DrivingConfig
-from simulator.network import Edge, RoadNetwork
+from simulator.network import Edge, RoadNetwork, Segment
 
 MIN_FACTOR = 0.3
 
@@ -126,6 +126,14 @@ class TrafficModel:
         mean_driver = (self.driving.speed_factor_min + self.driving.speed_factor_max) / 2
         drive = edge.length_m / (self.speed_ms(edge, t_ms) * mean_driver)
         return drive + self.node_delay_s(edge.v)
+
+    def expected_segment_s(self, segment: Segment, t_ms: int) -> float:
+        """Ground-truth mean seconds through a ``Segment`` entered at ``t_ms``: its edges one
+        after the other, each at the traffic of the time the van reaches it."""
+        t = float(t_ms)
+        for e in segment.edges:
+            t += 1000 * self.expected_traversal_s(e, int(t))
+        return (t - t_ms) / 1000
 
 
 def _unit(seed: int, key: tuple[int, int]) -> float:

@@ -6,6 +6,7 @@ Integration: the first run on a machine downloads the extract (infrastructure.os
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 
@@ -13,6 +14,7 @@ from geo.distance import haversine_m
 from simulator.fleet import REGIONAL_LEG_S, FleetConfig, build_fleet
 from simulator.network import RoadNetwork, load_network
 from simulator.planning import TravelTimes
+from simulator.roads import load_road_edges
 
 pytestmark = pytest.mark.integration
 
@@ -80,3 +82,25 @@ def test_driven_legs_take_the_planned_time_plus_traffic_and_waits(net: RoadNetwo
             assert free_flow / cfg.driving.speed_factor_max <= driven <= 3 * free_flow + 120
             assert 120 <= (v.leave_ms - v.arrive_ms) / 1000 <= 600
             previous_leave = v.leave_ms
+
+
+async def test_road_edges_as_osm_segments_or_simplified(net: RoadNetwork, pg: Any) -> None:
+    segments = net.segments()
+    assert 3_500 < len(segments) < 4_500  # DESIGN.md: ~4,000 edges after simplification
+    async with pg.acquire() as conn:
+        detailed = await load_road_edges(conn, net, network="li-test-detailed")
+        merged = await load_road_edges(conn, net, network="li-test-merged", simplify=True)
+        rows = await conn.fetch(
+            """SELECT network, count(*) AS n, sum(length_m) AS m, sum(cost_s) AS s,
+                      bool_and(abs(ST_Length(geom::geography) - length_m) < 0.01 * length_m + 1)
+                          AS geom_ok
+               FROM road_edges WHERE network LIKE 'li-test-%' GROUP BY network"""
+        )
+        await conn.execute("DELETE FROM road_edges WHERE network LIKE 'li-test-%'")
+    by = {r["network"]: r for r in rows}
+    assert (detailed, merged) == (net.graph.number_of_edges(), len(segments))
+    assert by["li-test-detailed"]["n"] == detailed and by["li-test-merged"]["n"] == merged
+    # the same roads either way: total length and free-flow time agree
+    assert by["li-test-merged"]["m"] == pytest.approx(by["li-test-detailed"]["m"])
+    assert by["li-test-merged"]["s"] == pytest.approx(by["li-test-detailed"]["s"])
+    assert by["li-test-merged"]["geom_ok"] and by["li-test-detailed"]["geom_ok"]

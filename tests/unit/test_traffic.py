@@ -121,3 +121,30 @@ def test_free_flow_speeds_by_class_and_signed_limit() -> None:
     assert (
         maxspeed_kmh("none") is None and maxspeed_kmh("-5") is None and maxspeed_kmh(None) is None
     )
+
+
+def test_segments_partition_the_edges_into_chains(net: RoadNetwork) -> None:
+    segments = net.segments()
+    edges = [e.key for s in segments for e in s.edges]
+    assert sorted(edges) == sorted(e.key for e in net.edges())  # each edge in exactly one
+    assert len({s.key for s in segments}) == len(segments)  # (u, v) is a key
+    assert len(segments) < net.graph.number_of_edges() / 3
+    ends = {n for s in segments for n in s.key}
+    for s in segments:
+        assert s.u != s.v and s.edges[0].u == s.u and s.edges[-1].v == s.v
+        for a, b in zip(s.edges, s.edges[1:], strict=False):
+            assert a.v == b.u and a.v not in ends and a.v not in net.signals
+        assert s.coords[0] == s.edges[0].coords[0] and s.coords[-1] == s.edges[-1].coords[-1]
+        assert s.main.length_m == max(e.length_m for e in s.edges)
+
+
+def test_expected_segment_time_walks_its_edges(net: RoadNetwork) -> None:
+    traffic = TrafficModel(net, seed=1)
+    longest = max(net.segments(), key=lambda s: len(s.edges))
+    assert len(longest.edges) >= 3
+    night = _ms(2, 3)
+    walked = 0.0
+    for e in longest.edges:
+        walked += traffic.expected_traversal_s(e, night + int(walked * 1000))
+    assert traffic.expected_segment_s(longest, night) == pytest.approx(walked, rel=1e-6)
+    assert traffic.expected_segment_s(longest, _ms(2, 7, 45)) > walked
