@@ -26,7 +26,7 @@ from infrastructure.settings import Settings
 log = logging.getLogger(__name__)
 
 _ROADS = """
-SELECT source, target, highway, speed_kmh, ST_AsBinary(geom) AS wkb,
+SELECT network, source, target, highway, speed_kmh, ST_AsBinary(geom) AS wkb,
        ST_X(ST_LineInterpolatePoint(geom, 0.5)) AS mid_lon,
        ST_Y(ST_LineInterpolatePoint(geom, 0.5)) AS mid_lat
 FROM road_edges
@@ -51,6 +51,11 @@ WHERE arrived_at IS NOT NULL AND departed_at > arrived_at
   AND arrived_at >= now() - make_interval(weeks => $1)
 GROUP BY tenant_id
 """
+
+
+def road_class(network: str, highway: str) -> str:
+    """The class level of the fallback chain: the OSM class within its network."""
+    return f"{network}/{highway}"
 
 
 def profile_cell(lon: float, lat: float) -> int:
@@ -118,17 +123,20 @@ async def load_knowledge(
     for r in await conn.fetch(_ROADS):
         key = (int(r["source"]), int(r["target"]))
         coords = list(shapely.from_wkb(r["wkb"]).coords)
-        roads.append((key, str(r["highway"]), float(r["speed_kmh"]) / 3.6, coords))
-        attrs[key] = (str(r["highway"]), profile_cell(float(r["mid_lon"]), float(r["mid_lat"])))
+        # a road class is a class within its network: a city's residential streets and a
+        # region's do not share speeds
+        highway = road_class(str(r["network"]), str(r["highway"]))
+        roads.append((key, highway, float(r["speed_kmh"]) / 3.6, coords))
+        attrs[key] = (highway, profile_cell(float(r["mid_lon"]), float(r["mid_lat"])))
     by_tenant: dict[str, list[SpeedSample]] = {}
     for r in await conn.fetch(_SAMPLES, weeks):
         key = (int(r["source"]), int(r["target"]))
-        highway, cell = attrs.get(key, (None, None))
+        known = attrs.get(key)
         by_tenant.setdefault(r["tenant_id"], []).append(
             SpeedSample(
                 key,
-                highway,
-                cell,
+                None if known is None else known[0],
+                None if known is None else known[1],
                 int(r["hour"]),
                 float(r["length_m"]),
                 float(r["travel_s"]),

@@ -20,7 +20,7 @@ from analytics.generate import DriverSpec, Track, track_records, write_tracks
 from analytics.matching import match_history, match_window
 from analytics.refresh import refresh_range
 from geo.eta import hour_of_week
-from ingest.eta_knowledge import load_knowledge
+from ingest.eta_knowledge import load_knowledge, road_class
 from tests.conftest import Backend
 from tests.unit.test_matching import DLAT, DLON, SPACING_M, drive, grid_segments, random_path
 
@@ -126,7 +126,9 @@ async def test_history_to_learned_speeds(backend: Backend) -> None:
         known = [key for key in keys if key in profile.segment_any]
         assert known
         noon = hour_of_week(day.timestamp() + 11 * 3600)
-        speeds = [profile.speed(key, "residential", None, noon)[0] for key in known]
+        cls = road_class(network, "residential")
+        assert cls in profile.class_hour  # the class level is the class within its network
+        speeds = [profile.speed(key, cls, None, noon)[0] for key in known]
         assert float(np.median(speeds)) == pytest.approx(12.0, rel=0.10)
         assert "tenant-2" not in k.profiles or not any(
             key in k.profiles["tenant-2"].segment_any for key in keys
