@@ -58,6 +58,8 @@ def make_settings(suffix: str = "", *, plain: bool = False) -> Settings:
             ),
             "redis": base.redis.model_copy(update={"key_prefix": f"test:{RUN_ID}{suffix}:"}),
             "auth": pinned_auth(base.auth),
+            # the session's worker picks up what a test taught it within seconds
+            "eta": base.eta.model_copy(update={"profile_reload_s": 5.0}),
         }
     )
 
