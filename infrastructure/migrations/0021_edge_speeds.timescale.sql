@@ -1,7 +1,7 @@
 -- Learned travel times (issue 18): the road segments vehicles drove, whole, and when, from
 -- map matching the history (analytics.matching, geo.matching), summed per segment and hour
 -- as a continuous aggregate. The ETA reads the hour-of-week profile over the last weeks of it
--- (analytics.speeds). Same relation names and columns as the .plain variant.
+-- (ingest.eta_knowledge). Same relation names and columns as the .plain variant.
 CREATE TABLE edge_traversals (
     tenant_id   text NOT NULL,
     driver_id   uuid NOT NULL,

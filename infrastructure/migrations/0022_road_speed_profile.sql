@@ -1,7 +1,7 @@
 -- What the ETA learned, for analysts: speed by directed road segment and hour of the week
 -- (UTC, Monday 00:00 = 0) over the last 8 weeks of edge_speeds_1h, with the traversals behind
 -- each figure (the ETA uses a figure from `FLEETPULSE_ETA__MIN_SAMPLES` traversals on; below
--- that it falls back to the cell, the road class, the planning speed: analytics.speeds).
+-- that it falls back to the cell, the road class, the planning speed: geo.eta, ingest.eta_knowledge).
 CREATE VIEW road_speed_profile AS
 SELECT s.tenant_id,
        s.network,
