@@ -15,6 +15,7 @@ The hot paths pay one ``inc``/``observe`` per request or per batch, never per fi
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import threading
 import weakref
@@ -333,14 +334,22 @@ REGISTRY.register(LIVE_FEED)
 # -- the endpoint ---------------------------------------------------------------------------
 
 
-def serve_metrics(role: str, host: str, port: int, version: str = "0.1.0") -> int | None:
+def installed_version() -> str:
+    """FleetPulse's version as installed (pyproject.toml), for ``fleetpulse_process_info``."""
+    try:
+        return importlib.metadata.version("fleetpulse")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def serve_metrics(role: str, host: str, port: int, version: str | None = None) -> int | None:
     """Serve ``/metrics`` for this process on ``host:port`` from a background thread.
 
     Returns the port, or None when ``port`` is 0 (disabled) or cannot be bound: a second
     process of the same role on one host without a port of its own keeps running, unmonitored,
     with a warning that names the setting.
     """
-    PROCESS_INFO.labels(role, version).set(1)
+    PROCESS_INFO.labels(role, version or installed_version()).set(1)
     if port == 0:
         return None
     try:
