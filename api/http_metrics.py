@@ -22,7 +22,11 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 
 def route_template(scope: Scope) -> str:
-    """The template of the route that answered, or ``unmatched``."""
+    """The template of the route that answered, or ``unmatched``.
+
+    A mount is labelled ``<mount>/{path:path}`` (the dashboard's static files: the only one
+    the app has); a routed sub-app under a mount would be labelled by its inner template.
+    """
     route: Any = scope.get("route")
     if route is None:
         return UNMATCHED
