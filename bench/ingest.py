@@ -44,8 +44,8 @@ fix emptying the backlog (the workers' cost alone; batches are full, 2,000 recor
 is lost, fewer than 95 % of the fixes are accepted or the senders fall more than 1 s behind
 schedule (p99), and reports the highest rate held for ``--duration`` seconds.
 
-    .venv/bin/python bench/ingest.py --drivers 1000 --rate 1000 --duration 60
-    .venv/bin/python bench/ingest.py --protocol batch --find-max --rate 2000
+    .venv/bin/python -m bench.ingest --drivers 1000 --rate 1000 --duration 60
+    .venv/bin/python -m bench.ingest --protocol batch --find-max --rate 2000
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ the accepted ones, e.g. from a 503 whose records did reach Kafka; history rows b
 distinct fixes). Everything it created (drivers, their rows, topics, Redis keys) is removed
 at the end.
 
-    .venv/bin/python bench/ingest_http.py --positions 20000 --concurrency 32
+    .venv/bin/python -m bench.ingest_http --positions 20000 --concurrency 32
 """
 
 from __future__ import annotations

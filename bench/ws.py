@@ -8,7 +8,7 @@ positions straight onto ``gps.positions.enriched`` (receivedAt = the send time) 
 sampled batch entries), frames/s received, drops, CPU and RSS of the api process. JSON on
 stdout.
 
-    .venv/bin/python bench/ws.py --clients 500 --drivers 1000 --duration 30
+    .venv/bin/python -m bench.ws --clients 500 --drivers 1000 --duration 30
 """
 
 from __future__ import annotations
