@@ -199,6 +199,17 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = Settings()
     _configure_logging(settings)
+    if args.command in ("worker", "maintain", "run") or (
+        args.command == "cdc" and args.action == "run"
+    ):
+        # The api checks when it starts (create_app); these processes hold the same secrets.
+        from api.main import InsecureConfiguration, check_secrets
+
+        try:
+            check_secrets(settings)
+        except InsecureConfiguration as exc:
+            print(f"refusing to start: {exc}", file=sys.stderr)
+            return 2
 
     if args.command == "api":
         _serve_metrics(settings, "api", settings.metrics.api_port)

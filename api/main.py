@@ -40,7 +40,7 @@ from api.security_headers import SecurityHeaders
 from api.state import AppState
 from infrastructure.postgres import create_pool
 from infrastructure.redis import RedisKeys, create_redis
-from infrastructure.secrets import MIN_SECRET_CHARS, is_public
+from infrastructure.secrets import MIN_SECRET_CHARS, is_public, public_passwords
 from infrastructure.settings import LOCAL_SECRETS_FILE, Settings
 from ingest.devices import DeviceRegistry
 from ingest.producer import Publisher
@@ -56,8 +56,9 @@ class InsecureConfiguration(RuntimeError):
 def check_secrets(settings: Settings) -> None:
     """Refuse to run, outside the test suite, with a secret anyone can read in the repository.
 
-    Anyone could mint admin tokens with the example JWT secret, or post positions for every
-    tenant with the example Traccar key. ``fleetpulse stack up`` writes random ones.
+    Anyone could mint admin tokens with the example JWT secret, post positions for every
+    tenant with the example Traccar key, or log in to PostgreSQL, MariaDB or Redis with the
+    default password. ``fleetpulse stack up`` writes random ones.
     """
     if settings.environment == "test":
         return
@@ -73,6 +74,12 @@ def check_secrets(settings: Settings) -> None:
         raise InsecureConfiguration(
             f"the shared Traccar key is public: {hint} FLEETPULSE_AUTH__TRACCAR_API_KEY to a"
             " random value (or to nothing, to accept per-tenant keys only)"
+        )
+    if names := public_passwords(settings):
+        raise InsecureConfiguration(
+            f"{', '.join(names)}: the repository's default password (or, for Redis, none):"
+            f" anyone who reads the repository could log in. {hint} them to the servers' own"
+            " passwords (`stack up` applies its random ones to the local services)"
         )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,13 +18,17 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_JWT_SECRET = "change-me-in-production-0123456789abcdef"
 # Random secrets of this installation, written by `fleetpulse stack up` (git-ignored).
 LOCAL_SECRETS_FILE = PROJECT_ROOT / ".secrets.env"
+# Public too: the PostgreSQL, MariaDB and Redis passwords when nothing else is configured.
+# `fleetpulse stack up` never applies it (it writes random ones into .secrets.env) and the
+# api refuses it outside the test suite.
+REPOSITORY_DB_PASSWORD = "fleetpulse"
 
 
 class PostgresSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 5433
     user: str = "fleetpulse"
-    password: SecretStr = SecretStr("fleetpulse")
+    password: SecretStr = SecretStr(REPOSITORY_DB_PASSWORD)
     database: str = "fleetpulse"
     pool_min: int = 2
     pool_max: int = 10
@@ -31,7 +36,8 @@ class PostgresSettings(BaseModel):
     def dsn(self, database: str | None = None) -> str:
         """Return a libpq URL for this server, optionally for another database."""
         return (
-            f"postgresql://{self.user}:{self.password.get_secret_value()}"
+            f"postgresql://{quote(self.user, safe='')}:"
+            f"{quote(self.password.get_secret_value(), safe='')}"
             f"@{self.host}:{self.port}/{database or self.database}"
         )
 
@@ -41,10 +47,14 @@ class RedisSettings(BaseModel):
     port: int = 6380
     db: int = 0
     key_prefix: str = "fp:"
+    # AUTH password (the local stack sets it as `requirepass`); empty: no AUTH.
+    password: SecretStr = SecretStr(REPOSITORY_DB_PASSWORD)
 
     def url(self) -> str:
-        """Return the redis:// URL."""
-        return f"redis://{self.host}:{self.port}/{self.db}"
+        """Return the redis:// URL (with the password, when there is one)."""
+        password = self.password.get_secret_value()
+        auth = f":{quote(password, safe='')}@" if password else ""
+        return f"redis://{auth}{self.host}:{self.port}/{self.db}"
 
 
 class KafkaSettings(BaseModel):
@@ -63,7 +73,7 @@ class MariaDBSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 3307
     user: str = "fleetpulse"
-    password: SecretStr = SecretStr("fleetpulse")
+    password: SecretStr = SecretStr(REPOSITORY_DB_PASSWORD)
     database: str = "core_business"
 
 

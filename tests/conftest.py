@@ -20,6 +20,7 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from pydantic import SecretStr
 
+from infrastructure.secrets import ensure_local_secrets
 from infrastructure.settings import AuthSettings, Settings
 
 RUN_ID = uuid.uuid4().hex[:8]
@@ -27,6 +28,12 @@ RUN_ID = uuid.uuid4().hex[:8]
 # and pinned so that tests do not depend on whether the stack wrote .secrets.env yet.
 TEST_JWT_SECRET = "test-suite-only-jwt-secret-3b1e0c9a7f52d846"
 TEST_TRACCAR_KEY = "traccar-shared-key"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The installation's random database and Redis passwords exist before the run's first
+    ``Settings()`` reads ``.secrets.env`` (the stack applies the same ones when it starts)."""
+    ensure_local_secrets()
 
 
 def pinned_auth(base: AuthSettings) -> AuthSettings:

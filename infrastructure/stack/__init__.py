@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from infrastructure.progress import Progress
-from infrastructure.secrets import ensure_local_secrets
+from infrastructure.secrets import ensure_local_secrets, with_local_secrets
 from infrastructure.settings import LOCAL_SECRETS_FILE, Settings
 from infrastructure.stack import _apt
 from infrastructure.stack._proc import StackError, locked
@@ -71,28 +71,37 @@ def up(settings: Settings, services: Sequence[str] | None = None) -> None:
 
     Installs what is missing first (also for a running service whose install step has work,
     e.g. a new TimescaleDB source). Services already running are reused (and their app account,
-    database and config checked), so a second call returns in about a second.
+    database, password and config checked), so a second call returns in about a second.
     """
-    if ensure_local_secrets():
+    written = ensure_local_secrets()
+    if written:
         log.info(
-            "wrote random secrets for this installation to %s (git-ignored; keep it private)",
+            "wrote random %s for this installation to %s (git-ignored; keep it private)",
+            ", ".join(written),
             LOCAL_SECRETS_FILE,
         )
+    # Never the repository's default password: a running service still using it (a stack
+    # from before .secrets.env had passwords) is moved to the installation's own by the
+    # provisioning below (ALTER ROLE / ALTER USER / requirepass), and so are connectors.
+    settings = with_local_secrets(settings)
     with locked(settings.stack.root):
         selected = _select(settings, services)
         pending = [s for s in selected if not s.probe() or s.install_pending()]
         if not pending:
             _each(selected, lambda service: service.start())  # checks, about a second
-            return
-        _install(settings, pending)
-        # a start waits until the service answers (Kafka: ~10 s): say so while it waits
-        with Progress("starting the local stack", len(selected), "services") as progress:
+        else:
+            _install(settings, pending)
+            # a start waits until the service answers (Kafka: ~10 s): say so while it waits
+            with Progress("starting the local stack", len(selected), "services") as progress:
 
-            def start(service: Service) -> None:
-                service.start()
-                progress.advance()
+                def start(service: Service) -> None:
+                    service.start()
+                    progress.advance()
 
-            _each(selected, start)
+                _each(selected, start)
+        connect = next((s for s in selected if isinstance(s, Connect)), None)
+        if connect is not None:
+            connect.update_connector_passwords()
 
 
 def down(settings: Settings, services: Sequence[str] | None = None) -> None:

@@ -11,10 +11,13 @@ restart resumes every connector where it was. REST on ``settings.cdc.connect_url
 from __future__ import annotations
 
 import json
+import logging
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import quote, urlsplit
 
 from infrastructure.stack._maven import java, java_maven_requirements, resolve_jars, stamp_matches
 from infrastructure.stack._proc import (
@@ -39,11 +42,27 @@ CONFIG_TOPIC = "_fleetpulse-connect-configs"
 OFFSET_TOPIC = "_fleetpulse-connect-offsets"
 STATUS_TOPIC = "_fleetpulse-connect-status"
 KAFKA_WAIT_S = 120.0
+# Hosts under which connectors reach this stack's MariaDB.
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+log = logging.getLogger("infrastructure.stack")
 
 
 def connect_get(url: str, timeout: float = 3.0) -> tuple[int, object]:
     """GET a Kafka Connect REST resource; return (status, decoded JSON body)."""
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    return connect_request("GET", url, timeout=timeout)
+
+
+def connect_request(
+    method: str, url: str, body: Any = None, timeout: float = 3.0
+) -> tuple[int, object]:
+    """Call the Kafka Connect REST API; return (status, decoded JSON body)."""
+    request = urllib.request.Request(
+        url,
+        data=None if body is None else json.dumps(body).encode(),
+        method=method,
+        headers={"Accept": "application/json", "Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return int(response.status), json.loads(response.read() or b"null")
@@ -225,6 +244,50 @@ log4j.logger.org.apache.kafka.clients=WARN
 log4j.logger.org.reflections=ERROR
 log4j.logger.org.eclipse.jetty=WARN
 """
+
+    def update_connector_passwords(self, wait_s: float = 60.0) -> list[str]:
+        """Give every connector that reads this stack's MariaDB as the app's account the
+        account's current password, and restart its failed tasks; return their names.
+
+        Connectors keep their config (password included) in Kafka: after ``up`` changed the
+        MariaDB password, a connector registered before would fail at its next login.
+        """
+        my = self.settings.mariadb
+        password = my.password.get_secret_value()
+        status, names = connect_get(f"{self.url}/connectors", timeout=10.0)
+        if status != 200 or not isinstance(names, list):
+            raise StackError(self.name, f"GET /connectors: HTTP {status}: {names}", self.log)
+        updated: list[str] = []
+        for name in names:
+            base = f"{self.url}/connectors/{quote(str(name), safe='')}"
+            status, config = connect_get(f"{base}/config", timeout=10.0)
+            if status != 200 or not isinstance(config, dict):
+                continue  # deleted meanwhile
+            if (
+                config.get("database.hostname") not in LOCAL_HOSTS
+                or config.get("database.port") != str(my.port)
+                or config.get("database.user") != my.user
+                or config.get("database.password") == password
+            ):
+                continue
+            log.info("giving connector %s the MariaDB account's new password", name)
+            self._put_config(base, {**config, "database.password": password}, wait_s)
+            # A task that failed to log in with the old password stays failed by itself.
+            connect_request("POST", f"{base}/restart?includeTasks=true&onlyFailed=true", {})
+            updated.append(str(name))
+        return updated
+
+    def _put_config(self, base: str, config: dict[str, Any], wait_s: float) -> None:
+        deadline = time.monotonic() + wait_s
+        while True:
+            status, body = connect_request("PUT", f"{base}/config", config, timeout=30.0)
+            if status in (200, 201):
+                return
+            # 409: a rebalance is in progress; retry until it is over.
+            if status == 409 and time.monotonic() < deadline:
+                time.sleep(1.0)
+                continue
+            raise StackError(self.name, f"PUT {base}/config: HTTP {status}: {body}", self.log)
 
     def shutdown(self, pid: int) -> None:
         # SIGTERM stops the connectors' tasks and flushes their offsets.

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, SecretStr
 
+from api.main import check_secrets
 from infrastructure.kafka import TOPICS
 from infrastructure.settings import EXAMPLE_JWT_SECRET, Settings
 
@@ -26,6 +27,17 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 TEST_JWT_SECRET = "compose-test-secret-0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 TEST_TRACCAR_API_KEY = "compose-test-traccar-key-5d2c7e"
+# Compose has no default for any password either (the api refuses the repository's).
+TEST_PASSWORDS = {
+    name: f"compose-test-{name.lower().replace('_', '-')}"
+    for name in (
+        "POSTGRES_PASSWORD",
+        "MYSQL_PASSWORD",
+        "MYSQL_ROOT_PASSWORD",
+        "DEBEZIUM_DB_PASSWORD",
+        "REDIS_PASSWORD",
+    )
+}
 
 EXPECTED_SERVICES = {
     "timescaledb",
@@ -76,10 +88,13 @@ def docker_compose(
     *args: str,
     jwt_secret: str | None = TEST_JWT_SECRET,
     traccar_key: str | None = TEST_TRACCAR_API_KEY,
+    without: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run `docker compose -f docker-compose.yml ARGS` in a clean, reproducible environment."""
+    """Run `docker compose -f docker-compose.yml ARGS` in a clean, reproducible environment
+    (``without``: leave that one of TEST_PASSWORDS out)."""
     # Only what the CLI needs: no developer .env file, no stray POSTGRES_PASSWORD etc.
     env = {k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "DOCKER_CONFIG"}}
+    env.update({k: v for k, v in TEST_PASSWORDS.items() if k != without})
     if jwt_secret is not None:
         env["JWT_SECRET"] = jwt_secret
     if traccar_key is not None:
@@ -114,6 +129,21 @@ def test_compose_refuses_to_run_without_a_traccar_key() -> None:
     result = docker_compose("config", "--quiet", traccar_key=None)
     assert result.returncode != 0
     assert "TRACCAR_API_KEY" in result.stderr
+
+
+@pytest.mark.parametrize("variable", sorted(TEST_PASSWORDS))
+def test_compose_refuses_to_run_without_each_password(variable: str) -> None:
+    result = docker_compose("config", "--quiet", without=variable)
+    assert result.returncode != 0
+    assert variable in result.stderr
+
+
+def test_redis_requires_its_password(config: dict[str, Any]) -> None:
+    redis = config["services"]["redis"]
+    command = redis["command"]
+    assert command[command.index("--requirepass") + 1] == TEST_PASSWORDS["REDIS_PASSWORD"]
+    # redis-cli in the healthcheck authenticates with REDISCLI_AUTH
+    assert redis["environment"]["REDISCLI_AUTH"] == TEST_PASSWORDS["REDIS_PASSWORD"]
 
 
 def test_expected_services(config: dict[str, Any]) -> None:
@@ -235,6 +265,10 @@ def test_settings_read_from_the_compose_environment(
     assert settings.auth.jwt_secret.get_secret_value() != EXAMPLE_JWT_SECRET
     assert settings.auth.traccar_api_key is not None
     assert settings.auth.traccar_api_key.get_secret_value() == TEST_TRACCAR_API_KEY
+    assert settings.redis.password.get_secret_value() == TEST_PASSWORDS["REDIS_PASSWORD"]
+    assert settings.pg.password.get_secret_value() == TEST_PASSWORDS["POSTGRES_PASSWORD"]
+    assert settings.mariadb.password.get_secret_value() == TEST_PASSWORDS["MYSQL_PASSWORD"]
+    check_secrets(settings)  # the api starts with compose's configuration
     # All FleetPulse processes get the same configuration.
     for name in ("migrate", "worker", "cdc", "maintain"):
         assert _fleetpulse_env(config)[name] == variables

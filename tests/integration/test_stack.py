@@ -1,9 +1,13 @@
 """The local stack manager against the real services: up, probes, an outage and recovery,
-TimescaleDB built and preloaded on the main cluster, and the plain cluster without it."""
+TimescaleDB built and preloaded on the main cluster, the plain cluster without it, and the
+installation's passwords (applied in place to a stack that ran with others)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -15,13 +19,21 @@ from pathlib import Path
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+import redis.exceptions as redis_exceptions
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
+from pydantic import SecretStr
 
 from infrastructure import stack
-from infrastructure.settings import PostgresSettings, Settings
+from infrastructure.kafka import delete_topics
+from infrastructure.mariadb import load_core_business
+from infrastructure.secrets import public_passwords
+from infrastructure.settings import REPOSITORY_DB_PASSWORD, PostgresSettings, Settings
+from infrastructure.stack.connect import Connect
 from infrastructure.stack.kafka import kafka_broker_ids
 from infrastructure.stack.postgres import Postgres
 from infrastructure.stack.timescaledb import PgConfig, Stamp, TimescaleDB, find_source, sha256_of
+from ingest.cdc.connector import connector_name, connector_status, delete_connector, put_connector
 
 pytestmark = pytest.mark.integration
 
@@ -302,3 +314,184 @@ def test_failure_names_the_service_and_its_log(tmp_path: Path) -> None:
     assert str(log) in message
     assert "port" in message.lower()  # the log's tail is quoted
     assert not {r.name: r for r in stack.status(broken)}["redis"].up
+
+
+async def test_services_refuse_the_repository_password(stack_settings: Settings) -> None:
+    """The stack runs with the installation's random passwords (.secrets.env): the
+    repository's default opens neither PostgreSQL cluster, MariaDB nor Redis, and Redis
+    answers nothing to a client without the password."""
+    assert public_passwords(stack_settings) == []
+    for pg in (stack_settings.pg, _plain(stack_settings)):
+        public = pg.model_copy(update={"password": SecretStr(REPOSITORY_DB_PASSWORD)})
+        with pytest.raises(asyncpg.InvalidPasswordError):
+            await asyncpg.connect(public.dsn("postgres"))
+        conn = await asyncpg.connect(pg.dsn("postgres"))
+        assert await conn.fetchval("SELECT 1") == 1
+        await conn.close()
+    public_my = stack_settings.mariadb.model_copy(
+        update={"password": SecretStr(REPOSITORY_DB_PASSWORD)}
+    )
+    with pytest.raises(subprocess.CalledProcessError):
+        _mariadb(stack_settings.model_copy(update={"mariadb": public_my}), "SELECT 1")
+    assert _mariadb(stack_settings, "SELECT 1") == "1"
+    redis = stack_settings.redis
+    anonymous = aioredis.from_url(redis.model_copy(update={"password": SecretStr("")}).url())
+    try:
+        with pytest.raises(redis_exceptions.AuthenticationError):
+            await anonymous.ping()
+        with pytest.raises(redis_exceptions.AuthenticationError):
+            await anonymous.get("fp:anything")
+    finally:
+        await anonymous.aclose()
+
+
+@pytest.mark.slow
+async def test_up_moves_running_services_to_new_passwords(
+    stack_settings: Settings, scratch_root: Path
+) -> None:
+    """An existing stack whose services use other passwords (a dev stack from before
+    .secrets.env had them: the repository default, Redis without one) is moved to the
+    configured ones by `up`, in place: PostgreSQL's role on both clusters and MariaDB's
+    account by ALTER, Redis by CONFIG SET without a restart (its connected clients go on),
+    a Debezium connector reading that MariaDB gets the new password and keeps running.
+    A Redis with yet another password is restarted with the configured one."""
+    services = ["postgres", "postgres-plain", "redis", "mariadb"]
+    ports = {name: _free_port() for name in services}
+    prefix = f"test-pw-{uuid.uuid4().hex[:8]}."
+
+    def installation(pg: str, my: str, redis: str) -> Settings:
+        base = stack_settings
+        return base.model_copy(
+            update={
+                "environment": "test",
+                "pg": base.pg.model_copy(
+                    update={"port": ports["postgres"], "password": SecretStr(pg)}
+                ),
+                "redis": base.redis.model_copy(
+                    update={"port": ports["redis"], "password": SecretStr(redis)}
+                ),
+                "mariadb": base.mariadb.model_copy(
+                    update={"port": ports["mariadb"], "password": SecretStr(my)}
+                ),
+                "kafka": base.kafka.model_copy(update={"topic_prefix": prefix}),
+                "stack": base.stack.model_copy(
+                    update={
+                        "root": scratch_root,
+                        "timescaledb": False,
+                        "plain_pg_port": ports["postgres-plain"],
+                    }
+                ),
+            }
+        )
+
+    async def pg_login(settings: Settings) -> list[bool]:
+        results = []
+        for pg in (settings.pg, _plain(settings)):
+            try:
+                conn = await asyncpg.connect(pg.dsn("postgres"))
+            except asyncpg.InvalidPasswordError:
+                results.append(False)
+            else:
+                await conn.close()
+                results.append(True)
+        return results
+
+    def my_login(settings: Settings) -> bool:
+        try:
+            return _mariadb(settings, "SELECT 1") == "1"
+        except subprocess.CalledProcessError:
+            return False
+
+    # Not the repository's default itself: `up` never applies that one (it would take
+    # .secrets.env's); any other old password takes the same ALTER path.
+    old = installation("old-pg-password", "old-mariadb-password", "")
+    new = installation(secrets.token_urlsafe(24), secrets.token_urlsafe(24), "new-redis-pw")
+    connector = old.model_copy(
+        update={"cdc": old.cdc.model_copy(update={"connector_name": "password-move"})}
+    )
+    try:
+        stack.up(old, services)
+        await load_core_business(old.mariadb)  # tables to capture (and a binlog GTID)
+        await asyncio.to_thread(put_connector, connector)
+        assert await _connector_running(connector)
+        client = aioredis.from_url(old.redis.url(), single_connection_client=True)
+        await client.set(f"{prefix}k", "v")
+        pids = {r.name: r.pid for r in stack.status(old) if r.name in services}
+
+        stack.up(new, services)
+        assert {r.name: r.pid for r in stack.status(new) if r.name in services} == pids
+        assert await pg_login(new) == [True, True]
+        assert await pg_login(old) == [False, False]
+        assert my_login(new) and not my_login(old)
+        assert await client.get(f"{prefix}k") == b"v"  # connected before: goes on
+        anonymous = aioredis.from_url(old.redis.url())
+        with pytest.raises(redis_exceptions.AuthenticationError):
+            await anonymous.ping()
+        await anonymous.aclose()
+        await client.aclose()
+        # stack.up moves connectors when it manages `connect`; here the shared one is used
+        moved = new.model_copy(update={"cdc": connector.cdc})
+        assert Connect(moved).update_connector_passwords() == [connector_name(connector)]
+        assert Connect(moved).update_connector_passwords() == []  # nothing left to move
+        # The connector logs in with the new password: a change made now reaches Kafka.
+        marker = f"moved-{uuid.uuid4().hex[:8]}"
+        _mariadb(new, f"UPDATE core_business.customers SET name = '{marker}' LIMIT 1")
+        assert await _topic_has(new, "cdc.customers", marker.encode())
+        assert await _connector_running(moved)
+
+        newer = new.model_copy(
+            update={"redis": new.redis.model_copy(update={"password": SecretStr("newer-pw")})}
+        )
+        stack.up(newer, ["redis"])
+        assert {r.name: r.pid for r in stack.status(newer)}["redis"] != pids["redis"]
+        fresh = aioredis.from_url(newer.redis.url())
+        assert await fresh.get(f"{prefix}k") == b"v"  # restarted from its AOF
+        await fresh.aclose()
+        stale = aioredis.from_url(new.redis.url())
+        with pytest.raises(redis_exceptions.AuthenticationError):
+            await stale.ping()
+        await stale.aclose()
+    finally:
+        with contextlib.suppress(Exception):
+            delete_connector(connector)
+        with contextlib.suppress(Exception):
+            await delete_topics(connector.kafka, prefix)
+        stack.down(old, services)
+
+
+async def _topic_has(settings: Settings, topic: str, needle: bytes, wait_s: float = 120.0) -> bool:
+    """Whether a record of the (prefixed) topic holding ``needle`` arrives within wait_s."""
+    consumer = AIOKafkaConsumer(
+        settings.kafka.topic(topic),
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while asyncio.get_running_loop().time() < deadline:
+            batches = await consumer.getmany(timeout_ms=1000)
+            if any(needle in (r.value or b"") for rs in batches.values() for r in rs):
+                return True
+        return False
+    finally:
+        await consumer.stop()
+
+
+async def _connector_running(settings: Settings, wait_s: float = 120.0) -> bool:
+    """Wait until the connector and its task run; False when they did not within wait_s."""
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while True:
+        status = await asyncio.to_thread(connector_status, settings)
+        tasks = (status or {}).get("tasks") or []
+        if (
+            status is not None
+            and status["connector"]["state"] == "RUNNING"
+            and tasks
+            and all(t["state"] == "RUNNING" for t in tasks)
+        ):
+            return True
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.5)
