@@ -147,6 +147,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(dead_letters.router)
     app.include_router(live.router)
     app.state.live_gateway = gateway
+    # links the api hands out are built under this, never from the Host header
+    app.state.public_base_url = settings.api.public_base_url
     app.include_router(map.router)
     app.include_router(tiles.router)
     # The built dashboard at / (SPA fallback); a catch-all mount, so it stays the last route.

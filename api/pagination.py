@@ -1,8 +1,9 @@
 """Cursor (keyset) pagination for list routes.
 
 A list answers a JSON array (the seed's shape) and, when there is more, the opaque cursor of
-the next page in the ``X-Next-Cursor`` header (and a ``Link: <...>; rel="next"``). The cursor
-is the sort key of the last row returned, so pages stay stable while rows are added.
+the next page in the ``X-Next-Cursor`` header (and a ``Link: <...>; rel="next"``, relative or
+under ``FLEETPULSE_API__PUBLIC_BASE_URL``). The cursor is the sort key of the last row
+returned, so pages stay stable while rows are added.
 """
 
 from __future__ import annotations
@@ -39,7 +40,11 @@ PAGINATION_HEADERS: dict[str, Any] = {
         "description": "Cursor of the next page; absent on the last page.",
         "schema": {"type": "string"},
     },
-    "Link": {"description": 'The next page as `<url>; rel="next"`.', "schema": {"type": "string"}},
+    "Link": {
+        "description": 'The next page as `<url>; rel="next"`: a relative reference (path and'
+        " query), or an absolute URL under the configured public base URL.",
+        "schema": {"type": "string"},
+    },
 }
 
 
@@ -132,9 +137,18 @@ def paginate(
     page = rows[:limit]
     cursor = encode_cursor(key(page[-1]))
     response.headers[NEXT_CURSOR_HEADER] = cursor
-    url = request.url.include_query_params(cursor=cursor, limit=limit)
-    response.headers["Link"] = f'<{url}>; rel="next"'
+    response.headers["Link"] = f'<{next_page_url(request, cursor, limit)}>; rel="next"'
     return page
+
+
+def next_page_url(request: Request, cursor: str, limit: int) -> str:
+    """The next page's URL: under the configured public base URL, else relative (path and
+    query, resolved by the client against the URL it asked). Never from the Host header: a
+    client sends whatever Host it likes, and a cache could serve its Link to others."""
+    url = request.url.include_query_params(cursor=cursor, limit=limit)
+    relative = f"{url.path}?{url.query}"
+    base: str = getattr(request.app.state, "public_base_url", "")
+    return f"{base}{relative}" if base else relative
 
 
 @dataclass(frozen=True)

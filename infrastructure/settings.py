@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -119,6 +119,22 @@ class ApiSettings(BaseModel):
     # are believed; empty: the TCP peer is the client (per-address limits cannot be split by
     # a forged header).
     trusted_proxies: str = ""
+    # Where clients reach the api (e.g. https://fleet.example.com): links the api hands out
+    # (pagination's Link, the map style's tile URLs) are built under it. Empty: Link is a
+    # relative reference, never built from the request's Host header (anyone can send any).
+    public_base_url: str = ""
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError("public_base_url must be an http(s) URL, e.g. https://host")
+            if parts.query or parts.fragment:
+                raise ValueError("public_base_url takes no query or fragment")
+        return value
 
     def cors_origin_list(self) -> list[str]:
         """Return the configured CORS origins as a list."""

@@ -26,12 +26,15 @@ async def tile_style(
     layer_set: str, request: Request, state: StateDep, user: UserDep
 ) -> dict[str, Any]:
     """A MapLibre style (v8) for the ``base`` layer set whose source is this api's tiles
-    (absolute URL, built from the request). No glyphs or sprites: nothing from the
-    internet. Tiles need the bearer token too (MapLibre's ``transformRequest``).
-    ``metadata["fleetpulse:loaded"]`` tells whether a base map is loaded at all."""
+    (absolute URL: under FLEETPULSE_API__PUBLIC_BASE_URL, else the request's). No glyphs or
+    sprites: nothing from the internet. Tiles need the bearer token too (MapLibre's
+    ``transformRequest``). ``metadata["fleetpulse:loaded"]`` tells whether a base map is
+    loaded at all."""
     if layer_set != "base":
         raise NotFound("a style exists for the layer set 'base' only")
-    root = str(request.base_url).rstrip("/")
+    # the configured public base URL; else the one the client asked (its own Host: this
+    # answer is for its bearer only, and MapLibre needs absolute tile URLs)
+    root: str = request.app.state.public_base_url or str(request.base_url).rstrip("/")
     body = tiles.style(f"{root}/api/tiles/base/{{z}}/{{x}}/{{y}}.mvt")
     async with state.pool.acquire() as conn:
         loaded = await tiles.basemap_loaded(conn)

@@ -288,3 +288,22 @@ async def test_no_cursor_and_no_date_gets_a_5xx(
     resp = await client.get("/api/admin/dead-letters", headers=tenant1_headers)
     assert resp.status_code < 500 and resp.headers["content-type"].startswith("application/")
     assert resp.headers.get("x-content-type-options") == "nosniff"
+
+
+async def test_link_is_never_built_from_the_host_header(
+    client: httpx.AsyncClient, tenant1_headers: dict[str, str]
+) -> None:
+    """A client picks its Host header: pagination's Link used to carry it (a cache in front
+    could hand that link to others). Without FLEETPULSE_API__PUBLIC_BASE_URL the link is a
+    relative reference, which still leads to the next page."""
+    hostile = {**tenant1_headers, "Host": "evil.example", "X-Forwarded-Host": "evil.example"}
+    resp = await client.get("/api/drivers", params={"limit": 1}, headers=hostile)
+    assert resp.status_code == 200, resp.text
+    link = resp.headers["Link"]
+    assert "evil" not in link
+    target = link.removeprefix("<").removesuffix('>; rel="next"')
+    assert target.startswith("/api/drivers?") and "limit=1" in target
+    assert f"cursor={resp.headers['X-Next-Cursor']}" in target
+    following = await client.get(target, headers=tenant1_headers)
+    assert following.status_code == 200 and following.json()
+    assert following.json()[0]["id"] != resp.json()[0]["id"]
