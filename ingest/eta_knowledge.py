@@ -12,9 +12,11 @@ A tenant learns from its own drivers only. Reloads happen between batches, every
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import shapely
 
@@ -74,6 +76,8 @@ class EtaKnowledge:
     service_s: dict[str, float] = field(default_factory=dict)
     version: int = 0  # bumped by every reload: routes' clocks are rebuilt against it
     loaded_at: float = -1.0
+    road_attrs: dict[tuple[int, int], tuple[str, int]] = field(default_factory=dict)
+    roads_signature: tuple[int, str] = (-1, "")  # road_edges' row count and last load
 
     def profile(self, tenant: str) -> SpeedProfile:
         found = self.profiles.get(tenant)
@@ -106,7 +110,12 @@ class EtaKnowledgeCache:
             return k
         try:
             self.knowledge = await load_knowledge(
-                conn, k.planning_speed_ms, self.cfg.min_samples, self.cfg.learn_weeks, k.version + 1
+                conn,
+                k.planning_speed_ms,
+                self.cfg.min_samples,
+                self.cfg.learn_weeks,
+                k.version + 1,
+                previous=k,
             )
         except Exception:  # keep driving on what we knew; the next batch tries again later
             log.exception("reloading the learned ETA profile failed")
@@ -115,21 +124,53 @@ class EtaKnowledgeCache:
 
 
 async def load_knowledge(
-    conn: Conn, planning_speed_ms: float, min_samples: int, weeks: int, version: int
+    conn: Conn,
+    planning_speed_ms: float,
+    min_samples: int,
+    weeks: int,
+    version: int,
+    previous: EtaKnowledge | None = None,
 ) -> EtaKnowledge:
-    """Read road segments, learned speeds and service times."""
-    roads = []
-    attrs: dict[tuple[int, int], tuple[str, int]] = {}
-    for r in await conn.fetch(_ROADS):
-        key = (int(r["source"]), int(r["target"]))
-        coords = list(shapely.from_wkb(r["wkb"]).coords)
-        # a road class is a class within its network: a city's residential streets and a
-        # region's do not share speeds
-        highway = road_class(str(r["network"]), str(r["highway"]))
-        roads.append((key, highway, float(r["speed_kmh"]) / 3.6, coords))
-        attrs[key] = (highway, profile_cell(float(r["mid_lon"]), float(r["mid_lat"])))
+    """Read road segments, learned speeds and service times.
+
+    The rows are read on the event loop, the index and profiles built on a thread: for a
+    region learned over weeks that is seconds of CPU, and a worker whose loop stalls that
+    long misses its Kafka heartbeats and is thrown out of its group.
+    """
+    signature = await _roads_signature(conn)
+    if previous is not None and previous.roads_signature == signature:
+        roads = None  # unchanged: the previous index (and every route's pieces) stay
+    else:
+        roads = await conn.fetch(_ROADS)
+    samples = await conn.fetch(_SAMPLES, weeks)
+    service = {r["tenant_id"]: float(r["median_s"]) for r in await conn.fetch(_SERVICE, weeks)}
+    built = await asyncio.to_thread(
+        _build, roads, previous, samples, service, planning_speed_ms, min_samples, version
+    )
+    built.roads_signature = signature
+    return built
+
+
+async def _roads_signature(conn: Conn) -> tuple[int, str]:
+    row = await conn.fetchrow("SELECT count(*) AS n, max(loaded_at)::text AS at FROM road_edges")
+    return (0, "") if row is None else (int(row["n"]), str(row["at"]))
+
+
+def _build(
+    road_rows: list[Any] | None,
+    previous: EtaKnowledge | None,
+    sample_rows: list[Any],
+    service: dict[str, float],
+    planning_speed_ms: float,
+    min_samples: int,
+    version: int,
+) -> EtaKnowledge:
+    if road_rows is None and previous is not None:
+        index, attrs = previous.roads, previous.road_attrs
+    else:
+        index, attrs = _index(road_rows or [])
     by_tenant: dict[str, list[SpeedSample]] = {}
-    for r in await conn.fetch(_SAMPLES, weeks):
+    for r in sample_rows:
         key = (int(r["source"]), int(r["target"]))
         known = attrs.get(key)
         by_tenant.setdefault(r["tenant_id"], []).append(
@@ -143,11 +184,10 @@ async def load_knowledge(
                 int(r["traversals"]),
             )
         )
-    service = {r["tenant_id"]: float(r["median_s"]) for r in await conn.fetch(_SERVICE, weeks)}
     return EtaKnowledge(
         planning_speed_ms,
         min_samples,
-        RoadIndex(roads, profile_cell),
+        index,
         {
             t: SpeedProfile.learn(samples, planning_speed_ms, min_samples)
             for t, samples in by_tenant.items()
@@ -155,4 +195,22 @@ async def load_knowledge(
         service,
         version,
         time.monotonic(),
+        road_attrs=attrs,
     )
+
+
+def _index(
+    rows: list[Any],
+) -> tuple[RoadIndex, dict[tuple[int, int], tuple[str, int]]]:
+    """The road index and each segment's (class, cell)."""
+    roads = []
+    attrs: dict[tuple[int, int], tuple[str, int]] = {}
+    for r in rows:
+        key = (int(r["source"]), int(r["target"]))
+        coords = list(shapely.from_wkb(r["wkb"]).coords)
+        # a road class is a class within its network: a city's residential streets and a
+        # region's do not share speeds
+        highway = road_class(str(r["network"]), str(r["highway"]))
+        roads.append((key, highway, float(r["speed_kmh"]) / 3.6, coords))
+        attrs[key] = (highway, profile_cell(float(r["mid_lon"]), float(r["mid_lat"])))
+    return RoadIndex(roads, profile_cell), attrs

@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from geo.distance import haversine_m
-from geo.eta import Pace, RouteClock, stop_etas
+from geo.eta import Pace, RouteClock, RouteRoads, stop_etas
 from geo.geofence_state import (
     GeofenceRules,
     Track,
@@ -71,6 +71,7 @@ OFF_ROUTE_M = 500.0  # farther than this from the planned path: use the straight
 # the learned ETA takes over a route when this share of its path is on known roads and
 # covered by something learned (a segment, its cell or its road class)
 LEARNED_MIN_SHARE = 0.5
+CLOCK_REBUILDS_PER_BATCH = 50  # routes whose clock a batch rebuilds after a reload, at most
 PLANNING_ONLY = ""  # the profile of no tenant: nothing learned, the planning speed everywhere
 
 
@@ -196,6 +197,8 @@ class MovementTracker:
         # a route's clock for its tenant's profile, by (route line, tenant): rebuilt when the
         # knowledge reloads (its version) or the route's line changes
         self._clocks: dict[tuple[int, str], tuple[int, Any, RouteClock | None, bool]] = {}
+        self._roads: dict[int, tuple[Any, Any, RouteRoads]] = {}  # a line's pieces, by line
+        self._rebuilds_left = CLOCK_REBUILDS_PER_BATCH
         # planned_visits.eta_at as last stored, by visit: (ETA, fix time), epoch ms
         self.stored_eta: dict[str, tuple[int, int]] = {}
 
@@ -220,6 +223,7 @@ class MovementTracker:
         drivers = {f.driver_id for f in fixes}
         newest_day = datetime.fromtimestamp(max(f.fix_ms for f in fixes) / 1000, tz=UTC).date()
         await self.eta.refresh(conn)
+        self._rebuilds_left = CLOCK_REBUILDS_PER_BATCH
         plans = await self.plans.load(conn, drivers, newest_day)
         await self.tracks.load(conn, drivers)
         by_driver: dict[str, list[FixInput]] = defaultdict(list)
@@ -503,16 +507,27 @@ class MovementTracker:
             return None, False
         key = (id(line), tenant)
         found = self._clocks.get(key)
-        if found is not None and found[0] == k.version and found[1] is line:
-            return found[2], found[3]
+        if found is not None and found[1] is line:
+            # after a reload, a route keeps its clock until this batch's rebuild budget lets
+            # it be rebuilt: a fleet's clocks all at once stalled the worker for seconds
+            if found[0] == k.version or self._rebuilds_left <= 0:
+                return found[2], found[3]
+        self._rebuilds_left -= 1
         profile = k.profile(tenant)
-        roads = k.roads.route_roads(line.lonlat, line.cum)
+        roads = self._roads.get(id(line))
+        if roads is None or roads[0] is not line or roads[1] is not k.roads:
+            # the pieces change only with the road segments, not with what was learned
+            roads = (line, k.roads, k.roads.route_roads(line.lonlat, line.cum))
+            if len(self._roads) >= STORED_ETA_MAX:
+                self._roads.clear()
+            self._roads[id(line)] = roads
+        pieces = roads[2]
         learned = (
             profile.samples > 0
-            and roads.matched_share >= LEARNED_MIN_SHARE
-            and roads.share(profile.knows) >= LEARNED_MIN_SHARE
+            and pieces.matched_share >= LEARNED_MIN_SHARE
+            and pieces.share(profile.knows) >= LEARNED_MIN_SHARE
         )
-        clock = RouteClock(roads, profile if learned else k.profile(PLANNING_ONLY))
+        clock = RouteClock(pieces, profile if learned else k.profile(PLANNING_ONLY))
         if len(self._clocks) >= STORED_ETA_MAX:
             self._clocks.clear()
         self._clocks[key] = (k.version, line, clock, learned)
