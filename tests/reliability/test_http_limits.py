@@ -1,7 +1,7 @@
 """Hostile requests against a real `fleetpulse api` process (uvicorn, our protocol limits):
-headers sent a byte at a time (slowloris), oversized headers, oversized bodies (declared and
-chunked), deeply nested JSON. Each is bounded, answered 4xx or cut off, never a 5xx, and the
-process keeps serving."""
+headers sent a byte at a time (slowloris), a body sent a byte at a time, oversized headers,
+oversized bodies (declared and chunked), deeply nested JSON. Each is bounded, answered 4xx or
+cut off, never a 5xx, and the process keeps serving."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import contextlib
 import httpx
 import pytest
 
-from api.http_limits import HEADER_TIMEOUT_S, MAX_HEADER_BYTES
+from api.http_limits import BODY_TIMEOUT_S, HEADER_TIMEOUT_S, MAX_HEADER_BYTES
 from tests.reliability.support import Fleet
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(300)]
@@ -76,6 +76,24 @@ async def test_headers_sent_in_pieces_within_the_deadline_are_served(fleet: Flee
     pieces = [request[i : i + 8] for i in range(0, len(request), 8)]
     answer = await raw_exchange(api.port, pieces, pause_s=0.05)
     assert answer is not None and answer.startswith(b"HTTP/1.1 200"), answer
+
+
+async def test_a_body_sent_a_byte_at_a_time_gets_408(fleet: Fleet) -> None:
+    """`fleetpulse api` runs the body deadline (tests/unit/test_http_body_timeout.py has the
+    details with a shorter one): a body that would take twice the deadline is answered 408
+    before it is sent, and the process keeps serving."""
+    api = fleet.alive("api")[0]
+    assert api.port is not None
+    drip = [b"a"] * int(BODY_TIMEOUT_S * 2 / 0.5)
+    head = (
+        b"POST /api/osmand HTTP/1.1\r\nHost: localhost\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(drip)
+    )
+    answer = await raw_exchange(api.port, [head, *drip], pause_s=0.5)
+    assert answer is not None and answer.startswith(b"HTTP/1.1 408"), answer
+    assert b"request_timeout" in answer
+    await assert_still_serving(api.url)
 
 
 @pytest.mark.parametrize(
