@@ -179,3 +179,19 @@ def test_a_secrets_file_from_before_the_passwords_gets_them_and_keeps_the_rest(
         update={"pg": before.pg.model_copy(update={"password": SecretStr("operator-chosen")})}
     )
     assert with_local_secrets(own, path).pg.password.get_secret_value() == "operator-chosen"
+
+
+@pytest.mark.parametrize("command", [["worker"], ["cdc"], ["maintain"], ["run"]])
+def test_long_running_commands_refuse_a_public_password(
+    command: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Like the api, the other processes holding the database and Redis passwords refuse to
+    start with the repository's (before connecting anywhere)."""
+    from api.cli import main
+
+    monkeypatch.setenv("FLEETPULSE_ENVIRONMENT", "development")
+    monkeypatch.setenv("FLEETPULSE_AUTH__JWT_SECRET", secrets.token_hex(32))
+    monkeypatch.setenv("FLEETPULSE_AUTH__TRACCAR_API_KEY", secrets.token_urlsafe(24))
+    monkeypatch.setenv("FLEETPULSE_REDIS__PASSWORD", REPOSITORY_DB_PASSWORD)
+    assert main(command) == 2
+    assert "FLEETPULSE_REDIS__PASSWORD" in capsys.readouterr().err
