@@ -176,6 +176,14 @@ class RouteLine:
                 along, off = self._project(x, y, lo, hi)
                 if off < 150.0:
                     return along, off
+            # Lost the thread (a gap, a detour): look ahead first. A route that drives a
+            # street out and back lies on itself, and the whole line's nearest point is then
+            # the earliest pass: a van on its way back was put kilometres behind, and stayed
+            # there, sliding backwards along the outbound pass (the simulator found it).
+            if lo < self.length_m:
+                along, off = self._project(x, y, lo, self.length_m)
+                if off < 150.0:
+                    return along, off
         return self._project(x, y, 0.0, self.length_m)
 
 

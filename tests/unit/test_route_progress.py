@@ -119,3 +119,22 @@ def test_the_plain_python_projection_equals_the_numpy_one(
             px = np.interp(along, line.cum, line.xy[:, 0])
             py = np.interp(along, line.cum, line.xy[:, 1])
             assert math.hypot(px - x, py - y) == pytest.approx(off, abs=1e-6)
+
+
+def test_a_lost_thread_is_picked_up_ahead_on_a_route_that_doubles_back() -> None:
+    """A street driven out and back (its return lane 6 m from the outbound one): after a jump
+    the fix, noisy, lies nearer the outbound pass. The search looks ahead of the last
+    progress first, so the van on its way back is not put kilometres behind."""
+    lon0, lat0 = 9.52, 47.14
+    east = 2_000 / (111_320 * math.cos(math.radians(lat0)))
+    north = 6 / 111_320
+    line = RouteLine.from_lonlat(
+        [(lon0, lat0), (lon0 + east, lat0), (lon0 + east, lat0 + north), (lon0, lat0 + north)],
+        [(lon0, lat0 + north)],
+    )
+    # on the way back; the fix is further along than the window around the last progress
+    # reaches, 2 m from the outbound lane and 4 m from the return lane
+    fix = (lon0 + east * 0.05, lat0 + north / 3)
+    along, off = line.locate(*fix, near_m=2_200.0, window_m=150.0)
+    assert along > line.length_m / 2 and off == pytest.approx(4.0, abs=0.5)
+    assert along == pytest.approx(line.length_m - 0.05 * 2_000, rel=0.01)
