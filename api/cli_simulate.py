@@ -40,6 +40,11 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--drivers", type=int, default=10)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--device-prefix",
+        default="SIM",
+        help="device ids are PREFIX00001, ...: another prefix, another fleet of drivers",
+    )
     p.add_argument("--interval", type=float, default=5.0, help="reporting interval, 1-30 s")
     p.add_argument("--speedup", type=float, default=1.0, help="time compression, e.g. 60")
     p.add_argument(
@@ -226,6 +231,7 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
             network=args.network,
             traffic=not args.no_traffic,
             traffic_seed=args.traffic_seed,
+            device_prefix=args.device_prefix,
             driving=DrivingConfig(
                 dwell_min_s=args.dwell[0],
                 dwell_max_s=args.dwell[1],
