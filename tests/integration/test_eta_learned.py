@@ -118,6 +118,8 @@ async def test_learned_eta_beats_both_baselines(
         # the same fixes (free flow only where the fix was on its route)
         assert eta[h]["n"] >= 20 and today[h]["n"] == eta[h]["n"], (h, report)
         assert free[h]["n"] >= 0.8 * eta[h]["n"], (h, report)
-        # MARGINS: see docs/eta.md, "Measured"
+        # measured (docs/eta.md): about half today's MAE and a tenth of free flow's, 7 % of
+        # the time to go, after 4 weeks x 20 drivers; bounds with room for 2 weeks x 6
         assert eta[h]["mae_s"] <= 0.85 * today[h]["mae_s"], (h, eta[h], today[h])
-        assert eta[h]["mae_s"] <= 0.85 * free[h]["mae_s"], (h, eta[h], free[h])
+        assert eta[h]["mae_s"] <= 0.5 * free[h]["mae_s"], (h, eta[h], free[h])
+        assert eta[h]["mae_pct_of_ttg"] <= 15.0, (h, eta[h])
