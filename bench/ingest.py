@@ -104,6 +104,14 @@ def bench_settings(args: argparse.Namespace) -> Settings:
     )
 
 
+def traccar_key(s: Settings) -> str:
+    """The installation's Traccar key (.secrets.env): a running api refuses the public ones."""
+    key = s.auth.traccar_api_key
+    if key is None:
+        raise SystemExit("no FLEETPULSE_AUTH__TRACCAR_API_KEY: run `fleetpulse stack up` first")
+    return key.get_secret_value()
+
+
 def child_env(s: Settings) -> dict[str, str]:
     return {
         **os.environ,
@@ -388,7 +396,13 @@ async def run_step(
                 await asyncio.wait_for(stop.wait(), 0.5)
 
     poster = HttpPoster(ingest_base, connections=args.concurrency)
-    sender = Sender(poster, args.protocol, osmand_url="/", max_in_flight=args.concurrency)
+    sender = Sender(
+        poster,
+        args.protocol,
+        osmand_url="/",
+        api_key=traccar_key(s),
+        max_in_flight=args.concurrency,
+    )
     consumer_task = asyncio.create_task(consume())
     stop_poll = asyncio.Event()
     poll_task = asyncio.create_task(poll(stop_poll))
@@ -480,7 +494,13 @@ async def run_drain(
     step = await step_fleet(args, fleet_cfg, args.rate)
     start_ms = step.start_ms
     poster = HttpPoster(ingest_base, connections=args.concurrency)
-    sender = Sender(poster, args.protocol, osmand_url="/", max_in_flight=args.concurrency)
+    sender = Sender(
+        poster,
+        args.protocol,
+        osmand_url="/",
+        api_key=traccar_key(s),
+        max_in_flight=args.concurrency,
+    )
     try:
         await step.send(sender)
     finally:

@@ -71,6 +71,7 @@ OFF_ROUTE_M = 500.0  # farther than this from the planned path: use the straight
 # the learned ETA takes over a route when this share of its path is on known roads and
 # covered by something learned (a segment, its cell or its road class)
 LEARNED_MIN_SHARE = 0.5
+STOP_ETAS_EVERY_MS = 30_000  # every remaining stop's ETA, per driver, at most this often
 CLOCK_REBUILDS_PER_BATCH = 50  # routes whose clock a batch rebuilds after a reload, at most
 PLANNING_ONLY = ""  # the profile of no tenant: nothing learned, the planning speed everywhere
 
@@ -122,6 +123,8 @@ class Runtime:
     progress_m: float | None = None
     motion: MotionState | None = None  # trips and stops of the current UTC day so far
     pace: Pace = Pace()  # time taken against the learned profile's, lately
+    stops_at_ms: int = -1  # when every remaining stop's ETA was last computed
+    stops_next: str | None = None  # and which stop was next then
 
 
 @dataclass
@@ -464,12 +467,30 @@ class MovementTracker:
         speed = rt.speed.value(self.planning_speed_ms, PRIOR_WEIGHT_S)
         eta = eta_seconds(remaining, speed, self.planning_speed_ms)
         etas: tuple[tuple[str, float], ...] = ()
+        every_stop = False
         if clock is not None:
+            # the later stops at most every STOP_ETAS_EVERY_MS per driver, and when the next
+            # stop changes: on every fix they were most of a fix's cost and of its message
+            every_stop = f.fix_ms - rt.stops_at_ms >= STOP_ETAS_EVERY_MS or (
+                rt.stops_next != nxt.visit_id
+            )
             # without learned speeds: today's ETA to the next stop, the clock after it
             etas = self._stop_etas(
-                plan, stops, tracks, index, serving, along if learned else None, eta, clock, rt, f
+                plan,
+                stops,
+                tracks,
+                index,
+                serving,
+                along if learned else None,
+                eta,
+                clock,
+                rt,
+                f,
+                every_stop=every_stop,
             )
             eta = etas[0][1]
+            if every_stop:
+                rt.stops_at_ms, rt.stops_next = f.fix_ms, nxt.visit_id
         movement = Movement(
             route_id=plan.route_id,
             next_visit_id=nxt.visit_id,
@@ -479,7 +500,7 @@ class MovementTracker:
             eta_s=round(eta, 1),
             geofence_id=inside,
             motion=label,
-            stop_etas=etas,
+            stop_etas=etas if every_stop else (),
         )
         for visit_id, seconds in etas or ((nxt.visit_id, eta),):
             if stops[visit_id] != "pending":
@@ -556,8 +577,11 @@ class MovementTracker:
         clock: RouteClock,
         rt: Runtime,
         f: FixInput,
+        *,
+        every_stop: bool = True,
     ) -> tuple[tuple[str, float], ...]:
-        """Seconds to every remaining open stop, in visiting order (the next one first)."""
+        """Seconds to every remaining open stop, in visiting order (the next one first); only
+        to the next one unless ``every_stop``."""
         assert plan.line is not None
         line = plan.line
         nxt = plan.stops[index]
@@ -565,6 +589,12 @@ class MovementTracker:
         later = [
             i for i in range(index + 1, len(plan.stops)) if stops[plan.stops[i].visit_id] in OPEN
         ]
+        if not every_stop:
+            later = []
+        if serving and not later:
+            return ((nxt.visit_id, 0.0),)
+        if along is None and not serving and not later:
+            return ((nxt.visit_id, round(straight_eta_s, 1)),)
         if serving:
             # the stop being served: reached; the others count from the end of its service
             track = tracks.get(nxt.geofence_id) if nxt.geofence_id is not None else None
@@ -616,6 +646,8 @@ def _copy(rt: Runtime | None) -> Runtime:
         rt.progress_m,
         None if rt.motion is None else copy.copy(rt.motion),
         rt.pace,
+        rt.stops_at_ms,
+        rt.stops_next,
     )
 
 

@@ -164,7 +164,7 @@ class EnrichedPosition:
         """The JSON of ``gps.positions.enriched``, Redis latest and ``position:update``."""
         p, m = self.position, self.movement
         eta_at = m.eta_at_ms(p.fix_time_ms)
-        return {
+        message: EnrichedMessage = {
             "schema": 1,
             "tenantId": p.tenant_id,
             "driverId": self.device.driver_id,
@@ -191,15 +191,17 @@ class EnrichedPosition:
             "etaSeconds": m.eta_s,
             "eta": None if eta_at is None else iso_ms(eta_at),
             "geofenceId": m.geofence_id,
-            "stopEtas": [
+        }
+        if m.stop_etas:  # every remaining stop, at most every 30 s per driver (docs/eta.md)
+            message["stopEtas"] = [
                 {
                     "visitId": visit,
                     "etaSeconds": seconds,
                     "eta": iso_ms(p.fix_time_ms + int(seconds * 1000)),
                 }
                 for visit, seconds in m.stop_etas
-            ],
-        }
+            ]
+        return message
 
 
 class PartitionKeeper:

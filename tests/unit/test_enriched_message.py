@@ -33,9 +33,19 @@ def enriched(movement: Movement) -> EnrichedPosition:
 
 
 def test_the_writer_writes_every_field_of_the_type_and_no_other() -> None:
-    message = enriched(Movement(route_id="r-1", eta_s=90.0)).to_message()
+    stops = (("v-1", 90.0), ("v-2", 700.5))
+    message = enriched(Movement(route_id="r-1", eta_s=90.0, stop_etas=stops)).to_message()
     assert set(message) == EnrichedMessage.__required_keys__ | EnrichedMessage.__optional_keys__
     assert message["eta"] == "2026-02-07T12:01:30.000+00:00"
+    assert message["stopEtas"][1] == {
+        "visitId": "v-2",
+        "etaSeconds": 700.5,
+        "eta": "2026-02-07T12:11:40.500+00:00",
+    }
+    # the fixes between two every-stop refreshes carry no stopEtas (docs/eta.md)
+    between = enriched(Movement(route_id="r-1", eta_s=80.0)).to_message()
+    everything = EnrichedMessage.__required_keys__ | EnrichedMessage.__optional_keys__
+    assert set(between) == everything - {"stopEtas"}
 
 
 def test_a_batch_entry_keeps_only_fields_of_the_message() -> None:

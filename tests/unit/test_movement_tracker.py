@@ -22,6 +22,8 @@ def test_a_runtime_copy_keeps_every_field_and_is_independent() -> None:
         "progress_m": 12.5,
         "motion": step_motion(None, 1.0, 24.9, 60.1, 0.0)[0],
         "pace": Pace(120.0, 100.0),
+        "stops_at_ms": 900,
+        "stops_next": "visit-2",
     }
     assert {f.name for f in dataclasses.fields(Runtime)} == set(values)
     rt = Runtime(**values)
