@@ -231,6 +231,8 @@ class RouteClock:
 
     def speeds(self, hour: int) -> FloatArray:
         p = self.profile
+        if not self.free_flow and p.samples == 0:  # nothing learned: the planning speed
+            return np.full(len(self.roads.pieces), p.planning_speed_ms)
         if self.free_flow:
             return np.array(
                 [
