@@ -10,11 +10,13 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
@@ -229,13 +231,26 @@ async def plain_client(
             yield c
 
 
+SESSION_TOKEN_TTL_S = 4 * 3600
+
+
 async def login(client: httpx.AsyncClient, email: str, tenant: str) -> str:
+    """A real login's access token, made to last the whole run.
+
+    The session's shared headers outlive a 15-minute access token once the suite runs longer
+    than that (it does): the login's own claims are signed again with the suite's pinned
+    secret and a later expiry, which the app accepts as it would any token it issued. Tests
+    of expiry and refresh log in themselves.
+    """
     resp = await client.post(
         "/api/auth/login", json={"email": email, "password": "admin123", "tenantId": tenant}
     )
     assert resp.status_code == 200, resp.text
     token: str = resp.json()["accessToken"]
-    return token
+    claims = jwt.decode(token, TEST_JWT_SECRET, algorithms=["HS256"])
+    claims["exp"] = int(time.time()) + SESSION_TOKEN_TTL_S
+    lasting: str = jwt.encode(claims, TEST_JWT_SECRET, algorithm="HS256")
+    return lasting
 
 
 @pytest.fixture(scope="session")

@@ -95,16 +95,19 @@ async def test_history_to_learned_speeds(backend: Backend) -> None:
         spec = DriverSpec("tenant-1", JOHN, "DEV001", LON0, LAT0)
         assert await write_tracks(conn, track_records(spec, track)) == track.t.size
 
+        # (other modules' drivers may have history that day too: count the grid's own)
         first = await match_window(conn, day, day + timedelta(days=1))
-        # six drives of nine blocks: the seven inner blocks of each are driven whole
-        assert first.trips == 6 and first.traversals >= 40, first.as_dict()
-        # idempotent: the same window again stores nothing twice
-        again = await match_window(conn, day, day + timedelta(days=1))
-        assert again.traversals == 0
         stored = await conn.fetchval(
             "SELECT count(*) FROM edge_traversals WHERE network = $1", network
         )
-        assert stored == first.traversals
+        # six drives of nine blocks: the seven inner blocks of each are driven whole
+        assert first.trips >= 6 and stored >= 40, (first.as_dict(), stored)
+        # idempotent: the same window again stores nothing twice
+        again = await match_window(conn, day, day + timedelta(days=1))
+        assert again.traversals == 0
+        assert stored == await conn.fetchval(
+            "SELECT count(*) FROM edge_traversals WHERE network = $1", network
+        )
 
         await refresh_range(conn, "edge_speeds_1h", day, day + timedelta(days=1))
         rows = await conn.fetch(
