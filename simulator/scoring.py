@@ -275,25 +275,7 @@ def score(
     arrivals = judge("arrival", "enterMs", "arrived_ms", arrive_need)
     departures = judge("departure", "exitMs", "departed_ms", depart_need)
 
-    buckets: dict[str, list[tuple[float, float]]] = {
-        f"{int(lo // 60)}-{int(hi // 60)}min": [] for lo, hi in HORIZONS_S
-    }
-    for s in etas:
-        v = truth_visits.get(s.visit_id)
-        if v is None or v["arriveMs"] is None or v["enterMs"] is None:
-            continue
-        if s.fix_ms >= v["enterMs"]:
-            continue  # inside the circle already: the ETA is the stop being served (0)
-        ttg = (v["arriveMs"] - s.fix_ms) / 1000
-        for lo, hi in HORIZONS_S:
-            if lo <= ttg < hi:
-                buckets[f"{int(lo // 60)}-{int(hi // 60)}min"].append((s.eta_s - ttg, ttg))
-    eta: dict[str, Any] = {}
-    all_pairs: list[tuple[float, float]] = []
-    for name, pairs in buckets.items():
-        all_pairs += pairs
-        eta[name] = _eta_summary(pairs)
-    eta["all"] = _eta_summary(all_pairs)
+    eta = _by_horizon(truth_visits, [(s, s.eta_s) for s in etas])
     baselines = {
         name: _by_horizon(truth_visits, [(s, getattr(s, attr)) for s in etas])
         for name, attr in (("today", "today_s"), ("free_flow", "free_flow_s"))
@@ -309,7 +291,8 @@ def score(
 def _by_horizon(
     truth_visits: dict[str, dict[str, Any]], samples: list[tuple[EtaSample, float | None]]
 ) -> dict[str, Any]:
-    """ETA error by horizon for one estimator (the samples it could give)."""
+    """ETA error by horizon for one estimator (the samples it could give); a fix inside the
+    stop's circle already is left out (its ETA is the stop being served: 0)."""
     buckets: dict[str, list[tuple[float, float]]] = {
         f"{int(lo // 60)}-{int(hi // 60)}min": [] for lo, hi in HORIZONS_S
     }
