@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -93,3 +95,26 @@ def seed_array_item(unique_id: str, fix_ms: int, lat: float, lon: float) -> dict
         "accuracy": 10,
         "attributes": {"uniqueId": unique_id},
     }
+
+
+async def wait_simulation_stored(conn: Any, truth: dict[str, Any]) -> int:
+    """Wait (up to 2 min) until every fix a simulated run sent is in the history; return
+    how many are, after 2 s more for the last batch's visit transitions."""
+    from simulator.scoring import count_stored
+
+    ids = [d["driverId"] for d in truth["drivers"]]
+    stored = -1
+    for _ in range(240):
+        stored = await count_stored(conn, ids, truth["startMs"], truth["endMs"] + 3_600_000)
+        if stored >= truth["sent"]:
+            break
+        await asyncio.sleep(0.5)
+    await asyncio.sleep(2.0)  # the last batch's visit transitions commit with its history
+    return stored
+
+
+def save_artifact(name: str, report: object) -> None:
+    """Keep a score for the record in test-artifacts/ (git-ignored)."""
+    artifacts = Path(__file__).resolve().parents[1] / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    (artifacts / name).write_text(json.dumps(report, indent=2, default=str))

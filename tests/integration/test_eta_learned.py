@@ -11,7 +11,6 @@ on the same fixes. The bounds are the measured figures with a stated margin (doc
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,30 +29,11 @@ from simulator.history import HistoryConfig, history_plan
 from simulator.network import load_network
 from simulator.roads import load_road_edges
 from simulator.run import RunOptions, score_run, simulate
-from simulator.scoring import count_stored
+from tests.helpers import save_artifact, wait_simulation_stored
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 HORIZONS = ("5-10min", "10-20min")
-
-
-async def _wait_stored(conn: Any, truth: dict[str, Any]) -> int:
-    ids = [d["driverId"] for d in truth["drivers"]]
-    stored = -1
-    for _ in range(240):
-        stored = await count_stored(conn, ids, truth["startMs"], truth["endMs"] + 3_600_000)
-        if stored >= truth["sent"]:
-            break
-        await asyncio.sleep(0.5)
-    await asyncio.sleep(2.0)
-    return stored
-
-
-def _save_report(report: object) -> None:
-    """Keep the score for the record (test-artifacts/ is git-ignored)."""
-    artifacts = Path(__file__).resolve().parents[2] / "test-artifacts"
-    artifacts.mkdir(exist_ok=True)
-    (artifacts / "eta-learned-score.json").write_text(json.dumps(report, indent=2, default=str))
 
 
 async def test_learned_eta_beats_both_baselines(
@@ -97,7 +77,7 @@ async def test_learned_eta_beats_both_baselines(
     async with pg.acquire() as conn:
         result = await simulate(client, client, conn, opts)
         assert result.send.accepted == result.send.sent > 1_000
-        assert await _wait_stored(conn, result.truth) == result.send.accepted
+        assert await wait_simulation_stored(conn, result.truth) == result.send.accepted
         report = await score_run(conn, result.truth)
         # the worker published ETAs of later stops too: pending visits beyond the next have one
         later = await conn.fetchval(
@@ -106,7 +86,7 @@ async def test_learned_eta_beats_both_baselines(
                  AND v.eta_at IS NOT NULL AND v.sequence_number > 2""",
             [d["driverId"] for d in result.truth["drivers"]],
         )
-    _save_report(report)
+    save_artifact("eta-learned-score.json", report)
 
     assert later > 0
     eta, today, free = (

@@ -8,9 +8,6 @@ receiver is stored; the published ETAs are within the bound documented in docs/s
 
 from __future__ import annotations
 
-import asyncio
-import json
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,28 +16,9 @@ import pytest
 from simulator.driving import DrivingConfig
 from simulator.fleet import FleetConfig
 from simulator.run import RunOptions, score_run, simulate
-from simulator.scoring import count_stored
+from tests.helpers import save_artifact, wait_simulation_stored
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-
-
-async def _wait_stored(conn: Any, truth: dict[str, Any]) -> int:
-    ids = [d["driverId"] for d in truth["drivers"]]
-    stored = -1
-    for _ in range(240):
-        stored = await count_stored(conn, ids, truth["startMs"], truth["endMs"] + 3_600_000)
-        if stored >= truth["sent"]:
-            break
-        await asyncio.sleep(0.5)
-    await asyncio.sleep(2.0)  # the last batch's visit transitions commit with its history
-    return stored
-
-
-def _save_report(report: object) -> None:
-    """Keep the score for the record (test-artifacts/ is git-ignored)."""
-    artifacts = Path(__file__).resolve().parents[2] / "test-artifacts"
-    artifacts.mkdir(exist_ok=True)
-    (artifacts / "simulation-score.json").write_text(json.dumps(report, indent=2, default=str))
 
 
 async def test_ten_drivers_half_an_hour(
@@ -65,9 +43,9 @@ async def test_ten_drivers_half_an_hour(
         assert result.send.rejected == 0
         assert result.send.accepted == result.send.sent > 500
         assert result.stats.dropped > 0  # dropouts happened and were not sent
-        stored = await _wait_stored(conn, result.truth)
+        stored = await wait_simulation_stored(conn, result.truth)
         report = await score_run(conn, result.truth)
-    _save_report(report)
+    save_artifact("simulation-score.json", report)
 
     # Stored count equals sent count: nothing accepted is lost, nothing stored twice.
     assert stored == result.send.accepted

@@ -8,9 +8,6 @@ horizons that the Helsinki centre cannot produce.
 
 from __future__ import annotations
 
-import asyncio
-import json
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,29 +18,9 @@ from simulator.fleet import FleetConfig
 from simulator.network import load_network
 from simulator.roads import load_road_edges
 from simulator.run import RunOptions, score_run, simulate
-from simulator.scoring import count_stored
+from tests.helpers import save_artifact, wait_simulation_stored
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-
-
-async def _wait_stored(conn: Any, truth: dict[str, Any]) -> int:
-    ids = [d["driverId"] for d in truth["drivers"]]
-    stored = -1
-    for _ in range(240):
-        stored = await count_stored(conn, ids, truth["startMs"], truth["endMs"] + 3_600_000)
-        if stored >= truth["sent"]:
-            break
-        await asyncio.sleep(0.5)
-    await asyncio.sleep(2.0)  # the last batch's visit transitions commit with its history
-    return stored
-
-
-def _save_report(report: object) -> None:
-    """Keep the score for the record (test-artifacts/ is git-ignored)."""
-    artifacts = Path(__file__).resolve().parents[2] / "test-artifacts"
-    artifacts.mkdir(exist_ok=True)
-    path = artifacts / "simulation-score-liechtenstein.json"
-    path.write_text(json.dumps(report, indent=2, default=str))
 
 
 async def test_six_drivers_on_liechtenstein(
@@ -71,10 +48,10 @@ async def test_six_drivers_on_liechtenstein(
         result = await simulate(client, client, conn, opts)
         assert result.send.rejected == 0
         assert result.send.accepted == result.send.sent > 1_000
-        stored = await _wait_stored(conn, result.truth)
+        stored = await wait_simulation_stored(conn, result.truth)
         report = await score_run(conn, result.truth)
         networks = await conn.fetch("SELECT DISTINCT network FROM road_edges")
-    _save_report(report)
+    save_artifact("simulation-score-liechtenstein.json", report)
     assert "liechtenstein" in {r["network"] for r in networks}
     assert stored == result.send.accepted
     # every leg's free-flow time is 5-30 min: the first stop is reached after 5 min or more
