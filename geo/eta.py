@@ -25,6 +25,8 @@ import bisect
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +34,7 @@ import numpy.typing as npt
 from geo.matching import EdgeKey
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
 WEEK_HOURS = 168
 HOUR_S = 3600.0
 MONDAY_S = 4 * 86400.0  # 1970-01-05 00:00 UTC, the first Monday of the epoch
@@ -186,6 +189,83 @@ class SpeedProfile:
                 return float(v[hour]), SOURCE_CLASS_HOUR
         return self.planning_speed_ms, SOURCE_PLANNING
 
+    @cached_property
+    def tables(self) -> SpeedTables:
+        """The chain's levels as arrays, for a whole route's pieces at once."""
+        return SpeedTables.of(self)
+
+
+def _rows(keys: Iterable[object]) -> dict[object, int]:
+    return {k: i for i, k in enumerate(keys)}
+
+
+def _stack(rows: dict[Any, int], values: dict[Any, FloatArray]) -> FloatArray:
+    """(len(rows) + 1, 168): each key's hours in its row, nan elsewhere; the last row is the
+    all-nan row that index -1 (unknown) reads."""
+    out = np.full((len(rows) + 1, WEEK_HOURS), np.nan)
+    for k, v in values.items():
+        out[rows[k]] = v
+    return out
+
+
+@dataclass(frozen=True)
+class SpeedTables:
+    """A :class:`SpeedProfile` as arrays with row numbers by key (-1 for unknown, which reads
+    an all-nan row): the same answers as ``SpeedProfile.speed`` for many pieces at once."""
+
+    segment_rows: dict[Any, int]
+    segment_hour: FloatArray  # (segments + 1, 168)
+    segment_any: FloatArray  # (segments + 1,)
+    class_rows: dict[Any, int]
+    class_hour: FloatArray  # (classes + 1, 168)
+    class_factor: FloatArray  # (classes + 1, 168), nan where none
+    cell_rows: dict[Any, int]
+    cell_hour: FloatArray  # (cells + 1, 168)
+
+    @classmethod
+    def of(cls, p: SpeedProfile) -> SpeedTables:
+        seg = _rows(p.segment_hour.keys() | p.segment_any.keys())
+        any_hour = np.full(len(seg) + 1, np.nan)
+        for k, v in p.segment_any.items():
+            any_hour[seg[k]] = v
+        classes = _rows(p.class_hour.keys() | p.class_factor.keys())
+        cells = _rows(p.cell_hour.keys())
+        return cls(
+            seg,
+            _stack(seg, p.segment_hour),
+            any_hour,
+            classes,
+            _stack(classes, p.class_hour),
+            _stack(classes, p.class_factor),
+            cells,
+            _stack(cells, p.cell_hour),
+        )
+
+    def rows(self, pieces: Sequence[RoadPiece]) -> tuple[IntArray, IntArray, IntArray]:
+        """Each piece's row in the segment, class and cell tables."""
+        seg, classes, cells = self.segment_rows, self.class_rows, self.cell_rows
+        return (
+            np.fromiter((seg.get(p.key, -1) for p in pieces), np.intp, len(pieces)),
+            np.fromiter((classes.get(p.highway, -1) for p in pieces), np.intp, len(pieces)),
+            np.fromiter((cells.get(p.cell, -1) for p in pieces), np.intp, len(pieces)),
+        )
+
+    def speeds(
+        self, rows: tuple[IntArray, IntArray, IntArray], hour: int, planning_ms: float
+    ) -> FloatArray:
+        """The chain for every piece at an hour, applied from its last level to its first so
+        that the most specific level found wins."""
+        seg, cls_, cell = rows
+        v = np.full(len(seg), planning_ms)
+        for level in (self.class_hour[cls_, hour], self.cell_hour[cell, hour]):
+            v = np.where(np.isfinite(level), level, v)
+        factor = self.class_factor[cls_, hour]
+        factor = np.where(np.isfinite(factor), factor, 1.0)
+        scaled = np.clip(self.segment_any[seg] * factor, MIN_SPEED_MS, MAX_SPEED_MS)
+        v = np.where(np.isfinite(scaled), scaled, v)
+        at_hour = self.segment_hour[seg, hour]
+        return np.where(np.isfinite(at_hour), at_hour, v)
+
 
 @dataclass(frozen=True, slots=True)
 class RoadPiece:
@@ -228,30 +308,33 @@ class RouteClock:
         self.free_flow = free_flow  # the free-flow baseline: road speeds, no learning
         self._cum: dict[int, tuple[FloatArray, FloatArray]] = {}
         self._starts: list[float] = roads.start_m.tolist()
+        self._fixed: FloatArray | None = None  # speeds that do not depend on the hour
+        self._rows: tuple[IntArray, IntArray, IntArray] | None = None
+        if free_flow:
+            self._fixed = np.array(
+                [p.free_flow_ms or profile.planning_speed_ms for p in roads.pieces], dtype=float
+            )
+        elif profile.samples == 0:  # nothing learned: the planning speed
+            self._fixed = np.full(len(roads.pieces), profile.planning_speed_ms)
+        else:
+            self._rows = profile.tables.rows(roads.pieces)
 
     def speeds(self, hour: int) -> FloatArray:
-        p = self.profile
-        if not self.free_flow and p.samples == 0:  # nothing learned: the planning speed
-            return np.full(len(self.roads.pieces), p.planning_speed_ms)
-        if self.free_flow:
-            return np.array(
-                [
-                    piece.free_flow_ms if piece.free_flow_ms else p.planning_speed_ms
-                    for piece in self.roads.pieces
-                ]
-            )
-        return np.array(
-            [p.speed(r.key, r.highway, r.cell, hour)[0] for r in self.roads.pieces], dtype=float
-        )
+        """Each piece's speed (m/s) at an hour of the week."""
+        if self._fixed is not None:
+            return self._fixed
+        assert self._rows is not None
+        return self.profile.tables.speeds(self._rows, hour, self.profile.planning_speed_ms)
 
     def _at(self, hour: int) -> tuple[FloatArray, FloatArray]:
         """(speed of each piece, cumulative time at each piece's start) for an hour."""
-        found = self._cum.get(hour)
+        slot = hour if self._fixed is None else -1  # fixed speeds: one clock for every hour
+        found = self._cum.get(slot)
         if found is None:
             v = self.speeds(hour)
             cum = np.concatenate([[0.0], np.cumsum(self.roads.length_m / v)])
             found = (v, cum)
-            self._cum[hour] = found
+            self._cum[slot] = found
         return found
 
     def _time_at(self, hour: int, along_m: float) -> float:

@@ -75,6 +75,40 @@ def test_the_fallback_chain_and_the_minimum_samples() -> None:
     assert p.speed((9, 9), "primary", 5, 3) == (7.0, SOURCE_PLANNING)  # nobody drove at 03:00
 
 
+def test_a_routes_speeds_at_once_equal_the_chain_piece_by_piece() -> None:
+    """The clock reads whole routes from SpeedProfile.tables; every level and every gap of the
+    chain must answer there exactly as SpeedProfile.speed does for one piece."""
+    rng = random.Random(7)
+    keys = [(i, i + 1) for i in range(40)]
+    classes = ["primary", "residential", "track", None]
+    samples = [
+        sample(
+            k,
+            rng.randrange(168),
+            rng.uniform(2.0, 30.0),
+            rng.randrange(1, 6),  # some hours below the minimum of 3
+            highway=rng.choice(classes[:3]),
+            cell=rng.choice([1, 2, 3]),
+        )
+        for k in keys[:30]
+        for _ in range(60)
+    ]
+    profile = SpeedProfile.learn(samples, planning_speed_ms=7.0, min_samples=3)
+    pieces = tuple(
+        RoadPiece(
+            rng.choice([*keys, None]),  # driven, never driven, or off the road index
+            rng.choice(classes),
+            rng.choice([1, 2, 3, 4, None]),
+            None,
+        )
+        for _ in range(300)
+    )
+    clock = RouteClock(RouteRoads(np.arange(300) * 10.0, np.full(300, 10.0), pieces), profile)
+    for hour in range(168):
+        expected = [profile.speed(p.key, p.highway, p.cell, hour)[0] for p in pieces]
+        assert clock.speeds(hour) == pytest.approx(expected, rel=1e-12)
+
+
 def straight_route(pieces: int, piece_m: float, speeds_by_hour: dict[int, float]) -> RouteClock:
     keys = [(i, i + 1) for i in range(pieces)]
     samples = [
