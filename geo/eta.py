@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -429,10 +429,15 @@ def stop_etas(
     return out
 
 
-def _vertex(lon: float, lat: float) -> tuple[int, int]:
-    """A coordinate to 1e-6° (~0.1 m): how a route's path and a road's geometry, written by
-    different code from the same OSM nodes, are found to share a vertex."""
-    return (round(lon * 1_000_000), round(lat * 1_000_000))
+def _vertex_keys(coords: Sequence[tuple[float, float]]) -> list[int]:
+    """Each coordinate to 1e-6° (~0.1 m) as one integer: how a route's path and a road's
+    geometry, written by different code from the same OSM nodes, are found to share a vertex.
+    """
+    if not coords:
+        return []
+    micro = np.rint(np.asarray(coords, dtype=float) * 1_000_000).astype(np.int64)
+    keys: list[int] = (micro[:, 0] * (1 << 32) + micro[:, 1]).tolist()  # |lat| < 2**31 µ°
+    return keys
 
 
 class RoadIndex:
@@ -442,14 +447,19 @@ class RoadIndex:
         self,
         roads: Iterable[tuple[EdgeKey, str | None, float | None, Sequence[tuple[float, float]]]],
         cell_of: Callable[[float, float], int],
+        cells: Mapping[EdgeKey, int] | None = None,
     ) -> None:
         """``roads``: (key, road class, free-flow speed m/s, polyline (lon, lat) from source);
-        ``cell_of(lon, lat)``: the H3 cell a piece's midpoint counts in."""
+        ``cell_of(lon, lat)``: the H3 cell a piece's midpoint counts in; ``cells``: the cell
+        each segment's traversals were learned in, which its pieces then count in too."""
         self.cell_of = cell_of
-        self._pairs: dict[tuple[tuple[int, int], tuple[int, int]], RoadPiece] = {}
+        self._pairs: dict[tuple[int, int], RoadPiece] = {}
         for key, highway, free_ms, coords in roads:
-            for a, b in zip(coords, coords[1:], strict=False):
-                self._pairs[(_vertex(*a), _vertex(*b))] = RoadPiece(key, highway, None, free_ms)
+            cell = None if cells is None else cells.get(key)
+            piece = RoadPiece(key, highway, cell, free_ms)
+            keys = _vertex_keys(coords)
+            for pair in zip(keys, keys[1:], strict=False):
+                self._pairs[pair] = piece
 
     def __len__(self) -> int:
         return len(self._pairs)
@@ -457,9 +467,14 @@ class RoadIndex:
     def route_roads(self, coords: Sequence[tuple[float, float]], cum_m: FloatArray) -> RouteRoads:
         """Cut a path (lon, lat; ``cum_m`` its length at each vertex) into pieces."""
         pieces = []
-        for a, b in zip(coords, coords[1:], strict=False):
-            found = self._pairs.get((_vertex(*a), _vertex(*b)))
-            cell = self.cell_of((a[0] + b[0]) / 2, (a[1] + b[1]) / 2)
+        keys = _vertex_keys(coords)
+        for i, pair in enumerate(zip(keys, keys[1:], strict=False)):
+            found = self._pairs.get(pair)
+            if found is not None and found.cell is not None:
+                pieces.append(found)
+                continue
+            (a_lon, a_lat), (b_lon, b_lat) = coords[i], coords[i + 1]
+            cell = self.cell_of((a_lon + b_lon) / 2, (a_lat + b_lat) / 2)
             if found is None:
                 pieces.append(RoadPiece(None, None, cell, None))
             else:

@@ -213,4 +213,4 @@ def _index(
         highway = road_class(str(r["network"]), str(r["highway"]))
         roads.append((key, highway, float(r["speed_kmh"]) / 3.6, coords))
         attrs[key] = (highway, profile_cell(float(r["mid_lon"]), float(r["mid_lat"])))
-    return RoadIndex(roads, profile_cell), attrs
+    return RoadIndex(roads, profile_cell, {k: cell for k, (_, cell) in attrs.items()}), attrs

@@ -166,6 +166,17 @@ def test_route_roads_from_the_road_index() -> None:
     assert [p.key for p in roads.pieces] == [(1, 2), None]
     assert roads.pieces[0].highway == "secondary" and roads.pieces[0].cell == 42
     assert roads.matched_share == pytest.approx(0.5)
+    # a segment's pieces count in the cell its traversals were learned in
+    index = RoadIndex(
+        [((1, 2), "secondary", 15.0, [a, b])], cell_of=lambda lon, lat: 42, cells={(1, 2): 7}
+    )
+    roads = index.route_roads([a, b, c], np.array([0.0, 75.9, 151.8]))
+    assert [p.cell for p in roads.pieces] == [7, 42]
+    # vertices 0.2 m apart, either side of the prime meridian and the equator, stay apart
+    west, east = (-0.000001, -0.000001), (0.000001, 0.000001)
+    index = RoadIndex([((3, 4), "primary", 20.0, [west, east])], cell_of=lambda lon, lat: 0)
+    assert index.route_roads([west, east], np.array([0.0, 0.1])).pieces[0].key == (3, 4)
+    assert index.route_roads([east, west], np.array([0.0, 0.1])).pieces[0].key is None
 
 
 def congestion(hour: int) -> float:
