@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from geo.matching import MatchFix, MatchParams, RoadGraph, RoadSegment, Traversal, match
-from infrastructure.postgres import Conn
+from infrastructure.postgres import Conn, road_edges_signature
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,7 @@ async def load_road_graphs(conn: Conn) -> RoadGraphs:
     global _cached
     import shapely
 
-    row = await conn.fetchrow("SELECT count(*) AS n, max(loaded_at)::text AS at FROM road_edges")
-    signature = (0, "") if row is None else (int(row["n"]), str(row["at"]))
+    signature = await road_edges_signature(conn)
     if _cached is not None and _cached.signature == signature:
         return _cached
     segments: dict[str, list[RoadSegment]] = defaultdict(list)

@@ -76,6 +76,13 @@ async def timescale_version(conn: Conn) -> str | None:
     return version
 
 
+async def road_edges_signature(conn: Conn) -> tuple[int, str]:
+    """``road_edges``' row count and last load: what says that a graph or an index built from
+    it is still current (a network is loaded whole, so either changes when one is)."""
+    row = await conn.fetchrow("SELECT count(*) AS n, max(loaded_at)::text AS at FROM road_edges")
+    return (0, "") if row is None else (int(row["n"]), str(row["at"]))
+
+
 async def timescale_jobs(conn: Conn) -> list[asyncpg.Record]:
     """TimescaleDB's background jobs of ours (policies, not its own) with their last run."""
     return list(

@@ -22,7 +22,7 @@ import shapely
 
 from geo.cells import point_to_cell
 from geo.eta import PROFILE_CELL_RESOLUTION, RoadIndex, SpeedProfile, SpeedSample
-from infrastructure.postgres import Conn
+from infrastructure.postgres import Conn, road_edges_signature
 from infrastructure.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -78,13 +78,16 @@ class EtaKnowledge:
     loaded_at: float = -1.0
     road_attrs: dict[tuple[int, int], tuple[str, int]] = field(default_factory=dict)
     roads_signature: tuple[int, str] = (-1, "")  # road_edges' row count and last load
+    # nothing learned, the planning speed everywhere: the clock of a route that the tenant's
+    # history does not cover, which only spaces the stops after the next one
+    planning_only: SpeedProfile = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.planning_only = SpeedProfile.empty(self.planning_speed_ms, self.min_samples)
 
     def profile(self, tenant: str) -> SpeedProfile:
-        found = self.profiles.get(tenant)
-        if found is None:
-            found = SpeedProfile.empty(self.planning_speed_ms, self.min_samples)
-            self.profiles[tenant] = found
-        return found
+        """What the tenant's drivers taught (the planning-only profile if nothing yet)."""
+        return self.profiles.get(tenant, self.planning_only)
 
 
 class EtaKnowledgeCache:
@@ -137,7 +140,7 @@ async def load_knowledge(
     region learned over weeks that is seconds of CPU, and a worker whose loop stalls that
     long misses its Kafka heartbeats and is thrown out of its group.
     """
-    signature = await _roads_signature(conn)
+    signature = await road_edges_signature(conn)
     if previous is not None and previous.roads_signature == signature:
         roads = None  # unchanged: the previous index (and every route's pieces) stay
     else:
@@ -149,11 +152,6 @@ async def load_knowledge(
     )
     built.roads_signature = signature
     return built
-
-
-async def _roads_signature(conn: Conn) -> tuple[int, str]:
-    row = await conn.fetchrow("SELECT count(*) AS n, max(loaded_at)::text AS at FROM road_edges")
-    return (0, "") if row is None else (int(row["n"]), str(row["at"]))
 
 
 def _build(
