@@ -133,9 +133,8 @@ class RoadGraph:
         for i, s in enumerate(segments):
             self.leaving.setdefault(s.source, []).append(i)
         self.tree = shapely.STRtree(self.lines)
-        xs = [c[0] for c in (self.to_xy(lo, la) for lo, la in zip(lons, lats, strict=True))]
-        ys = [c[1] for c in (self.to_xy(lo, la) for lo, la in zip(lons, lats, strict=True))]
-        self.bounds = (min(xs), min(ys), max(xs), max(ys))
+        # the plane is the degrees scaled (kx, ky > 0): its corners are the extent's corners
+        self.bounds = (*self.to_xy(min(lons), min(lats)), *self.to_xy(max(lons), max(lats)))
 
     def to_xy(self, lon: float, lat: float) -> tuple[float, float]:
         return ((lon - self.lon0) * self.kx, (lat - self.lat0) * self.ky)
