@@ -73,7 +73,6 @@ OFF_ROUTE_M = 500.0  # farther than this from the planned path: use the straight
 LEARNED_MIN_SHARE = 0.5
 STOP_ETAS_EVERY_MS = 30_000  # every remaining stop's ETA, per driver, at most this often
 CLOCK_REBUILDS_PER_BATCH = 50  # routes whose clock a batch rebuilds after a reload, at most
-PLANNING_ONLY = ""  # the profile of no tenant: nothing learned, the planning speed everywhere
 
 
 @dataclass(frozen=True, slots=True)
@@ -548,7 +547,7 @@ class MovementTracker:
             and pieces.matched_share >= LEARNED_MIN_SHARE
             and pieces.share(profile.knows) >= LEARNED_MIN_SHARE
         )
-        clock = RouteClock(pieces, profile if learned else k.profile(PLANNING_ONLY))
+        clock = RouteClock(pieces, profile if learned else k.planning_only)
         if len(self._clocks) >= STORED_ETA_MAX:
             self._clocks.clear()
         self._clocks[key] = (k.version, line, clock, learned)
@@ -586,11 +585,11 @@ class MovementTracker:
         line = plan.line
         nxt = plan.stops[index]
         service = self.eta.service_s(f.tenant_id)
-        later = [
-            i for i in range(index + 1, len(plan.stops)) if stops[plan.stops[i].visit_id] in OPEN
-        ]
-        if not every_stop:
-            later = []
+        later = (
+            [i for i in range(index + 1, len(plan.stops)) if stops[plan.stops[i].visit_id] in OPEN]
+            if every_stop
+            else []
+        )
         if serving and not later:
             return ((nxt.visit_id, 0.0),)
         if along is None and not serving and not later:
