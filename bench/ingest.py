@@ -64,15 +64,20 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
+from datetime import time as day_time
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import orjson
 import psutil
 from aiokafka import AIOKafkaConsumer
 
+from analytics.matching import match_range
+from analytics.refresh import refresh_range
+from api.cli_history import ensure_history_drivers, write_history
 from bench.stats import percentile_or_none
 from infrastructure.event_loop import run as run_on_event_loop
 from infrastructure.kafka import GPS_POSITIONS_ENRICHED, ensure_topics
@@ -81,6 +86,8 @@ from infrastructure.progress import Progress
 from infrastructure.settings import Settings
 from simulator.driving import DrivingConfig
 from simulator.fleet import Fleet, FleetConfig, RunStats, SimClock, build_fleet, drive_fleet
+from simulator.history import HistoryConfig, history_plan
+from simulator.network import load_network
 from simulator.protocols import HttpPoster, Sender
 from simulator.replay import (
     DueReport,
@@ -89,6 +96,7 @@ from simulator.replay import (
     record_reports,
     recorded_batch_reports,
 )
+from simulator.roads import load_road_edges
 from simulator.run import RunOptions, prepare
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -487,6 +495,45 @@ async def run_step(
     }
 
 
+async def learn_history(
+    s: Settings, client: httpx.AsyncClient, args: argparse.Namespace, fleet_cfg: FleetConfig
+) -> dict[str, Any]:
+    """A short past on the fleet's network, map-matched and summed into ``edge_speeds_1h``,
+    so that the workers' ETA runs on learned speeds as it does for a fleet with history (the
+    pace of every fix, each route's clock by hour): without it every route's clock runs at
+    the planning speed, the cheap path. Written before any fix is sent: each worker loads
+    the profile at its first batch."""
+    opts = RunOptions(fleet=fleet_cfg)
+    past = HistoryConfig(
+        fleet=dataclasses.replace(
+            fleet_cfg, drivers=args.history_drivers, device_prefix="BENCHPAST", interval_s=5.0
+        ),
+        weeks=args.history_days / 7,
+    )
+    net = await asyncio.to_thread(load_network, fleet_cfg.network)
+    t0 = time.monotonic()
+    ids = await ensure_history_drivers(
+        client, past, email=opts.email, password=opts.password, tenant=opts.tenant
+    )
+    conn = await connect(s.pg)
+    try:
+        await load_road_edges(conn, net)
+        written = await write_history(conn, past, ids, tenant=opts.tenant, net=net)
+        days = history_plan(past, net)
+        zone = ZoneInfo(net.timezone)
+        first = datetime.combine(days[0][0], day_time(0), zone) - timedelta(days=1)
+        last = datetime.combine(days[-1][0], day_time(0), zone) + timedelta(days=1)
+        matched = await match_range(conn, first, last)
+        await refresh_range(conn, "edge_speeds_1h", first, last)
+    finally:
+        await conn.close()
+    return {
+        "history_fixes": written.fixes,
+        "traversals": sum(m.traversals for m in matched),
+        "seconds": round(time.monotonic() - t0, 1),
+    }
+
+
 async def run_drain(
     s: Settings,
     args: argparse.Namespace,
@@ -598,6 +645,10 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
             finally:
                 await conn.close()
             sys.stderr.write(f"set-up through the API: {setup_s:.1f} s\n")
+            if args.history_days > 0 and args.history_drivers > 0:
+                learned = await learn_history(s, client, args, fleet_cfg)
+                sys.stderr.write(f"learned speeds: {json.dumps(learned)}\n")
+                results.append({"learned_speeds": learned})
             if args.drain:
                 results.append(await run_drain(s, args, fleet_cfg, ingest_base, procs, logdir))
                 return results
@@ -664,6 +715,13 @@ def main() -> None:
         "--warmup", type=float, default=20.0, help="seconds of fixes left out of the latency"
     )
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--history-days",
+        type=int,
+        default=7,
+        help="days of past driving to learn speeds from before the run (0: none, planning speed)",
+    )
+    p.add_argument("--history-drivers", type=int, default=5, help="drivers of that past")
     p.add_argument("--database", default="fp_bench_ingest")
     p.add_argument("--port", type=int, default=8190)
     p.add_argument("--osmand-port", type=int, default=5190)
