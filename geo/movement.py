@@ -14,7 +14,7 @@ import heapq
 import math
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -127,8 +127,7 @@ TRIP_MOTIONS = (Motion.MOVING, Motion.IDLE, Motion.UNTIMED)
 DAY_S = 86_400
 
 
-@dataclass(frozen=True, slots=True)
-class FixLabel:
+class FixLabel(NamedTuple):
     """The per-fix values the history stores so that aggregates need no window function.
 
     ``step_s``/``step_m`` are measured from the driver's previous fix of the same UTC day

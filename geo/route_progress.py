@@ -11,6 +11,7 @@ import bisect
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 from pyproj import Transformer
@@ -192,8 +193,7 @@ def remaining_along_m(route: RouteLine, along_m: float, stop_index: int) -> floa
     return max(0.0, route.stop_along_m[stop_index] - along_m)
 
 
-@dataclass(frozen=True, slots=True)
-class SpeedEstimate:
+class SpeedEstimate(NamedTuple):
     """Effective speed: a time-weighted average of observed speeds with exponential memory.
 
     ``weighted`` is the decayed sum of speed × seconds, ``seconds`` the decayed time behind

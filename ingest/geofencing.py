@@ -11,8 +11,8 @@ persisted in ``geofence_states`` within the worker's transaction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from geo.distance import metres_per_degree
 from geo.geofence_state import State as TrackState
@@ -87,8 +87,7 @@ FROM crossed
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Probe:
+class Probe(NamedTuple):
     """One position to test against the geofences."""
 
     idx: int
@@ -99,8 +98,7 @@ class Probe:
     far_m: float  # farther than this from a polygon, the fix is "far" from it
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
+class Hit(NamedTuple):
     idx: int
     geofence_id: int
     signed_m: float  # from the boundary: metres outside, negative inside

@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from geo.distance import haversine_m
 from geo.eta import Pace, RouteClock, RouteRoads, stop_etas
@@ -75,8 +75,7 @@ STOP_ETAS_EVERY_MS = 30_000  # every remaining stop's ETA, per driver, at most t
 CLOCK_REBUILDS_PER_BATCH = 50  # routes whose clock a batch rebuilds after a reload, at most
 
 
-@dataclass(frozen=True, slots=True)
-class Movement:
+class Movement(NamedTuple):
     """What enrichment adds to a position beyond driver and H3 cell."""
 
     route_id: str | None = None
@@ -94,8 +93,7 @@ class Movement:
         return None if self.eta_s is None else fix_ms + int(self.eta_s * 1000)
 
 
-@dataclass(frozen=True, slots=True)
-class FixInput:
+class FixInput(NamedTuple):
     """The parts of an enriched position the tracker needs."""
 
     idx: int

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
 
@@ -125,8 +124,7 @@ return #ids
 PRUNE_CHUNK = 1000  # drivers per script call: Redis is single-threaded, keep each call short
 
 
-@dataclass(frozen=True, slots=True)
-class EnrichedPosition:
+class EnrichedPosition(NamedTuple):
     """A position joined with its driver and H3 cell: what history, Redis and the feed get."""
 
     position: Position
