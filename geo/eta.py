@@ -341,16 +341,25 @@ class RouteClock:
         """Driving time from the route's start to ``along_m`` at the hour's speeds."""
         v, cum = self._at(hour)
         i = min(max(bisect.bisect_right(self._starts, along_m) - 1, 0), len(self._starts) - 1)
-        into = min(max(along_m - self._starts[i], 0.0), float(self.roads.length_m[i]))
-        return float(cum[i]) + into / float(v[i])
+        # .item(): a numpy scalar indexed out and converted costs twice as much, on every fix
+        into = min(max(along_m - self._starts[i], 0.0), self.roads.length_m.item(i))
+        return cum.item(i) + into / v.item(i)
 
     def _along_at(self, hour: int, time_s: float) -> float:
         """The inverse of ``_time_at``: where the route's clock reads ``time_s``."""
         v, cum = self._at(hour)
         i = int(np.searchsorted(cum, time_s, side="right")) - 1
         i = min(max(i, 0), len(self._starts) - 1)
-        into = min((time_s - float(cum[i])) * float(v[i]), float(self.roads.length_m[i]))
+        into = min((time_s - cum.item(i)) * v.item(i), self.roads.length_m.item(i))
         return self._starts[i] + max(into, 0.0)
+
+    def stretch_s(self, from_m: float, to_m: float, at_s: float) -> float:
+        """Seconds to drive a short stretch at the speeds of the hour of ``at_s`` (a stretch
+        between two fixes: an hour turning within it changes nothing worth a second look)."""
+        if to_m <= from_m:
+            return 0.0
+        hour = hour_of_week(at_s)
+        return self._time_at(hour, to_m) - self._time_at(hour, from_m)
 
     def travel_s(self, from_m: float, to_m: float, start_s: float) -> float:
         """Seconds to drive from ``from_m`` to ``to_m`` starting at epoch ``start_s``; each

@@ -558,7 +558,7 @@ class MovementTracker:
         taken = (fix_ms - rt.last_fix_ms) / 1000
         if taken > 120.0:  # a gap says nothing about pace
             return
-        expected = clock.travel_s(rt.progress_m, along, rt.last_fix_ms / 1000)
+        expected = clock.stretch_s(rt.progress_m, along, rt.last_fix_ms / 1000)
         if expected > 0:
             rt.pace = rt.pace.observe(taken, expected, self.eta_cfg.pace_half_life_s)
 

@@ -131,6 +131,10 @@ def test_the_clock_switches_speed_when_the_hour_turns() -> None:
     assert clock.travel_s(0.0, 12_000.0, start) == pytest.approx(600 + 1200)
     assert clock.travel_s(0.0, 3_000.0, start) == pytest.approx(300)
     assert clock.travel_s(500.0, 500.0, start) == 0.0
+    # a stretch between two fixes: at its first hour's speeds
+    assert clock.stretch_s(0.0, 3_000.0, start) == pytest.approx(300)
+    assert clock.stretch_s(1_000.0, 1_050.0, MONDAY + 9 * 3600) == pytest.approx(10)
+    assert clock.stretch_s(1_050.0, 1_000.0, start) == 0.0
     # from 09:00 on, all at 5 m/s
     assert clock.travel_s(0.0, 12_000.0, MONDAY + 9 * 3600) == pytest.approx(2400)
     free = RouteClock(clock.roads, clock.profile, free_flow=True)
