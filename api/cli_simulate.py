@@ -18,6 +18,71 @@ from infrastructure.progress import Progress
 from infrastructure.settings import Settings
 
 
+class LaterStopEtas:
+    """The later stops' ETAs the workers publish on ``gps.positions.enriched`` from ``start``
+    on, for the scorer (``simulator.scoring.score_later_stops``): they are in no table."""
+
+    def __init__(self, settings: Settings) -> None:
+        from infrastructure.kafka import GPS_POSITIONS_ENRICHED, create_reader
+
+        self.samples: list[Any] = []
+        self._consumer = create_reader(
+            settings.kafka,
+            settings.kafka.topic(GPS_POSITIONS_ENRICHED),
+            auto_offset_reset="latest",
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._until: dict[Any, int] | None = None  # the end offsets to read up to
+        self._caught_up = asyncio.Event()
+
+    async def start(self) -> None:
+        """Begin at the topic's end: what the run makes, nothing before it."""
+        c = self._consumer
+        await c.start()
+        while not c.assignment():
+            await c.getmany(timeout_ms=200)
+        await c.seek_to_end()
+        for tp in c.assignment():
+            await c.position(tp)
+        self._task = asyncio.create_task(self._pump())
+
+    async def _pump(self) -> None:
+        import orjson
+
+        from simulator.scoring import later_stop_samples
+
+        c = self._consumer
+        while True:
+            batch = await c.getmany(timeout_ms=500, max_records=5_000)
+            for records in batch.values():
+                for r in records:
+                    try:
+                        message = orjson.loads(r.value)
+                    except orjson.JSONDecodeError:
+                        continue
+                    if isinstance(message, dict):
+                        self.samples.extend(later_stop_samples(message))
+            if self._until is not None:
+                positions = [await c.position(tp) for tp in self._until]
+                if all(p >= end for p, end in zip(positions, self._until.values(), strict=True)):
+                    self._caught_up.set()
+
+    async def stop(self, catch_up_s: float = 30.0) -> list[Any]:
+        """Read up to the topic's end as it is now (at most ``catch_up_s`` more), then stop."""
+        c = self._consumer
+        try:
+            self._until = await c.end_offsets(list(c.assignment()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._caught_up.wait(), catch_up_s)
+        finally:
+            if self._task is not None:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            await c.stop()
+        return self.samples
+
+
 def _say(text: str) -> None:
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
@@ -278,6 +343,10 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
                 f"{cfg.interval_s:g} s, {cfg.speedup:g}x, protocol {args.protocol}; setting up "
                 "routes through the API",
             )
+            later: LaterStopEtas | None = None
+            if args.score:
+                later = LaterStopEtas(settings)
+                await later.start()
             ready = asyncio.Event()
             task = asyncio.create_task(simulate(api, ingest, conn, opts, stop=stop, ready=ready))
             stopper = asyncio.create_task(stop.wait())
@@ -312,10 +381,14 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
             ),
         )
         if args.score:
+            from simulator.scoring import score_later_stops
+
             stored = await _wait_stored(conn, result.truth)
             report = await score_run(
                 conn, result.truth, arrival_dwell_s=settings.geofence.visit_arrival_dwell_s
             )
+            if later is not None:
+                report["eta_later_stops"] = score_later_stops(result.truth, await later.stop())
             report["stored_after_wait"] = stored
             _say(json.dumps(report, indent=2))
     finally:

@@ -39,6 +39,14 @@ HORIZONS_S: tuple[tuple[float, float], ...] = (
     (600, 1200),
     (1200, 1800),
 )
+# the stops after the next one: their time to go includes the stops before them
+LATER_HORIZONS_S: tuple[tuple[float, float], ...] = (
+    (300, 600),
+    (600, 1200),
+    (1200, 1800),
+    (1800, 3600),
+    (3600, 7200),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,11 +235,7 @@ def score(
     arrive_need = int((arrival_dwell_s + enter_min_s) * 1000) + 4 * interval_ms + outage
     depart_need = int(exit_min_s * 1000) + 4 * interval_ms + 30_000 + outage
     by_id = {d.visit_id: d for d in detected}
-    truth_visits: dict[str, dict[str, Any]] = {}
-    for drv in truth["drivers"]:
-        for v in drv["visits"]:
-            if v["visitId"]:
-                truth_visits[v["visitId"]] = v
+    truth_visits = _truth_visits(truth)
 
     def judge(kind: str, true_key: str, det_key: str, need: int) -> dict[str, Any]:
         expected = tp = fp = 0
@@ -288,13 +292,38 @@ def score(
     }
 
 
+def score_later_stops(truth: dict[str, Any], etas: list[EtaSample]) -> dict[str, Any]:
+    """ETA error of the stops after the next one (``stopEtas`` of the enriched messages,
+    the next stop's own entry left out) by horizon: will the last stop make its window."""
+    return _by_horizon(_truth_visits(truth), [(s, s.eta_s) for s in etas], LATER_HORIZONS_S)
+
+
+def later_stop_samples(message: dict[str, Any]) -> list[EtaSample]:
+    """The later stops' ETAs of one enriched message (``gps.positions.enriched``)."""
+    entries = message.get("stopEtas") or []
+    fix_ms = message.get("fixTimeMs")
+    if not isinstance(fix_ms, int):
+        return []
+    return [
+        EtaSample(str(e["visitId"]), fix_ms, float(e["etaSeconds"]))
+        for e in entries[1:]
+        if e.get("visitId") and isinstance(e.get("etaSeconds"), int | float)
+    ]
+
+
+def _truth_visits(truth: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {v["visitId"]: v for drv in truth["drivers"] for v in drv["visits"] if v["visitId"]}
+
+
 def _by_horizon(
-    truth_visits: dict[str, dict[str, Any]], samples: list[tuple[EtaSample, float | None]]
+    truth_visits: dict[str, dict[str, Any]],
+    samples: list[tuple[EtaSample, float | None]],
+    horizons: tuple[tuple[float, float], ...] = HORIZONS_S,
 ) -> dict[str, Any]:
     """ETA error by horizon for one estimator (the samples it could give); a fix inside the
     stop's circle already is left out (its ETA is the stop being served: 0)."""
     buckets: dict[str, list[tuple[float, float]]] = {
-        f"{int(lo // 60)}-{int(hi // 60)}min": [] for lo, hi in HORIZONS_S
+        f"{int(lo // 60)}-{int(hi // 60)}min": [] for lo, hi in horizons
     }
     for s, value in samples:
         v = truth_visits.get(s.visit_id)
@@ -303,7 +332,7 @@ def _by_horizon(
         if s.fix_ms >= v["enterMs"]:
             continue
         ttg = (v["arriveMs"] - s.fix_ms) / 1000
-        for lo, hi in HORIZONS_S:
+        for lo, hi in horizons:
             if lo <= ttg < hi:
                 buckets[f"{int(lo // 60)}-{int(hi // 60)}min"].append((value - ttg, ttg))
     out: dict[str, Any] = {}

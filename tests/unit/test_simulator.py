@@ -36,7 +36,13 @@ from simulator.replay import (
     record_reports,
     recorded_batch_reports,
 )
-from simulator.scoring import Detected, EtaSample, score
+from simulator.scoring import (
+    Detected,
+    EtaSample,
+    later_stop_samples,
+    score,
+    score_later_stops,
+)
 
 T0 = 1_780_000_000_000
 
@@ -419,6 +425,39 @@ def test_scoring_counts_hits_misses_spurious_and_undecided() -> None:
     eta = r["eta"]
     assert eta["1-2min"]["n"] == 1 and eta["1-2min"]["mae_s"] == pytest.approx(15.0)
     assert eta["all"]["n"] == 1  # the sample inside the circle is not an ETA to score
+
+
+def test_later_stops_are_scored_from_the_enriched_messages() -> None:
+    m = 60_000
+    v = [
+        {"visitId": "a", "enterMs": 10 * m, "arriveMs": 10 * m, "exitMs": 15 * m},
+        {"visitId": "b", "enterMs": 40 * m, "arriveMs": 40 * m, "exitMs": None},
+        {"visitId": "c", "enterMs": None, "arriveMs": None, "exitMs": None},  # not reached
+    ]
+    message = {
+        "fixTimeMs": 2 * m,
+        "stopEtas": [
+            {"visitId": "a", "etaSeconds": 470.0, "eta": "..."},  # the next stop: not here
+            {"visitId": "b", "etaSeconds": 2_280.0 - 120, "eta": "..."},  # 2 min early
+            {"visitId": "c", "etaSeconds": 4_000.0, "eta": "..."},
+            {"visitId": "d", "etaSeconds": "soon"},  # not a number: not a sample
+        ],
+    }
+    samples = later_stop_samples(message)
+    assert [(s.visit_id, s.fix_ms) for s in samples] == [("b", 2 * m), ("c", 2 * m)]
+    assert later_stop_samples({"stopEtas": message["stopEtas"]}) == []  # no fix time
+    assert later_stop_samples({"fixTimeMs": 2 * m}) == []
+    # one more from inside b's circle: the stop being served is not an ETA to score
+    samples.append(EtaSample("b", 41 * m, 0.0))
+    r = score_later_stops(_truth(v, 60 * m), samples)
+    assert r["30-60min"] == {
+        "n": 1,
+        "mae_s": 120.0,
+        "bias_s": -120.0,
+        "mean_ttg_s": 2_280.0,
+        "mae_pct_of_ttg": 5.3,
+    }
+    assert r["all"]["n"] == 1
 
 
 @pytest.mark.timeout(60)
