@@ -23,27 +23,19 @@ class LaterStopEtas:
     on, for the scorer (``simulator.scoring.score_later_stops``): they are in no table."""
 
     def __init__(self, settings: Settings) -> None:
-        from infrastructure.kafka import GPS_POSITIONS_ENRICHED, create_reader
-
+        self.settings = settings
         self.samples: list[Any] = []
-        self._consumer = create_reader(
-            settings.kafka,
-            settings.kafka.topic(GPS_POSITIONS_ENRICHED),
-            auto_offset_reset="latest",
-        )
+        self._consumer: Any = None
         self._task: asyncio.Task[None] | None = None
         self._until: dict[Any, int] | None = None  # the end offsets to read up to
         self._caught_up = asyncio.Event()
 
     async def start(self) -> None:
         """Begin at the topic's end: what the run makes, nothing before it."""
-        c = self._consumer
-        await c.start()
-        while not c.assignment():
-            await c.getmany(timeout_ms=200)
-        await c.seek_to_end()
-        for tp in c.assignment():
-            await c.position(tp)
+        from infrastructure.kafka import GPS_POSITIONS_ENRICHED, reader_at_end
+
+        kafka = self.settings.kafka
+        self._consumer = await reader_at_end(kafka, kafka.topic(GPS_POSITIONS_ENRICHED))
         self._task = asyncio.create_task(self._pump())
 
     async def _pump(self) -> None:
@@ -70,6 +62,8 @@ class LaterStopEtas:
     async def stop(self, catch_up_s: float = 30.0) -> list[Any]:
         """Read up to the topic's end as it is now (at most ``catch_up_s`` more), then stop."""
         c = self._consumer
+        if c is None:  # never started
+            return self.samples
         try:
             self._until = await c.end_offsets(list(c.assignment()))
             with contextlib.suppress(TimeoutError):

@@ -80,7 +80,7 @@ from analytics.refresh import refresh_range
 from api.cli_history import ensure_history_drivers, write_history
 from bench.stats import percentile_or_none
 from infrastructure.event_loop import run as run_on_event_loop
-from infrastructure.kafka import GPS_POSITIONS_ENRICHED, ensure_topics
+from infrastructure.kafka import GPS_POSITIONS_ENRICHED, ensure_topics, reader_at_end
 from infrastructure.postgres import connect
 from infrastructure.progress import Progress
 from infrastructure.settings import Settings
@@ -324,22 +324,24 @@ async def step_fleet(args: argparse.Namespace, fleet_cfg: FleetConfig, rate: flo
     return Step(start_ms, fleet, drivers, due)
 
 
+def gateway_sender(
+    s: Settings, args: argparse.Namespace, ingest_base: str
+) -> tuple[HttpPoster, Sender]:
+    """The load generator's connection pool and sender (close the pool when done)."""
+    poster = HttpPoster(ingest_base, connections=args.concurrency)
+    sender = Sender(
+        poster,
+        args.protocol,
+        osmand_url="/",
+        api_key=traccar_key(s),
+        max_in_flight=args.concurrency,
+    )
+    return poster, sender
+
+
 async def enriched_consumer_at_end(s: Settings) -> AIOKafkaConsumer:
     """A consumer of ``gps.positions.enriched`` positioned at its end: it sees what follows."""
-    consumer = AIOKafkaConsumer(
-        s.kafka.topic(GPS_POSITIONS_ENRICHED),
-        bootstrap_servers=s.kafka.bootstrap_servers,
-        auto_offset_reset="latest",
-        enable_auto_commit=False,
-        group_id=None,
-    )
-    await consumer.start()
-    while not consumer.assignment():
-        await consumer.getmany(timeout_ms=200)
-    await consumer.seek_to_end()
-    for tp in consumer.assignment():
-        await consumer.position(tp)
-    return consumer
+    return await reader_at_end(s.kafka, s.kafka.topic(GPS_POSITIONS_ENRICHED))
 
 
 async def run_step(
@@ -410,14 +412,7 @@ async def run_step(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.5)
 
-    poster = HttpPoster(ingest_base, connections=args.concurrency)
-    sender = Sender(
-        poster,
-        args.protocol,
-        osmand_url="/",
-        api_key=traccar_key(s),
-        max_in_flight=args.concurrency,
-    )
+    poster, sender = gateway_sender(s, args, ingest_base)
     consumer_task = asyncio.create_task(consume())
     stop_poll = asyncio.Event()
     poll_task = asyncio.create_task(poll(stop_poll))
@@ -547,14 +542,7 @@ async def run_drain(
     generator and the services competing for the same cores (a noisy figure on 2 cores)."""
     step = await step_fleet(args, fleet_cfg, args.rate)
     start_ms = step.start_ms
-    poster = HttpPoster(ingest_base, connections=args.concurrency)
-    sender = Sender(
-        poster,
-        args.protocol,
-        osmand_url="/",
-        api_key=traccar_key(s),
-        max_in_flight=args.concurrency,
-    )
+    poster, sender = gateway_sender(s, args, ingest_base)
     try:
         await step.send(sender)
     finally:

@@ -199,6 +199,20 @@ def create_reader(settings: KafkaSettings, *topics: str, **options: Any) -> AIOK
     )
 
 
+async def reader_at_end(settings: KafkaSettings, *topics: str) -> AIOKafkaConsumer:
+    """A started reader (``create_reader``) positioned at the topics' end: it sees what is
+    written from now on, nothing before (the position is resolved here, not at the first
+    fetch, which may come after the first writes)."""
+    consumer = create_reader(settings, *topics, auto_offset_reset="latest")
+    await consumer.start()
+    while not consumer.assignment():
+        await consumer.getmany(timeout_ms=200)
+    await consumer.seek_to_end()
+    for tp in consumer.assignment():
+        await consumer.position(tp)
+    return consumer
+
+
 async def offset_range(
     settings: KafkaSettings, physical: str, partitions: Iterable[int]
 ) -> dict[int, tuple[int, int]]:
