@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from analytics.generate import DriverSpec, Track, track_records, write_tracks
+from analytics.matching import MatchSummary, match_range
 from analytics.refresh import refresh_range
 from infrastructure.postgres import Conn
 from infrastructure.progress import Progress
@@ -176,3 +177,32 @@ async def write_history(
         result.refresh_s = time.perf_counter() - refreshing
     result.seconds = time.perf_counter() - began
     return result
+
+
+def history_span(cfg: HistoryConfig, net: RoadNetwork) -> tuple[datetime, datetime] | None:
+    """The time the history of ``cfg`` covers, in whole local days: from the day before its
+    first (start hours below 0 leave the evening before) to the end of its last."""
+    days = history_plan(cfg, net)
+    if not days:
+        return None
+    zone = ZoneInfo(net.timezone)
+    first = datetime.combine(days[0][0], datetime.min.time(), zone) - timedelta(days=1)
+    return first, datetime.combine(days[-1][0], datetime.min.time(), zone) + timedelta(days=1)
+
+
+async def learn_history(
+    conn: Conn,
+    cfg: HistoryConfig,
+    net: RoadNetwork,
+    *,
+    on_day: Callable[[MatchSummary], None] | None = None,
+) -> list[MatchSummary]:
+    """Map-match the whole history of ``cfg`` (days an earlier run wrote too: matching is
+    idempotent) and sum its traversals into ``edge_speeds_1h``, so that the workers learn its
+    speeds at their next reload (``FLEETPULSE_ETA__PROFILE_RELOAD_S``)."""
+    span = history_span(cfg, net)
+    if span is None:
+        return []
+    matched = await match_range(conn, *span, on_day=on_day)
+    await refresh_range(conn, "edge_speeds_1h", *span)
+    return matched

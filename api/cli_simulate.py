@@ -199,12 +199,18 @@ async def _ensure_map(conn: Any, net: Any, *, reload: bool) -> None:
 
 
 async def _history(api: httpx.AsyncClient, conn: Any, opts: Any, weeks: float, net: Any) -> None:
-    """Weeks of past driving of the fleet's drivers, written straight into the history."""
-    from datetime import datetime, time, timedelta
-    from zoneinfo import ZoneInfo
+    """Weeks of past driving of the fleet's drivers, written straight into the history, then
+    map-matched and summed into the learned speeds."""
+    from datetime import timedelta
 
-    from api.cli_history import ensure_history_drivers, write_history
-    from simulator.history import HistoryConfig, history_plan
+    from analytics.matching import MatchSummary
+    from api.cli_history import (
+        ensure_history_drivers,
+        history_span,
+        learn_history,
+        write_history,
+    )
+    from simulator.history import HistoryConfig
 
     cfg = HistoryConfig(fleet=opts.fleet, weeks=weeks)
     ids = await ensure_history_drivers(
@@ -212,26 +218,10 @@ async def _history(api: httpx.AsyncClient, conn: Any, opts: Any, weeks: float, n
     )
     result = await write_history(conn, cfg, ids, tenant=opts.tenant, net=net, progress=Progress)
     _say(json.dumps({"history": result.summary()}))
-    # the whole history's days, also those an earlier run wrote (matching is idempotent)
-    days = history_plan(cfg, net)
-    if days:
-        zone = ZoneInfo(net.timezone)
-        first = datetime.combine(days[0][0], time(0), zone)
-        last = datetime.combine(days[-1][0], time(0), zone) + timedelta(days=1)
-        await _learn(conn, first, last)
-
-
-async def _learn(conn: Any, first: Any, last: Any) -> None:
-    """Map-match the history of [first, last) and sum its traversals (edge_speeds_1h), so
-    the workers learn its speeds at their next reload (FLEETPULSE_ETA__PROFILE_RELOAD_S)."""
-    from datetime import timedelta
-
-    from analytics.matching import MatchSummary, match_range
-    from analytics.refresh import floor_time, refresh_range
-
-    start = floor_time(first, timedelta(days=1))
-    days = -(-(last - start) // timedelta(days=1))  # whole days, rounded up
-    bar = Progress("map matching the history", days, "days")
+    span = history_span(cfg, net)
+    if span is None:
+        return
+    bar = Progress("map matching the history", (span[1] - span[0]) // timedelta(days=1), "days")
     total = MatchSummary()
 
     def done(day: MatchSummary) -> None:
@@ -241,12 +231,11 @@ async def _learn(conn: Any, first: Any, last: Any) -> None:
         bar.advance(1)
 
     try:
-        await match_range(conn, start, last, on_day=done)
+        await learn_history(conn, cfg, net, on_day=done)
     except BaseException:
         bar.close(failed=True)
         raise
     bar.close()
-    await refresh_range(conn, "edge_speeds_1h", start, last)
     _say(json.dumps({"matched": total.as_dict()}))
 
 

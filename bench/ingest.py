@@ -64,20 +64,16 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta
-from datetime import time as day_time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 import orjson
 import psutil
 from aiokafka import AIOKafkaConsumer
 
-from analytics.matching import match_range
-from analytics.refresh import refresh_range
-from api.cli_history import ensure_history_drivers, write_history
+from api.cli_history import ensure_history_drivers, learn_history, write_history
 from bench.stats import percentile_or_none
 from infrastructure.event_loop import run as run_on_event_loop
 from infrastructure.kafka import GPS_POSITIONS_ENRICHED, ensure_topics, reader_at_end
@@ -86,7 +82,7 @@ from infrastructure.progress import Progress
 from infrastructure.settings import Settings
 from simulator.driving import DrivingConfig
 from simulator.fleet import Fleet, FleetConfig, RunStats, SimClock, build_fleet, drive_fleet
-from simulator.history import HistoryConfig, history_plan
+from simulator.history import HistoryConfig
 from simulator.network import load_network
 from simulator.protocols import HttpPoster, Sender
 from simulator.replay import (
@@ -490,7 +486,7 @@ async def run_step(
     }
 
 
-async def learn_history(
+async def learn_bench_history(
     s: Settings, client: httpx.AsyncClient, args: argparse.Namespace, fleet_cfg: FleetConfig
 ) -> dict[str, Any]:
     """A short past on the fleet's network, map-matched and summed into ``edge_speeds_1h``,
@@ -514,12 +510,7 @@ async def learn_history(
     try:
         await load_road_edges(conn, net)
         written = await write_history(conn, past, ids, tenant=opts.tenant, net=net)
-        days = history_plan(past, net)
-        zone = ZoneInfo(net.timezone)
-        first = datetime.combine(days[0][0], day_time(0), zone) - timedelta(days=1)
-        last = datetime.combine(days[-1][0], day_time(0), zone) + timedelta(days=1)
-        matched = await match_range(conn, first, last)
-        await refresh_range(conn, "edge_speeds_1h", first, last)
+        matched = await learn_history(conn, past, net)
     finally:
         await conn.close()
     return {
@@ -634,7 +625,7 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
                 await conn.close()
             sys.stderr.write(f"set-up through the API: {setup_s:.1f} s\n")
             if args.history_days > 0 and args.history_drivers > 0:
-                learned = await learn_history(s, client, args, fleet_cfg)
+                learned = await learn_bench_history(s, client, args, fleet_cfg)
                 sys.stderr.write(f"learned speeds: {json.dumps(learned)}\n")
                 results.append({"learned_speeds": learned})
             if args.drain:

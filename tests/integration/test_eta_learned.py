@@ -11,7 +11,7 @@ on the same fixes. The bounds are the measured figures with a stated margin (doc
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, time, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,14 +19,12 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from analytics.matching import match_range
-from analytics.refresh import refresh_range
-from api.cli_history import ensure_history_drivers, write_history
+from api.cli_history import ensure_history_drivers, learn_history, write_history
 from api.cli_simulate import LaterStopEtas
 from infrastructure.settings import Settings
 from simulator.driving import DrivingConfig
 from simulator.fleet import FleetConfig, start_of_run_ms
-from simulator.history import HistoryConfig, history_plan
+from simulator.history import HistoryConfig
 from simulator.network import load_network
 from simulator.roads import load_road_edges
 from simulator.run import RunOptions, score_run, simulate
@@ -69,13 +67,8 @@ async def test_learned_eta_beats_both_baselines(
         )
         written = await write_history(conn, history, ids, tenant="tenant-1", net=net)
         assert written.driver_days + written.skipped == 14 * fleet.drivers
-        days = history_plan(history, net)
-        # a day's drive may leave the evening before (start hours below 0)
-        first = datetime.combine(days[0][0], time(0), zone) - timedelta(days=1)
-        last = datetime.combine(days[-1][0], time(0), zone) + timedelta(days=1)
-        matched = await match_range(conn, first, last)
+        matched = await learn_history(conn, history, net)
         assert sum(m.traversals for m in matched) > 10_000
-        await refresh_range(conn, "edge_speeds_1h", first, last)
     await asyncio.sleep(settings.eta.profile_reload_s + 2)  # the worker's next reload
 
     opts = RunOptions(
