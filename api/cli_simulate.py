@@ -20,7 +20,10 @@ from infrastructure.settings import Settings
 
 class LaterStopEtas:
     """The later stops' ETAs the workers publish on ``gps.positions.enriched`` from ``start``
-    on, for the scorer (``simulator.scoring.score_later_stops``): they are in no table."""
+    on, for the scorer (``simulator.scoring.score_later_stops``): they are in no table.
+
+    ``async with`` starts it and makes sure it stops; ``stop()`` inside returns what it read.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -59,15 +62,24 @@ class LaterStopEtas:
                 if all(p >= end for p, end in zip(positions, self._until.values(), strict=True)):
                     self._caught_up.set()
 
+    async def __aenter__(self) -> LaterStopEtas:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop(catch_up_s=0.0)
+
     async def stop(self, catch_up_s: float = 30.0) -> list[Any]:
-        """Read up to the topic's end as it is now (at most ``catch_up_s`` more), then stop."""
-        c = self._consumer
-        if c is None:  # never started
+        """Read up to the topic's end as it is now (at most ``catch_up_s`` more), then stop;
+        again, nothing more."""
+        c, self._consumer = self._consumer, None
+        if c is None:  # never started, or stopped already
             return self.samples
         try:
-            self._until = await c.end_offsets(list(c.assignment()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._caught_up.wait(), catch_up_s)
+            if catch_up_s > 0:
+                self._until = await c.end_offsets(list(c.assignment()))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._caught_up.wait(), catch_up_s)
         finally:
             if self._task is not None:
                 self._task.cancel()
@@ -253,6 +265,7 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
         sys.stderr.write(f"simulator: {exc}\n")
         return 2
     conn = await connect(settings.pg)
+    later: LaterStopEtas | None = None  # with --score: what the workers publish meanwhile
     try:
         if args.load_roads or not args.score_only:
             await _ensure_map(conn, net, reload=args.load_roads)
@@ -326,7 +339,6 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
                 f"{cfg.interval_s:g} s, {cfg.speedup:g}x, protocol {args.protocol}; setting up "
                 "routes through the API",
             )
-            later: LaterStopEtas | None = None
             if args.score:
                 later = LaterStopEtas(settings)
                 await later.start()
@@ -375,5 +387,7 @@ async def _main(settings: Settings, args: argparse.Namespace) -> int:
             report["stored_after_wait"] = stored
             _say(json.dumps(report, indent=2))
     finally:
+        if later is not None:  # stopped already after scoring; not if the run was cut short
+            await later.stop(catch_up_s=0.0)
         await conn.close()
     return 0

@@ -77,9 +77,7 @@ async def test_learned_eta_beats_both_baselines(
         osmand_url="/api/osmand",
         truth_path=str(tmp_path / "truth.json"),
     )
-    later_etas = LaterStopEtas(settings)
-    await later_etas.start()
-    async with pg.acquire() as conn:
+    async with LaterStopEtas(settings) as later_etas, pg.acquire() as conn:
         result = await simulate(client, client, conn, opts)
         assert result.send.accepted == result.send.sent > 1_000
         assert await wait_simulation_stored(conn, result.truth) == result.send.accepted
