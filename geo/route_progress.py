@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import NamedTuple
@@ -170,6 +171,12 @@ class RouteLine:
         that comes back near the same place does not make progress jump ahead.
         """
         x, y = self.transformer.transform(lon, lat)
+        return self.locate_xy(x, y, near_m=near_m, window_m=window_m)
+
+    def locate_xy(
+        self, x: float, y: float, *, near_m: float | None = None, window_m: float = 2_000.0
+    ) -> tuple[float, float]:
+        """``locate`` for a point already in the line's metres (``project_points``)."""
         if near_m is not None:
             lo = max(0.0, near_m - 50.0)  # GPS noise may put a fix a little behind
             hi = min(self.length_m, near_m + window_m)
@@ -186,6 +193,27 @@ class RouteLine:
                 if off < 150.0:
                     return along, off
         return self._project(x, y, 0.0, self.length_m)
+
+
+def project_points(
+    lines: Sequence[RouteLine], lons: Sequence[float], lats: Sequence[float]
+) -> list[tuple[float, float]]:
+    """Each point in its line's metres: one PROJ call per projection for a whole batch (a
+    call per point costs 2.3 µs, a point of a batch 0.9 µs). Lines of one region share their
+    projection (``from_lonlat``)."""
+    out: list[tuple[float, float]] = [(0.0, 0.0)] * len(lines)
+    groups: dict[int, list[int]] = {}
+    for i, line in enumerate(lines):
+        groups.setdefault(id(line.transformer), []).append(i)
+    for members in groups.values():
+        tr = lines[members[0]].transformer
+        xs, ys = tr.transform(
+            np.fromiter((lons[i] for i in members), float, len(members)),
+            np.fromiter((lats[i] for i in members), float, len(members)),
+        )
+        for i, x, y in zip(members, xs.tolist(), ys.tolist(), strict=True):
+            out[i] = (x, y)
+    return out
 
 
 def remaining_along_m(route: RouteLine, along_m: float, stop_index: int) -> float:

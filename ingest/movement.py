@@ -35,6 +35,7 @@ from geo.route_progress import (
     PRIOR_WEIGHT_S,
     SpeedEstimate,
     eta_seconds,
+    project_points,
     remaining_along_m,
     straight_line_remaining_m,
 )
@@ -262,9 +263,23 @@ class MovementTracker:
         for h in await spatial_join(conn, probes):
             hits[h.idx][h.geofence_id] = h
 
+        # every fix on a route, in its line's metres, for the whole batch at once
+        on_route = [
+            (f, line)
+            for d, items in by_driver.items()
+            if (line := plans[d].line) is not None and plans[d].route_id is not None
+            for f in items
+        ]
+        xy = project_points(
+            [line for _, line in on_route],
+            [f.lon for f, _ in on_route],
+            [f.lat for f, _ in on_route],
+        )
+        projected = {f.idx: p for (f, _), p in zip(on_route, xy, strict=True)}
+
         out = Decisions()
         for d, items in by_driver.items():
-            self._decide_driver(plans[d], runtimes[d], items, hits, out)
+            self._decide_driver(plans[d], runtimes[d], items, hits, projected, out)
         out.runtime = runtimes
         return out
 
@@ -274,6 +289,7 @@ class MovementTracker:
         rt: Runtime,
         items: list[FixInput],
         hits: dict[int, dict[int, Any]],
+        projected: dict[int, tuple[float, float]],
         out: Decisions,
     ) -> None:
         tracks = dict(self.tracks.of(plan.driver_id))
@@ -348,7 +364,9 @@ class MovementTracker:
                         out.geofence_events += [_geofence_event(f, gid, t) for t in tr]
 
             self._visits(plan, stops, tracks, transitions, f, out)
-            out.movements[f.idx] = self._eta(plan, stops, tracks, engaged, rt, f, out, label)
+            out.movements[f.idx] = self._eta(
+                plan, stops, tracks, engaged, rt, f, projected.get(f.idx), out, label
+            )
             rt.last_fix_ms, rt.last_lon, rt.last_lat = f.fix_ms, f.lon, f.lat
 
     @staticmethod
@@ -430,6 +448,7 @@ class MovementTracker:
         engaged: set[int],
         rt: Runtime,
         f: FixInput,
+        xy: tuple[float, float] | None,
         out: Decisions,
         label: FixLabel | None,
     ) -> Movement:
@@ -447,11 +466,11 @@ class MovementTracker:
                 along = plan.line.stop_along_m[index]
         else:
             remaining = -1.0
-            if plan.line is not None:
+            if plan.line is not None and xy is not None:
                 # How far the vehicle can have gone since the last fix bounds the search.
                 dt_s = (f.fix_ms - rt.last_fix_ms) / 1000 if rt.last_fix_ms >= 0 else 60.0
-                found, off = plan.line.locate(
-                    f.lon, f.lat, near_m=rt.progress_m, window_m=max(150.0, dt_s * 40.0)
+                found, off = plan.line.locate_xy(
+                    *xy, near_m=rt.progress_m, window_m=max(150.0, dt_s * 40.0)
                 )
                 if off <= OFF_ROUTE_M:
                     if clock is not None and learned:

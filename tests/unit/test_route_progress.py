@@ -15,6 +15,7 @@ from geo.route_progress import (
     RouteLine,
     SpeedEstimate,
     eta_seconds,
+    project_points,
     remaining_along_m,
     straight_line_remaining_m,
 )
@@ -138,3 +139,21 @@ def test_a_lost_thread_is_picked_up_ahead_on_a_route_that_doubles_back() -> None
     along, off = line.locate(*fix, near_m=2_200.0, window_m=150.0)
     assert along > line.length_m / 2 and off == pytest.approx(4.0, abs=0.5)
     assert along == pytest.approx(line.length_m - 0.05 * 2_000, rel=0.01)
+
+
+def test_a_batch_projected_at_once_locates_as_each_fix_alone() -> None:
+    """``project_points`` groups a batch by projection; each point must come out in its own
+    line's metres, in the batch's order, whichever lines share a projection."""
+    helsinki = RouteLine.from_lonlat(PATH, [PATH[-1]])
+    far = [(lon + 0.5, lat + 0.3) for lon, lat in PATH]  # another region, another projection
+    other = RouteLine.from_lonlat(far, [far[-1]])
+    assert other.transformer is not helsinki.transformer
+    lines = [helsinki, other, helsinki, other, helsinki]
+    points = [(24.94, 60.1652), (25.45, 60.4651), (24.952, 60.17), (25.452, 60.47), PATH[0]]
+    xy = project_points(lines, [p[0] for p in points], [p[1] for p in points])
+    for line, (lon, lat), (x, y) in zip(lines, points, xy, strict=True):
+        assert line.locate_xy(x, y) == line.locate(lon, lat)
+        assert line.locate_xy(x, y, near_m=300.0, window_m=150.0) == line.locate(
+            lon, lat, near_m=300.0, window_m=150.0
+        )
+    assert project_points([], [], []) == []
