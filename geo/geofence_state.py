@@ -102,10 +102,14 @@ def far_distance_m(accuracy_m: float | None, rules: GeofenceRules) -> float:
     return rules.exit_margin_m + rules.far_accuracy_factor * acc
 
 
+def inside_distance_m(accuracy_m: float | None, rules: GeofenceRules) -> float:
+    """Up to this distance from the polygon (0 inside) a fix with this accuracy is INSIDE."""
+    return min(accuracy_m or 0.0, rules.max_accuracy_m, rules.enter_tolerance_m)
+
+
 def classify(distance_m: float, accuracy_m: float | None, rules: GeofenceRules) -> Zone:
     """Classify a fix by its distance to the polygon (0 or negative inside) and accuracy."""
-    acc = min(accuracy_m or 0.0, rules.max_accuracy_m)
-    if distance_m <= min(acc, rules.enter_tolerance_m) or distance_m <= 0.0:
+    if distance_m <= inside_distance_m(accuracy_m, rules) or distance_m <= 0.0:
         return Zone.INSIDE
     if distance_m > far_distance_m(accuracy_m, rules):
         return Zone.FAR

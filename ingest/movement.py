@@ -26,6 +26,7 @@ from geo.geofence_state import (
     Zone,
     classify,
     far_distance_m,
+    inside_distance_m,
     is_inside,
     step,
 )
@@ -255,12 +256,18 @@ class MovementTracker:
                         f.lat,
                         prev if newer else None,
                         far_distance_m(f.accuracy, self.rules),
+                        d,
+                        inside_distance_m(f.accuracy, self.rules),
                     )
                 )
                 if newer:
                     prev_ms, prev = f.fix_ms, (f.lon, f.lat)
+        # only the hits that can move a state machine (_decide_driver skips the others)
+        engaged = [
+            (d, g) for d in drivers for g, t in self.tracks.of(d).items() if t.state is not OUTSIDE
+        ]
         hits: dict[int, dict[int, Any]] = defaultdict(dict)
-        for h in await spatial_join(conn, probes):
+        for h in await spatial_join(conn, probes, engaged):
             hits[h.idx][h.geofence_id] = h
 
         # every fix on a route, in its line's metres, for the whole batch at once

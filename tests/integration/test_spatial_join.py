@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from geo.distance import metres_per_degree
-from geo.geofence_state import DEFAULT_RULES, far_distance_m
+from geo.geofence_state import DEFAULT_RULES, far_distance_m, inside_distance_m
 from ingest.geofencing import Probe, spatial_join
 
 pytestmark = pytest.mark.integration
@@ -212,6 +212,55 @@ async def test_a_crossing_is_reported_only_for_a_fix_far_from_the_geofence(
     assert f_out == pytest.approx(210 / 400, abs=0.005)
     assert hits[1].distance_m == pytest.approx(20.0, abs=0.5) and hits[1].crossing is None
     assert 2 not in hits  # 100 m beside the geofence all the way: not near, not crossed
+
+
+async def test_with_engaged_pairs_only_the_hits_that_can_move_a_state_machine_return(
+    pg: asyncpg.Pool,
+) -> None:
+    """The worker passes the (driver, geofence) pairs whose state machine is not outside;
+    then a pair's hits come back only when the pair is engaged, or one of its fixes in the
+    batch is inside the geofence or passed through it. Checked against the unfiltered join
+    on random drives past, into and through the shapes."""
+    tenant = "tenant-join-engaged"
+    ids = await make_shapes(pg, tenant)
+    rng = random.Random(5)
+    probes: list[Probe] = []
+    for lon, lat in PLACES:
+        for driver in range(12):
+            e, n = rng.uniform(-150, 350), rng.uniform(-150, 150)
+            for _ in range(4):  # a short drive: each fix's previous one is the last
+                step_e, step_n = rng.uniform(-90, 90), rng.uniform(-90, 90)
+                prev = offset(lon, lat, e, n)
+                e, n = e + step_e, n + step_n
+                probes.append(
+                    Probe(
+                        len(probes),
+                        tenant,
+                        *offset(lon, lat, e, n),
+                        prev,
+                        FAR_M,
+                        f"d{lon}-{driver}",
+                        inside_distance_m(5.0, DEFAULT_RULES),
+                    )
+                )
+    async with pg.acquire() as conn:
+        everything = await spatial_join(conn, probes)
+        driver_of = {p.idx: p.driver_id for p in probes}
+        pairs = sorted({(driver_of[h.idx], h.geofence_id) for h in everything})
+        engaged = set(rng.sample(pairs, len(pairs) // 5))
+        some = await spatial_join(conn, probes, engaged)
+
+    moving = {
+        (driver_of[h.idx], h.geofence_id)
+        for h in everything
+        if h.signed_m <= probes[h.idx].inside_m or h.crossing is not None
+    }
+    expected = {h for h in everything if (driver_of[h.idx], h.geofence_id) in engaged | moving}
+    assert set(some) == expected
+    crossings = [h for h in some if h.crossing is not None]
+    assert crossings and moving - engaged and engaged - moving, "the scenario must have each"
+    # near a geofence it is neither in nor passing, not engaged: left out
+    assert len(set(everything) - set(some)) > 50 and set(ids) >= {h.geofence_id for h in some}
 
 
 async def test_track_store_writes_a_last_fix_only_change_at_most_once_a_minute(
