@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
+from infrastructure.event_loop import BATCH_GC_THRESHOLDS, GC_THRESHOLDS
 from infrastructure.event_loop import run as run_on_event_loop
 from infrastructure.postgres import Conn
 from infrastructure.settings import Settings
@@ -144,7 +145,9 @@ async def _serve_api(settings: Settings, host: str, port: int | None) -> None:
         raise SystemExit(f"cannot serve the OsmAnd protocol on port {osmand_port}: {side_error}")
 
 
-def _run_until_signal(coro_factory: object) -> None:
+def _run_until_signal(
+    coro_factory: object, *, gc_thresholds: tuple[int, int, int] = GC_THRESHOLDS
+) -> None:
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -153,7 +156,7 @@ def _run_until_signal(coro_factory: object) -> None:
         assert callable(coro_factory)
         await coro_factory(stop)
 
-    run_on_event_loop(main())
+    run_on_event_loop(main(), gc_thresholds=gc_thresholds)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
         from ingest.worker import run_worker
 
         _serve_metrics(settings, "worker", settings.metrics.worker_port)
-        _run_until_signal(lambda stop: run_worker(settings, stop))
+        _run_until_signal(
+            lambda stop: run_worker(settings, stop), gc_thresholds=BATCH_GC_THRESHOLDS
+        )
     elif args.command == "migrate":
         run_on_event_loop(_migrate(settings, seed=args.seed))
     elif args.command == "seed":
