@@ -51,9 +51,11 @@ WITH q AS MATERIALIZED (
                 THEN sqrt(((q.lon - g.cx) * q.kx) ^ 2 + ((q.lat - g.cy) * q.ky) ^ 2) - g.radius_m
                 WHEN ST_Intersects(g.geom, ST_SetSRID(ST_MakePoint(q.lon, q.lat), 4326))
                 THEN -ST_Distance(ST_Scale(ST_Boundary(g.geom), q.kx, q.ky),
-                                  ST_Scale(ST_SetSRID(ST_MakePoint(q.lon, q.lat), 4326), q.kx, q.ky))
+                                  ST_Scale(ST_SetSRID(ST_MakePoint(q.lon, q.lat), 4326),
+                                           q.kx, q.ky))
                 ELSE ST_Distance(ST_Scale(g.geom, q.kx, q.ky),
-                                 ST_Scale(ST_SetSRID(ST_MakePoint(q.lon, q.lat), 4326), q.kx, q.ky))
+                                 ST_Scale(ST_SetSRID(ST_MakePoint(q.lon, q.lat), 4326),
+                                           q.kx, q.ky))
            END AS distance_m,
            -- the previous fix, at this fix's scale (a few hundred metres away at most)
            CASE WHEN q.plon IS NULL THEN NULL
@@ -62,9 +64,11 @@ WITH q AS MATERIALIZED (
                      - g.radius_m
                 WHEN ST_Intersects(g.geom, ST_SetSRID(ST_MakePoint(q.plon, q.plat), 4326))
                 THEN -ST_Distance(ST_Scale(ST_Boundary(g.geom), q.kx, q.ky),
-                                  ST_Scale(ST_SetSRID(ST_MakePoint(q.plon, q.plat), 4326), q.kx, q.ky))
+                                  ST_Scale(ST_SetSRID(ST_MakePoint(q.plon, q.plat), 4326),
+                                           q.kx, q.ky))
                 ELSE ST_Distance(ST_Scale(g.geom, q.kx, q.ky),
-                                 ST_Scale(ST_SetSRID(ST_MakePoint(q.plon, q.plat), 4326), q.kx, q.ky))
+                                 ST_Scale(ST_SetSRID(ST_MakePoint(q.plon, q.plat), 4326),
+                                           q.kx, q.ky))
            END AS prev_m,
            -- whether the segment from the previous fix can cross the polygon: a circle's
            -- polygon lies within its radius, so a segment that stays farther from the centre
