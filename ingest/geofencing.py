@@ -259,6 +259,10 @@ class TrackStore:
         """The driver's tracks by geofence id (call load first)."""
         return self._tracks.setdefault(driver_id, {})
 
+    def engaged(self, driver_id: str) -> set[int]:
+        """The driver's geofences whose state machine is not outside (call load first)."""
+        return {g for g, t in self.of(driver_id).items() if t.state is not TrackState.OUTSIDE}
+
     def put(self, driver_id: str, geofence_id: int, track: Track) -> None:
         """Record a track's new state. A plain "outside, nothing pending" track is the same
         as no track: it is dropped (and its row deleted) instead of written on every fix.

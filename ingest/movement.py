@@ -263,9 +263,7 @@ class MovementTracker:
                 if newer:
                     prev_ms, prev = f.fix_ms, (f.lon, f.lat)
         # only the hits that can move a state machine (_decide_driver skips the others)
-        engaged = [
-            (d, g) for d in drivers for g, t in self.tracks.of(d).items() if t.state is not OUTSIDE
-        ]
+        engaged = [(d, g) for d in drivers for g in self.tracks.engaged(d)]
         hits: dict[int, dict[int, Any]] = defaultdict(dict)
         for h in await spatial_join(conn, probes, engaged):
             hits[h.idx][h.geofence_id] = h
@@ -302,7 +300,7 @@ class MovementTracker:
         tracks = dict(self.tracks.of(plan.driver_id))
         # geofences whose state machine is not OUTSIDE: kept up to date below, so a fix
         # looks at these and its join hits, not every geofence the driver ever came near
-        engaged = {g for g, t in tracks.items() if t.state is not OUTSIDE}
+        engaged = self.tracks.engaged(plan.driver_id)
         stops = {s.visit_id: s.status for s in plan.stops}
         if rt.route_id != plan.route_id:
             rt.route_id, rt.progress_m = plan.route_id, None
