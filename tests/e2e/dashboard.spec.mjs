@@ -117,18 +117,25 @@ try {
   await page.click(`[data-testid=driver-row][data-driver-id="${john}"]`);
   await page.waitForSelector("[data-testid=route]", { timeout: 15_000 });
   await waitHook(page, "h.routePoints > 1");
-  out.route = {
-    name: await page.textContent("[data-testid=route-name]"),
-    points: await hook(page, "h.routePoints"),
-    visits: await page.$$eval("[data-testid=visit]", (els) => els.map((e) => e.getAttribute("data-status"))),
-  };
-  // every remaining stop's ETA (the worker writes them; the panel re-reads the route)
+  // every remaining stop's ETA (the worker writes them; the panel re-reads the route): wait
+  // until each pending stop shows one, then read the stops and their ETAs at one moment
+  const panel = () => ({
+    visits: [...document.querySelectorAll("[data-testid=visit]")].map((e) => e.getAttribute("data-status")),
+    visitEtas: [...document.querySelectorAll("[data-testid=visit-eta]")].map((e) => e.textContent),
+  });
   await page.waitForFunction(
-    () => document.querySelectorAll("[data-testid=visit-eta]").length >= 2,
+    () => {
+      const pending = document.querySelectorAll("[data-testid=visit][data-status=pending]").length;
+      return pending >= 1 && document.querySelectorAll("[data-testid=visit-eta]").length === pending;
+    },
     null,
     { timeout: 45_000 },
   ).catch(() => {});
-  out.route.visitEtas = await page.$$eval("[data-testid=visit-eta]", (els) => els.map((e) => e.textContent));
+  out.route = {
+    name: await page.textContent("[data-testid=route-name]"),
+    points: await hook(page, "h.routePoints"),
+    ...(await page.evaluate(panel)),
+  };
   await shot(page, "02-live-driver.png");
 
   // Playback: John's last hour, 60x, 5 s of play.
