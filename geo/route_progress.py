@@ -54,8 +54,10 @@ class RouteLine:
     dys: list[float] = field(init=False, repr=False)
     len2s: list[float] = field(init=False, repr=False)
     seg_lens: list[float] = field(init=False, repr=False)
+    length_m: float = field(init=False, repr=False)  # read twice per located fix
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "length_m", float(self.cum[-1]) if len(self.cum) else 0.0)
         d = np.diff(self.xy, axis=0)
         len2 = np.einsum("ij,ij->i", d, d)
         for name, values in (
@@ -96,10 +98,6 @@ class RouteLine:
                 along.append(d)
                 last = d
         return cls(xy, cum, tr, tuple(along), tuple(coords))
-
-    @property
-    def length_m(self) -> float:
-        return float(self.cum[-1])
 
     def _project(self, x: float, y: float, lo: float, hi: float) -> tuple[float, float]:
         """Nearest point of the part [lo, hi] of the line: (distance along, distance off)."""

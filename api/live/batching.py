@@ -88,9 +88,11 @@ class BBox:
         return lon >= self.west or lon <= self.east
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ set its seven fields for 2.3 of the 8.5 µs it
+# took to take in one enriched position, and the feed takes in every position of the fleet.
+@dataclass(slots=True)
 class LivePosition:
-    """One enriched position as the feed needs it."""
+    """One enriched position as the feed needs it; nothing changes one after it is built."""
 
     tenant_id: str
     driver_id: str
