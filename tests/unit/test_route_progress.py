@@ -12,6 +12,7 @@ from pyproj import Geod
 
 from geo.distance import haversine_m
 from geo.route_progress import (
+    LOCATE_TOLERANCE_M,
     RouteLine,
     SpeedEstimate,
     eta_seconds,
@@ -110,16 +111,62 @@ def test_the_plain_python_projection_equals_the_numpy_one(
     line = RouteLine.from_lonlat(coords, [])
     x, y = line.transformer.transform(24.93 + point[0], 60.16 + point[1])
     lo, hi = sorted(w * line.length_m for w in window)
-    n = len(line.cum)
+    n = len(line.cum_list)  # the simplified path fixes are located on
     for i0 in range(n - 1):
         for i1 in range(i0 + 1, n):
             along, off = line._project_few(x, y, lo, hi, i0, i1)
             assert off == pytest.approx(line._project_vectorised(x, y, lo, hi, i0, i1)[1])
             # the same nearest distance; with two equally near parts of the line either
             # answer is right, so check the point at ``along`` really is that near
-            px = np.interp(along, line.cum, line.xy[:, 0])
-            py = np.interp(along, line.cum, line.xy[:, 1])
+            px = np.interp(along, line.loc_cum, line.loc_xy[:, 0])
+            py = np.interp(along, line.loc_cum, line.loc_xy[:, 1])
             assert math.hypot(px - x, py - y) == pytest.approx(off, abs=1e-6)
+
+
+def _nearest_on(xy: np.ndarray, x: float, y: float) -> float:
+    """Brute force: the distance from a point to the nearest point of a polyline."""
+    best = math.inf
+    for (ax, ay), (bx, by) in zip(xy, xy[1:], strict=False):
+        dx, dy = bx - ax, by - ay
+        len2 = dx * dx + dy * dy
+        t = 0.0 if len2 == 0 else min(max(((x - ax) * dx + (y - ay) * dy) / len2, 0.0), 1.0)
+        best = min(best, math.hypot(ax + t * dx - x, ay + t * dy - y))
+    return best
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    wiggles=st.lists(st.floats(-1.0, 1.0), min_size=2, max_size=60),
+    point=st.tuples(st.floats(-200.0, 1_200.0), st.floats(-100.0, 100.0)),
+)
+def test_fixes_are_located_on_a_path_within_the_tolerance_of_the_planned_one(
+    wiggles: list[float], point: tuple[float, float]
+) -> None:
+    """A road's vertices every ~14 m, most of them on straight stretches: the simplified path
+    drops those within LOCATE_TOLERANCE_M, and a fix's distance off it stays within that of
+    its distance off the planned path; its distance along stays the planned path's."""
+    lat0, lon0 = 60.17, 24.94
+    m_lat, m_lon = 1 / 111_320, 1 / (111_320 * math.cos(math.radians(lat0)))
+    # eastwards in 14 m steps, each vertex off the straight line by up to 1 m (wiggles)
+    coords = [(lon0 + 14 * i * m_lon, lat0 + w * m_lat) for i, w in enumerate(wiggles)]
+    line = RouteLine.from_lonlat(coords, [])
+    assert len(line.cum_list) <= len(line.cum)
+    assert line.cum_list[0] == 0.0 and line.cum_list[-1] == line.length_m
+    x, y = line.transformer.transform(lon0 + point[0] * m_lon, lat0 + point[1] * m_lat)
+    along, off = line.locate_xy(x, y)
+    assert off == pytest.approx(_nearest_on(line.xy, x, y), abs=LOCATE_TOLERANCE_M + 1e-6)
+    assert 0.0 <= along <= line.length_m
+    # the planned path's point at that distance along is as near, within the tolerance
+    px, py = np.interp(along, line.cum, line.xy[:, 0]), np.interp(along, line.cum, line.xy[:, 1])
+    assert math.hypot(px - x, py - y) <= off + 2 * LOCATE_TOLERANCE_M + 0.1
+
+
+def test_a_straight_road_with_many_vertices_is_located_on_one_segment() -> None:
+    lat0, lon0 = 60.17, 24.94
+    coords = [(lon0 + i * 14 / (111_320 * math.cos(math.radians(lat0))), lat0) for i in range(30)]
+    line = RouteLine.from_lonlat(coords, [coords[-1]])
+    assert len(line.cum_list) == 2  # every inner vertex within the tolerance
+    assert line.stop_along_m[0] == pytest.approx(line.length_m)
 
 
 def test_a_lost_thread_is_picked_up_ahead_on_a_route_that_doubles_back() -> None:
