@@ -143,7 +143,9 @@ class RouteLine:
         n = len(self.cum_list)
         if n < 2:
             return 0.0, float(math.hypot(x - self.loc_xy[0, 0], y - self.loc_xy[0, 1]))
-        i0 = max(bisect.bisect_right(self.cum_list, lo) - 1, 0)
+        # lo may be the very end (a stop searched from the one before, at the end): then the
+        # last segment, whose end is the answer
+        i0 = min(max(bisect.bisect_right(self.cum_list, lo) - 1, 0), n - 2)
         i1 = min(bisect.bisect_left(self.cum_list, hi), n - 1)
         i1 = max(i1, i0 + 1)
         if i1 - i0 <= SMALL_WINDOW_SEGMENTS:

@@ -204,3 +204,17 @@ def test_a_batch_projected_at_once_locates_as_each_fix_alone() -> None:
             lon, lat, near_m=300.0, window_m=150.0
         )
     assert project_points([], [], []) == []
+
+
+def test_stops_at_the_very_end_of_a_route_are_both_at_its_end() -> None:
+    """The second stop is searched from the first one's position onwards; with the first at
+    the very end, that search starts at the end (it read past the last segment: the bench
+    found it on routes whose last two customers share the end of the path)."""
+    lat0, lon0 = 60.17, 24.94
+    coords = [(lon0 + i * 14 / (111_320 * math.cos(math.radians(lat0))), lat0) for i in range(30)]
+    line = RouteLine.from_lonlat(coords, [coords[-1], coords[-1]])
+    assert line.stop_along_m == (line.length_m, line.length_m)
+    assert line.locate_xy(*line.transformer.transform(*coords[-1]), near_m=line.length_m) == (
+        pytest.approx(line.length_m),
+        pytest.approx(0.0, abs=1e-6),
+    )
