@@ -211,7 +211,7 @@ async def process_records(enricher: Enricher, records: Sequence[Record]) -> None
         except Exception as exc:  # a bad record poisons the batch: isolate it
             failures += 1
             if failures <= BAD_RECORD_RETRIES:
-                log.warning("batch failed (%r), retrying", exc)
+                log.warning("batch failed (%r), retrying", exc, exc_info=True)
                 continue
             break
     for rec, pos in positions:
