@@ -18,6 +18,7 @@ from geo.route_progress import (
     eta_seconds,
     project_points,
     remaining_along_m,
+    simplified_vertices,
     straight_line_remaining_m,
 )
 
@@ -218,3 +219,53 @@ def test_stops_at_the_very_end_of_a_route_are_both_at_its_end() -> None:
         pytest.approx(line.length_m),
         pytest.approx(0.0, abs=1e-6),
     )
+
+
+def _douglas_peucker(xy: np.ndarray, a: int, b: int, tol: float, out: set[int]) -> None:
+    """The textbook recursion, a range at a time (the reference)."""
+    out |= {a, b}
+    best, at = -1.0, -1
+    for i in range(a + 1, b):
+        d = xy[b] - xy[a]
+        len2 = float(d @ d)
+        t = 0.0 if len2 == 0 else min(max(float((xy[i] - xy[a]) @ d) / len2, 0.0), 1.0)
+        off = float(np.hypot(*(xy[i] - xy[a] - t * d)))
+        if off > best:
+            best, at = off, i
+    if best > tol:
+        _douglas_peucker(xy, a, at, tol, out)
+        _douglas_peucker(xy, at, b, tol, out)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 80),
+    tol=st.sampled_from([0.0, 0.5, 3.0, 30.0]),
+)
+def test_the_simplification_keeps_what_the_textbook_recursion_keeps(
+    seed: int, n: int, tol: float
+) -> None:
+    """Random walks (no two distances exactly equal, where the two might break a tie
+    differently by a rounding) give the same vertices as the recursion."""
+    xy = np.cumsum(np.random.default_rng(seed).normal(0.0, 10.0, (n, 2)), axis=0)
+    kept = simplified_vertices(xy, tol)
+    reference: set[int] = set()
+    _douglas_peucker(xy, 0, n - 1, tol, reference)
+    assert kept.tolist() == sorted(reference)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(st.tuples(st.floats(-20.0, 20.0), st.floats(-20.0, 20.0)), max_size=80),
+    tol=st.sampled_from([0.0, 0.5, 3.0]),
+)
+def test_every_dropped_vertex_is_within_the_tolerance_of_the_simplified_path(
+    steps: list[tuple[float, float]], tol: float
+) -> None:
+    xy = np.cumsum(np.array([(0.0, 0.0), *steps]), axis=0)
+    kept = simplified_vertices(xy, tol).tolist()
+    assert kept[0] == 0 and kept[-1] == len(xy) - 1
+    for a, b in zip(kept, kept[1:], strict=False):
+        for i in range(a + 1, b):
+            assert _nearest_on(xy[[a, b]], *xy[i]) <= tol + 1e-9
