@@ -148,7 +148,9 @@ class RouteLine:
                 d, _ = route._project(float(x), float(y), last, float(cum[-1]))
                 along.append(d)
                 last = d
-        return cls(xy, cum, tr, tuple(along), tuple(coords))
+        # the stops are the one field that differs: a second instance simplified the path again
+        object.__setattr__(route, "stop_along_m", tuple(along))
+        return route
 
     def _project(self, x: float, y: float, lo: float, hi: float) -> tuple[float, float]:
         """Nearest point of the part [lo, hi] of the line: (distance along, distance off)."""
