@@ -25,7 +25,7 @@ MAX_SPEED_MS = 130 / 3.6
 PRIOR_WEIGHT_S = 15.0  # the planning speed counts as this many seconds of driving
 SMALL_WINDOW_SEGMENTS = 96  # up to this many segments plain Python beats numpy's overhead
 # How far the path a fix is located on may be from the planned path: well inside GPS noise,
-# and it drops ~70 % of a road network's vertices (Helsinki's bench routes: 417 -> 127)
+# and it drops ~70 % of a road network's vertices (bench/locate.py: 402 -> 120 a route)
 LOCATE_TOLERANCE_M = 0.5
 
 
