@@ -36,7 +36,9 @@ class BatchTooLarge(InvalidPosition):
     code = "too_many_positions"
 
 
-@dataclass(frozen=True, slots=True)
+# not frozen: a frozen dataclass's __init__ sets each field through object.__setattr__, and
+# every line of every batch builds one
+@dataclass(slots=True)
 class Line:
     """One line of a batch: its 1-based number and either a fix or why it was refused."""
 

@@ -91,9 +91,6 @@ class Movement(NamedTuple):
     # (visit id, seconds to arrival) of every remaining stop, the next one first
     stop_etas: tuple[tuple[str, float], ...] = ()
 
-    def eta_at_ms(self, fix_ms: int) -> int | None:
-        return None if self.eta_s is None else fix_ms + int(self.eta_s * 1000)
-
 
 class FixInput(NamedTuple):
     """The parts of an enriched position the tracker needs."""

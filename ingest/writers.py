@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
 
 from geo.cells import cell_to_string
 from geo.movement import NO_LABEL_ROW
-from geo.timestamps import iso_ms
+from geo.timestamps import EPOCH, iso_ms, ms_to_datetime
 from infrastructure.postgres import Conn
 from infrastructure.redis import RedisKeys
 from ingest.devices import Device
@@ -124,6 +124,28 @@ return #ids
 PRUNE_CHUNK = 1000  # drivers per script call: Redis is single-threaded, keep each call short
 
 
+_last_received: tuple[int, datetime] = (0, EPOCH)
+
+
+def _received_at(ms: int) -> datetime:
+    """``ms_to_datetime`` for receive times: the fixes of one request share theirs."""
+    global _last_received
+    if _last_received[0] != ms:
+        _last_received = (ms, ms_to_datetime(ms))
+    return _last_received[1]
+
+
+_last_received_iso: tuple[int, str] = (0, iso_ms(0))
+
+
+def _received_iso(ms: int) -> str:
+    """``iso_ms`` for receive times (see ``_received_at``)."""
+    global _last_received_iso
+    if _last_received_iso[0] != ms:
+        _last_received_iso = (ms, iso_ms(ms))
+    return _last_received_iso[1]
+
+
 class EnrichedPosition(NamedTuple):
     """A position joined with its driver and H3 cell: what history, Redis and the feed get."""
 
@@ -138,8 +160,8 @@ class EnrichedPosition(NamedTuple):
             p.tenant_id,
             self.device.driver_id,
             p.device_id,
-            p.fix_time,
-            p.received_at,
+            ms_to_datetime(p.fix_time_ms),
+            _received_at(p.received_ms),
             p.lon,
             p.lat,
             p.speed_kmh,
@@ -161,16 +183,16 @@ class EnrichedPosition(NamedTuple):
     def to_message(self) -> EnrichedMessage:
         """The JSON of ``gps.positions.enriched``, Redis latest and ``position:update``."""
         p, m = self.position, self.movement
-        eta_at = m.eta_at_ms(p.fix_time_ms)
+        fix_ms = p.fix_time_ms
         message: EnrichedMessage = {
             "schema": 1,
             "tenantId": p.tenant_id,
             "driverId": self.device.driver_id,
             "driverName": self.device.driver_name,
             "deviceId": p.device_id,
-            "fixTime": iso_ms(p.fix_time_ms),
-            "fixTimeMs": p.fix_time_ms,
-            "receivedAt": iso_ms(p.received_ms),
+            "fixTime": iso_ms(fix_ms),
+            "fixTimeMs": fix_ms,
+            "receivedAt": _received_iso(p.received_ms),
             "lat": p.lat,
             "lon": p.lon,
             "speed": p.speed_kmh,
@@ -187,7 +209,7 @@ class EnrichedPosition(NamedTuple):
             "nextCustomerName": m.next_customer_name,
             "distanceToNextM": m.distance_to_next_m,
             "etaSeconds": m.eta_s,
-            "eta": None if eta_at is None else iso_ms(eta_at),
+            "eta": None if m.eta_s is None else iso_ms(fix_ms + int(m.eta_s * 1000)),
             "geofenceId": m.geofence_id,
         }
         if m.stop_etas:  # every remaining stop, at most every 30 s per driver (docs/eta.md)
@@ -195,7 +217,7 @@ class EnrichedPosition(NamedTuple):
                 {
                     "visitId": visit,
                     "etaSeconds": seconds,
-                    "eta": iso_ms(p.fix_time_ms + int(seconds * 1000)),
+                    "eta": iso_ms(fix_ms + int(seconds * 1000)),
                 }
                 for visit, seconds in m.stop_etas
             ]

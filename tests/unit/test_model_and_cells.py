@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import h3
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from geo.cells import cell_to_parent, cell_to_string, point_to_cell
-from geo.timestamps import iso_ms
+from geo.timestamps import iso_ms, ms_to_datetime
 from ingest.errors import UndecodableMessage
 from ingest.model import Fix, Position
 from ingest.validation import check_fix_time
@@ -64,3 +66,23 @@ def test_fix_time_window() -> None:
 def test_iso_ms_is_the_datetime_iso_format_to_the_millisecond(ms: int) -> None:
     exact = datetime.fromtimestamp(ms // 1000, tz=UTC).replace(microsecond=ms % 1000 * 1000)
     assert iso_ms(ms) == exact.isoformat(timespec="milliseconds")
+
+
+@given(st.integers(min_value=0, max_value=253_402_300_799_999))
+def test_ms_to_datetime_is_exact(ms: int) -> None:
+    exact = datetime.fromtimestamp(ms // 1000, tz=UTC).replace(microsecond=ms % 1000 * 1000)
+    assert ms_to_datetime(ms) == exact
+    assert ms_to_datetime(ms).tzinfo is UTC
+
+
+def test_position_bytes_are_its_fields_in_order_and_unknown_members_are_ignored() -> None:
+    pos = Fix("DEV001", 1_770_465_600_123, 60.17, 24.94, None, 90.0).to_position("t", 5)
+    raw = orjson.loads(pos.to_bytes())
+    assert list(raw) == [f.name for f in dataclasses.fields(Position)]
+    assert Position.from_bytes(orjson.dumps({**raw, "later_field": [1]})) == pos
+    del raw["attributes"], raw["protocol"], raw["valid"]  # optional: their defaults
+    back = Position.from_bytes(orjson.dumps(raw))
+    assert (back.attributes, back.protocol, back.valid) == ({}, "unknown", True)
+    del raw["received_ms"]
+    with pytest.raises(UndecodableMessage, match="received_ms"):
+        Position.from_bytes(orjson.dumps(raw))
