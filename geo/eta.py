@@ -306,8 +306,11 @@ class RouteClock:
         self.roads = roads
         self.profile = profile
         self.free_flow = free_flow  # the free-flow baseline: road speeds, no learning
-        self._cum: dict[int, tuple[FloatArray, FloatArray]] = {}
+        # per hour slot: (speed of each piece, cumulative time at each piece's start), as
+        # lists: read one number at a time on every fix, where numpy's .item() cost 3x more
+        self._cum: dict[int, tuple[list[float], list[float]]] = {}
         self._starts: list[float] = roads.start_m.tolist()
+        self._lengths: list[float] = roads.length_m.tolist()
         self._fixed: FloatArray | None = None  # speeds that do not depend on the hour
         self._rows: tuple[IntArray, IntArray, IntArray] | None = None
         if free_flow:
@@ -326,31 +329,31 @@ class RouteClock:
         assert self._rows is not None
         return self.profile.tables.speeds(self._rows, hour, self.profile.planning_speed_ms)
 
-    def _at(self, hour: int) -> tuple[FloatArray, FloatArray]:
+    def _at(self, hour: int) -> tuple[list[float], list[float]]:
         """(speed of each piece, cumulative time at each piece's start) for an hour."""
         slot = hour if self._fixed is None else -1  # fixed speeds: one clock for every hour
         found = self._cum.get(slot)
         if found is None:
             v = self.speeds(hour)
             cum = np.concatenate([[0.0], np.cumsum(self.roads.length_m / v)])
-            found = (v, cum)
+            found = (v.tolist(), cum.tolist())
             self._cum[slot] = found
         return found
 
     def _time_at(self, hour: int, along_m: float) -> float:
         """Driving time from the route's start to ``along_m`` at the hour's speeds."""
         v, cum = self._at(hour)
-        i = min(max(bisect.bisect_right(self._starts, along_m) - 1, 0), len(self._starts) - 1)
-        # .item(): a numpy scalar indexed out and converted costs twice as much, on every fix
-        into = min(max(along_m - self._starts[i], 0.0), self.roads.length_m.item(i))
-        return cum.item(i) + into / v.item(i)
+        starts = self._starts
+        i = min(max(bisect.bisect_right(starts, along_m) - 1, 0), len(starts) - 1)
+        into = min(max(along_m - starts[i], 0.0), self._lengths[i])
+        return cum[i] + into / v[i]
 
     def _along_at(self, hour: int, time_s: float) -> float:
         """The inverse of ``_time_at``: where the route's clock reads ``time_s``."""
         v, cum = self._at(hour)
-        i = int(np.searchsorted(cum, time_s, side="right")) - 1
+        i = bisect.bisect_right(cum, time_s) - 1
         i = min(max(i, 0), len(self._starts) - 1)
-        into = min((time_s - cum.item(i)) * v.item(i), self.roads.length_m.item(i))
+        into = min((time_s - cum[i]) * v[i], self._lengths[i])
         return self._starts[i] + max(into, 0.0)
 
     def stretch_s(self, from_m: float, to_m: float, at_s: float) -> float:

@@ -15,7 +15,7 @@ from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-from geo.distance import metres_per_degree
+from geo.distance import WGS84_A, WGS84_E2
 from geo.geofence_state import State as TrackState
 from geo.geofence_state import Track
 from infrastructure.postgres import Conn
@@ -41,9 +41,16 @@ WITH q AS MATERIALIZED (
                            greatest(lon, coalesce(plon, lon)) + (far_m + $9) / kx,
                            greatest(lat, coalesce(plat, lat)) + (far_m + $9) / ky, 4326) AS box
     FROM unnest($1::int[], $2::text[], $3::float8[], $4::float8[], $5::float8[],
-                $6::float8[], $7::float8[], $8::float8[], $10::float8[], $11::text[],
-                $12::float8[])
-        AS t(idx, tenant_id, lon, lat, plon, plat, kx, ky, far_m, drv, inside_m)
+                $6::float8[], $10::float8[], $11::text[], $12::float8[])
+        AS t(idx, tenant_id, lon, lat, plon, plat, far_m, drv, inside_m)
+    -- metres per degree of longitude and latitude at the fix (geo.distance.metres_per_degree,
+    -- $7 the semi-major axis, $8 the eccentricity squared); near the poles a degree of
+    -- longitude tends to 0 m: kept at 1 m so the search box stays finite
+    CROSS JOIN LATERAL (SELECT sqrt(1.0 - $8 * sin(radians(lat)) ^ 2) AS w) AS ellipsoid
+    CROSS JOIN LATERAL (
+        SELECT greatest(radians($7 * cos(radians(lat)) / w), 1.0) AS kx,
+               radians($7 * (1.0 - $8) / w ^ 3) AS ky
+    ) AS scale
 ), hits AS MATERIALIZED (
     SELECT q.idx, q.drv, q.inside_m, q.far_m, q.lon, q.lat, q.plon, q.plat,
            g.id AS geofence_id,
@@ -167,7 +174,6 @@ async def spatial_join(
     """
     if not probes:
         return []
-    scales = [metres_per_degree(p.lat) for p in probes]
     rows = await conn.fetch(
         _JOIN_SQL,
         [p.idx for p in probes],
@@ -176,9 +182,8 @@ async def spatial_join(
         [p.lat for p in probes],
         [p.prev[0] if p.prev else None for p in probes],
         [p.prev[1] if p.prev else None for p in probes],
-        # near the poles a degree of longitude tends to 0 m: keep the search box finite
-        [max(kx, 1.0) for kx, _ in scales],
-        [ky for _, ky in scales],
+        WGS84_A,  # the metric scale is computed in the query: two arrays fewer to send
+        WGS84_E2,
         SEARCH_SLACK_M,
         [p.far_m for p in probes],
         [p.driver_id for p in probes],

@@ -454,7 +454,9 @@ class MovementTracker:
         out: Decisions,
         label: FixLabel | None,
     ) -> Movement:
-        inside = min((g for g in engaged if is_inside(tracks[g])), default=None)
+        inside = (
+            min((g for g in engaged if is_inside(tracks[g])), default=None) if engaged else None
+        )
         nxt = _next_open(plan, stops)
         if plan.route_id is None or nxt is None:
             return Movement(route_id=plan.route_id, geofence_id=inside, motion=label)
@@ -509,16 +511,16 @@ class MovementTracker:
             eta = etas[0][1]
             if every_stop:
                 rt.stops_at_ms, rt.stops_next = f.fix_ms, nxt.visit_id
-        movement = Movement(
-            route_id=plan.route_id,
-            next_visit_id=nxt.visit_id,
-            next_customer_id=nxt.customer_id,
-            next_customer_name=nxt.customer_name,
-            distance_to_next_m=round(remaining, 1),
-            eta_s=round(eta, 1),
-            geofence_id=inside,
-            motion=label,
-            stop_etas=etas if every_stop else (),
+        movement = Movement(  # positionally: keywords cost a NamedTuple twice, on every fix
+            plan.route_id,  # route_id
+            nxt.visit_id,  # next_visit_id
+            nxt.customer_id,  # next_customer_id
+            nxt.customer_name,  # next_customer_name
+            round(remaining, 1),  # distance_to_next_m
+            round(eta, 1),  # eta_s
+            inside,  # geofence_id
+            label,  # motion
+            etas if every_stop else (),  # stop_etas
         )
         for visit_id, seconds in etas or ((nxt.visit_id, eta),):
             if stops[visit_id] != "pending":
