@@ -81,16 +81,9 @@ WITH q AS MATERIALIZED (
            -- polygon lies within its radius, so a segment that stays farther from the centre
            -- cannot (most segments near a circle, tested here without building geometries;
            -- a metre's slack for the difference between the plane here and the spheroid)
-           q.plon IS NOT NULL AND (g.kind <> 'circle' OR (
-               SELECT sqrt((ax + t * dx) ^ 2 + (ay + t * dy) ^ 2) <= g.radius_m + 1.0
-               FROM (SELECT ax, ay, dx, dy,
-                            CASE WHEN dx * dx + dy * dy > 0
-                                 THEN least(greatest(-(ax * dx + ay * dy) / (dx * dx + dy * dy),
-                                                     0.0), 1.0)
-                                 ELSE 0.0 END AS t
-                     FROM (SELECT (q.plon - g.cx) * q.kx AS ax, (q.plat - g.cy) * q.ky AS ay,
-                                  (q.lon - q.plon) * q.kx AS dx,
-                                  (q.lat - q.plat) * q.ky AS dy) a) v)) AS may_cross
+           q.plon IS NOT NULL AND (g.kind <> 'circle' OR
+               sqrt((a.ax + v.t * a.dx) ^ 2 + (a.ay + v.t * a.dy) ^ 2) <= g.radius_m + 1.0)
+               AS may_cross
     -- OFFSET 0 keeps the subquery apart: one GiST index scan per probe. Flattened, the planner
     -- hashed on tenant_id and tested every probe's box against every geofence of the tenant.
     FROM q CROSS JOIN LATERAL (
@@ -98,29 +91,42 @@ WITH q AS MATERIALIZED (
         FROM geofences
         WHERE geom && q.box AND tenant_id = q.tenant_id OFFSET 0
     ) g
+    -- the previous fix relative to the centre, the step, and the fraction along the step
+    -- nearest the centre: plain expressions (as a subquery per hit they were a sixth of this)
+    CROSS JOIN LATERAL (
+        SELECT (q.plon - g.cx) * q.kx AS ax, (q.plat - g.cy) * q.ky AS ay,
+               (q.lon - q.plon) * q.kx AS dx, (q.lat - q.plat) * q.ky AS dy
+    ) a
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN a.dx * a.dx + a.dy * a.dy > 0
+                    THEN least(greatest(-(a.ax * a.dx + a.ay * a.dy) / (a.dx * a.dx + a.dy * a.dy),
+                                        0.0), 1.0)
+                    ELSE 0.0 END AS t
+    ) v
 -- a crossing only matters (a pass) when the fix itself is far from the polygon: the
 -- segment and the intersection are built for those hits only (for all of them it was a
 -- quarter of the join), with the polygon fetched again by key (carried through the CTEs for
 -- every hit, it was copied each time)
-), crossed AS MATERIALIZED (
-    SELECT idx, drv, inside_m, geofence_id, distance_m, prev_m, seg,
-           CASE WHEN ST_Intersects(geom, seg) THEN ST_Intersection(geom, seg) END AS x
-    FROM (
-        SELECT h.*,
-               CASE WHEN h.may_cross AND h.distance_m > h.far_m
-                    THEN ST_SetSRID(ST_MakeLine(ST_MakePoint(h.plon, h.plat),
-                                                ST_MakePoint(h.lon, h.lat)), 4326) END AS seg,
-               CASE WHEN h.may_cross AND h.distance_m > h.far_m
-                    THEN (SELECT geom FROM geofences WHERE id = h.geofence_id) END AS geom
-        FROM hits h
-    ) c
 ), found AS MATERIALIZED (
     SELECT idx, drv, inside_m, geofence_id, distance_m, prev_m,
            CASE WHEN NOT ST_IsEmpty(x)
                 THEN ST_LineLocatePoint(seg, ST_ClosestPoint(x, ST_StartPoint(seg))) END AS f_in,
            CASE WHEN NOT ST_IsEmpty(x)
                 THEN ST_LineLocatePoint(seg, ST_ClosestPoint(x, ST_EndPoint(seg))) END AS f_out
-    FROM crossed
+    -- OFFSET 0: each level computed once per hit, not substituted into every use above (a
+    -- CTE here copied every hit through one more tuplestore)
+    FROM (
+        SELECT c.*, CASE WHEN ST_Intersects(geom, seg) THEN ST_Intersection(geom, seg) END AS x
+        FROM (
+            SELECT h.*,
+                   CASE WHEN h.may_cross AND h.distance_m > h.far_m
+                        THEN ST_SetSRID(ST_MakeLine(ST_MakePoint(h.plon, h.plat),
+                                                    ST_MakePoint(h.lon, h.lat)), 4326) END AS seg,
+                   CASE WHEN h.may_cross AND h.distance_m > h.far_m
+                        THEN (SELECT geom FROM geofences WHERE id = h.geofence_id) END AS geom
+            FROM hits h OFFSET 0
+        ) c OFFSET 0
+    ) crossed
 )
 SELECT idx, geofence_id, distance_m, prev_m, f_in, f_out
 FROM found
