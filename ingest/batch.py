@@ -110,20 +110,18 @@ def parse_item(item: Any) -> Fix:
     attributes = item.get("attributes", {})
     if not isinstance(attributes, dict):
         raise InvalidPosition("attributes must be a JSON object")
-    return Fix(
-        device_id=device,
-        fix_time_ms=_fix_time(item.get("fixTime")),
-        lat=lat,
-        lon=lon,
-        speed_kmh=check_optional_number("speed", json_number(item, "speed"), 0.0, MAX_SPEED_KMH),
-        course=check_optional_number("course", json_number(item, "course"), 0.0, 360.0),
-        altitude=check_optional_number(
-            "altitude", json_number(item, "altitude"), -1_000.0, 100_000.0
-        ),
-        accuracy=check_optional_number("accuracy", json_number(item, "accuracy"), 0.0, 1e6) or None,
-        valid=valid,
-        protocol=protocol,
-        attributes=attributes,
+    return Fix(  # positionally (Fix's field order): once per line of every batch
+        device,  # device_id
+        _fix_time(item.get("fixTime")),  # fix_time_ms
+        lat,
+        lon,
+        check_optional_number("speed", json_number(item, "speed"), 0.0, MAX_SPEED_KMH),
+        check_optional_number("course", json_number(item, "course"), 0.0, 360.0),
+        check_optional_number("altitude", json_number(item, "altitude"), -1_000.0, 100_000.0),
+        check_optional_number("accuracy", json_number(item, "accuracy"), 0.0, 1e6) or None,
+        valid,
+        protocol,
+        attributes,
     )
 
 
