@@ -297,6 +297,9 @@ class RouteRoads:
         return hits / total if total > 0 else 0.0
 
 
+TIMES_KEPT = 64  # RouteClock._time_at results kept per route (a few are read again)
+
+
 class RouteClock:
     """Driving time along a route at a profile's speeds; cumulative times cached per hour."""
 
@@ -311,6 +314,9 @@ class RouteClock:
         self._cum: dict[int, tuple[list[float], list[float]]] = {}
         self._starts: list[float] = roads.start_m.tolist()
         self._lengths: list[float] = roads.length_m.tolist()
+        # _time_at by (hour, metres): a fix's position is read again by the next stop's ETA
+        # and by the next fix's pace, and the next stop's position by every fix until it
+        self._times: dict[tuple[int, float], float] = {}
         self._fixed: FloatArray | None = None  # speeds that do not depend on the hour
         self._rows: tuple[IntArray, IntArray, IntArray] | None = None
         if free_flow:
@@ -342,11 +348,19 @@ class RouteClock:
 
     def _time_at(self, hour: int, along_m: float) -> float:
         """Driving time from the route's start to ``along_m`` at the hour's speeds."""
+        key = (hour, along_m)
+        found = self._times.get(key)
+        if found is not None:
+            return found
         v, cum = self._at(hour)
         starts = self._starts
         i = min(max(bisect.bisect_right(starts, along_m) - 1, 0), len(starts) - 1)
         into = min(max(along_m - starts[i], 0.0), self._lengths[i])
-        return cum[i] + into / v[i]
+        found = cum[i] + into / v[i]
+        if len(self._times) >= TIMES_KEPT:
+            self._times.clear()
+        self._times[key] = found
+        return found
 
     def _along_at(self, hour: int, time_s: float) -> float:
         """The inverse of ``_time_at``: where the route's clock reads ``time_s``."""
