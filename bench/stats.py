@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import time
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -28,3 +29,18 @@ def summary(ms: list[float]) -> dict[str, float]:
         "max_ms": round(max(ms), 2),
         "samples": len(ms),
     }
+
+
+def reference_loop_ms(rounds: int = 5) -> float:
+    """Milliseconds for a fixed single-threaded Python loop (best of ``rounds``): how fast this
+    machine is at the moment of a run. On the shared 2-core machine it moved by 15 % between
+    two runs a second apart, so runs are compared with this beside them."""
+    best = math.inf
+    for _ in range(rounds):
+        started = time.perf_counter()
+        total, seen = 0.0, {}
+        for i in range(1_000_000):
+            total += (i * 1.0001) % 7.3
+            seen[i & 1023] = total
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 1)
