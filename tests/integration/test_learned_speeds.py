@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 
 from analytics.generate import DriverSpec, Track, track_records, write_tracks
-from analytics.matching import match_history, match_window
+from analytics.matching import MatchSummary, match_history, match_window
 from analytics.refresh import refresh_range
 from geo.eta import hour_of_week
 from ingest.eta_knowledge import load_knowledge, road_class
@@ -79,7 +80,18 @@ def scripted_day(
     return Track(np.array(t), np.array(lon), np.array(lat), np.array(speed), np.zeros(n))
 
 
-async def test_history_to_learned_speeds(backend: Backend) -> None:
+@dataclass
+class GridHistory:
+    """A scripted Monday on a fresh grid, stored and matched once per backend."""
+
+    network: str
+    day: datetime
+    first: MatchSummary  # the first pass
+
+
+@pytest.fixture(scope="module")
+async def grid_history(backend: Backend) -> GridHistory:
+    """Shared by the tests below, so that each of them also runs alone."""
     network = f"grid-{uuid.uuid4().hex[:8]}"
     day = last_monday()
     async with backend.pool.acquire() as conn:
@@ -95,8 +107,15 @@ async def test_history_to_learned_speeds(backend: Backend) -> None:
         spec = DriverSpec("tenant-1", JOHN, "DEV001", LON0, LAT0)
         assert await write_tracks(conn, track_records(spec, track)) == track.t.size
 
-        # (other modules' drivers may have history that day too: count the grid's own)
         first = await match_window(conn, day, day + timedelta(days=1))
+        await refresh_range(conn, "edge_speeds_1h", day, day + timedelta(days=1))
+    return GridHistory(network, day, first)
+
+
+async def test_history_to_learned_speeds(backend: Backend, grid_history: GridHistory) -> None:
+    network, day, first = grid_history.network, grid_history.day, grid_history.first
+    async with backend.pool.acquire() as conn:
+        # (other modules' drivers may have history that day too: count the grid's own)
         stored = await conn.fetchval(
             "SELECT count(*) FROM edge_traversals WHERE network = $1", network
         )
@@ -109,7 +128,6 @@ async def test_history_to_learned_speeds(backend: Backend) -> None:
             "SELECT count(*) FROM edge_traversals WHERE network = $1", network
         )
 
-        await refresh_range(conn, "edge_speeds_1h", day, day + timedelta(days=1))
         rows = await conn.fetch(
             """SELECT hour_of_week, sum(traversals) AS n,
                       sum(traversals * speed_kmh) / sum(traversals) AS kmh
@@ -138,9 +156,9 @@ async def test_history_to_learned_speeds(backend: Backend) -> None:
         )
 
 
-async def test_road_speeds_api(backend: Backend) -> None:
+async def test_road_speeds_api(backend: Backend, grid_history: GridHistory) -> None:
     client = backend.client
-    noon = hour_of_week(last_monday().timestamp() + 11 * 3600)
+    noon = hour_of_week(grid_history.day.timestamp() + 11 * 3600)
     r = await client.get(
         "/api/analytics/road-speeds",
         params={
@@ -152,7 +170,7 @@ async def test_road_speeds_api(backend: Backend) -> None:
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("application/geo+json")
     features = r.json()["features"]
-    assert features, "test_history_to_learned_speeds stored the grid's traversals"
+    assert features, "grid_history stored the grid's traversals"
     kmh = [f["properties"]["speedKmh"] for f in features]
     assert float(np.median(kmh)) == pytest.approx(12.0 * 3.6, rel=0.10)
     assert all(f["geometry"]["type"] == "LineString" for f in features)
