@@ -180,6 +180,9 @@ class GeofenceSettings(BaseModel):
     max_accuracy_m: float = 100.0
     # A visit is "arrived" once its geofence has been entered and stayed in this long.
     visit_arrival_dwell_s: float = 60.0
+    # ... or this long for a stop out of the planned order: waiting near a later stop (a
+    # depot next to a customer, a queue) must not look like serving it (docs/enrichment.md)
+    visit_out_of_order_dwell_s: float = 180.0
 
 
 class EnrichmentSettings(BaseModel):

@@ -73,6 +73,7 @@ OFF_ROUTE_M = 500.0  # farther than this from the planned path: use the straight
 # the learned ETA takes over a route when this share of its path is on known roads and
 # covered by something learned (a segment, its cell or its road class)
 LEARNED_MIN_SHARE = 0.5
+NO_ETA = -1  # in next_eta / stored_eta: clear planned_visits.eta_at (a stop passed by)
 STOP_ETAS_EVERY_MS = 30_000  # every remaining stop's ETA, per driver, at most this often
 CLOCK_REBUILDS_PER_BATCH = 50  # routes whose clock a batch rebuilds after a reload, at most
 
@@ -151,7 +152,8 @@ class Decisions:
                 outbox.append(outbox_row(topic(VISITS_EVENTS), change.route_id, event))
         if self.next_eta:
             await conn.execute(
-                """UPDATE planned_visits v SET eta_at = to_timestamp(u.ms / 1000.0)
+                """UPDATE planned_visits v
+                   SET eta_at = CASE WHEN u.ms >= 0 THEN to_timestamp(u.ms / 1000.0) END
                    FROM unnest($1::uuid[], $2::bigint[]) AS u(id, ms)
                    WHERE v.id = u.id AND v.status = 'pending'""",
                 list(self.next_eta),
@@ -186,6 +188,9 @@ class MovementTracker:
             max_accuracy_m=g.max_accuracy_m,
         )
         self.arrival_dwell_ms = int(g.visit_arrival_dwell_s * 1000)
+        self.out_of_order_dwell_ms = int(
+            max(g.visit_out_of_order_dwell_s, g.visit_arrival_dwell_s) * 1000
+        )
         self.planning_speed_ms = settings.enrichment.planning_speed_kmh / 3.6
         self.half_life_s = settings.enrichment.ewma_half_life_s
         self.plans = plans
@@ -301,6 +306,7 @@ class MovementTracker:
         stops = {s.visit_id: s.status for s in plan.stops}
         if rt.route_id != plan.route_id:
             rt.route_id, rt.progress_m = plan.route_id, None
+        anchor = plan.anchor  # the stop reached last: moves with this batch's arrivals
         for f in items:
             label = self._motion(rt, f, out)
             if f.fix_ms <= rt.last_fix_ms:  # late: stored, but moves no live state
@@ -309,7 +315,7 @@ class MovementTracker:
             # Recent speed: the device's own (Doppler) speed when it has one, else displacement.
             # A long half-life makes it the effective speed of stop-and-go driving (lights
             # included); time spent serving a stop is not driving and does not count.
-            nxt = _next_open(plan, stops)
+            nxt = _next_open(plan, stops, anchor)
             at_stop = nxt is not None and (
                 stops[nxt.visit_id] in AT_STOP
                 # parking at the stop before the arrival is confirmed is not driving either
@@ -365,9 +371,9 @@ class MovementTracker:
                         transitions[gid] = tr
                         out.geofence_events += [_geofence_event(f, gid, t) for t in tr]
 
-            self._visits(plan, stops, tracks, transitions, f, out)
+            anchor = self._visits(plan, stops, anchor, tracks, engaged, transitions, f, out)
             out.movements[f.idx] = self._eta(
-                plan, stops, tracks, engaged, rt, f, projected.get(f.idx), out, label
+                plan, stops, anchor, tracks, engaged, rt, f, projected.get(f.idx), out, label
             )
             rt.last_fix_ms, rt.last_lon, rt.last_lat = f.fix_ms, f.lon, f.lat
 
@@ -389,13 +395,16 @@ class MovementTracker:
         self,
         plan: Plan,
         stops: dict[str, str],
+        anchor: str | None,
         tracks: dict[int, Track],
+        engaged: set[int],
         transitions: dict[int, list[Transition]],
         f: FixInput,
         out: Decisions,
-    ) -> None:
+    ) -> str | None:
+        """Decide the fix's departures and arrival; return the stop reached last."""
         if plan.route_id is None:
-            return
+            return anchor
         for stop in plan.stops if transitions else ():  # a departure is an exit transition
             status = stops[stop.visit_id]
             gid = stop.geofence_id
@@ -409,22 +418,32 @@ class MovementTracker:
                     out.visit_changes.append(
                         self._change(plan, stop, f, DEPART_FROM, "departed", exits[0].at_ms)
                     )
-        nxt = _next_open(plan, stops)
-        if nxt is None:
-            return
-        stop = nxt
-        track = tracks.get(stop.geofence_id) if stop.geofence_id is not None else None
-        if (
-            stops[stop.visit_id] == "pending"
-            and track is not None
-            and is_inside(track)
-            and track.entered_ms is not None
-            and f.fix_ms - track.entered_ms >= self.arrival_dwell_ms
-        ):
-            stops[stop.visit_id] = "arrived"
-            out.visit_changes.append(
-                self._change(plan, stop, f, ARRIVE_FROM, "arrived", track.entered_ms)
-            )
+        nxt = _next_open(plan, stops, anchor)
+        if nxt is None or stops[nxt.visit_id] != "pending":
+            return anchor  # nothing left, or a stop being served: no other arrival meanwhile
+        # The next stop first; then, dwelling longer in another pending stop's geofence is
+        # arriving there out of the planned order (only geofences the driver is in qualify).
+        candidates = [(nxt, self.arrival_dwell_ms)]
+        if len(engaged) > (nxt.geofence_id in engaged):
+            candidates += [
+                (s, self.out_of_order_dwell_ms)
+                for s in plan.stops
+                if s is not nxt and s.geofence_id in engaged and stops[s.visit_id] == "pending"
+            ]
+        for stop, dwell_ms in candidates:
+            track = tracks.get(stop.geofence_id) if stop.geofence_id is not None else None
+            if (
+                track is not None
+                and is_inside(track)
+                and track.entered_ms is not None
+                and f.fix_ms - track.entered_ms >= dwell_ms
+            ):
+                stops[stop.visit_id] = "arrived"
+                out.visit_changes.append(
+                    self._change(plan, stop, f, ARRIVE_FROM, "arrived", track.entered_ms)
+                )
+                return stop.visit_id
+        return anchor
 
     def _change(
         self, plan: Plan, stop: Any, f: FixInput, frm: tuple[str, ...], to: str, at_ms: int
@@ -446,6 +465,7 @@ class MovementTracker:
         self,
         plan: Plan,
         stops: dict[str, str],
+        anchor: str | None,
         tracks: dict[int, Track],
         engaged: set[int],
         rt: Runtime,
@@ -457,7 +477,7 @@ class MovementTracker:
         inside = (
             min((g for g in engaged if is_inside(tracks[g])), default=None) if engaged else None
         )
-        nxt = _next_open(plan, stops)
+        nxt = _next_open(plan, stops, anchor)
         if plan.route_id is None or nxt is None:
             return Movement(route_id=plan.route_id, geofence_id=inside, motion=label)
         index = plan.stops.index(nxt)
@@ -479,8 +499,12 @@ class MovementTracker:
                 if off <= OFF_ROUTE_M:
                     if clock is not None and learned:
                         self._observe_pace(clock, rt, found, f.fix_ms)
-                    rt.progress_m = along = found
-                    remaining = remaining_along_m(plan.line, found, index)
+                    rt.progress_m = found
+                    # a stop passed by and gone back for lies behind on the route: the
+                    # straight line below, and the clock from that stop on
+                    if found <= plan.line.stop_along_m[index] + OFF_ROUTE_M:
+                        along = found
+                        remaining = remaining_along_m(plan.line, found, index)
             if remaining < 0:
                 remaining = straight_line_remaining_m(f.lon, f.lat, nxt.lon, nxt.lat)
         # today's effective-speed ETA: the next stop's when there is nothing learned
@@ -511,6 +535,12 @@ class MovementTracker:
             eta = etas[0][1]
             if every_stop:
                 rt.stops_at_ms, rt.stops_next = f.fix_ms, nxt.visit_id
+        if index and (every_stop or clock is None):
+            # stops passed by keep no ETA (REST's etaAt), until they are next again
+            for passed in _passed(plan, stops, index):
+                stored = self.stored_eta.get(passed.visit_id)
+                if stored is None or stored[0] != NO_ETA:
+                    out.next_eta[passed.visit_id] = (NO_ETA, f.fix_ms)
         movement = Movement(  # positionally: keywords cost a NamedTuple twice, on every fix
             plan.route_id,  # route_id
             nxt.visit_id,  # next_visit_id
@@ -658,12 +688,33 @@ class MovementTracker:
         )
 
 
-def _next_open(plan: Plan, stops: dict[str, str]) -> Stop | None:
-    """The first stop not yet left or closed (being served, or the next one to drive to)."""
+def _next_open(plan: Plan, stops: dict[str, str], anchor: str | None) -> Stop | None:
+    """The stop being served, else the next one to drive to.
+
+    Drivers do not always keep the planned order: the next stop is the first pending one
+    after ``anchor`` (the stop reached last, by time), and only when none is left after it
+    the first pending one before it (a stop passed by, gone back for). Pending stops behind
+    the driver stay pending, for the dispatcher to skip or keep, but are not "next".
+    """
+    first_pending = after_anchor = None
+    seen_anchor = anchor is None
     for s in plan.stops:
-        if stops[s.visit_id] in OPEN:
+        status = stops[s.visit_id]
+        if status in AT_STOP:
             return s
-    return None
+        if s.visit_id == anchor:
+            seen_anchor = True
+        elif status == "pending":
+            if first_pending is None:
+                first_pending = s
+            if seen_anchor and after_anchor is None:
+                after_anchor = s
+    return after_anchor or first_pending
+
+
+def _passed(plan: Plan, stops: dict[str, str], index: int) -> list[Stop]:
+    """Pending stops planned before the next one (at ``index``): behind the driver."""
+    return [s for s in plan.stops[:index] if stops[s.visit_id] == "pending"]
 
 
 def _copy(rt: Runtime | None) -> Runtime:

@@ -22,6 +22,7 @@ import orjson
 
 from geo.route_progress import RouteLine
 from infrastructure.postgres import Conn
+from ingest.visit_lifecycle import REACHED
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,10 @@ SELECT a.driver_id::text AS driver_id, a.id::text AS route_id, a.status AS route
            'id', v.id, 'seq', v.sequence_number, 'status', v.status,
            'customer_id', v.customer_id, 'customer_name', c.name,
            'geofence_id', coalesce(v.geofence_id, g.id),
-           'lon', c.lng, 'lat', c.lat) ORDER BY v.sequence_number)
+           'lon', c.lng, 'lat', c.lat,
+           'reached_ms', (extract(epoch FROM greatest(v.arrived_at, v.departed_at,
+                                                     v.completed_at)) * 1000)::bigint)
+           ORDER BY v.sequence_number)
          FILTER (WHERE v.id IS NOT NULL), '[]') AS visits
 FROM active a
 LEFT JOIN planned_visits v ON v.route_id = a.id
@@ -78,6 +82,8 @@ class Plan:
     line: RouteLine | None = None
     stops: list[Stop] = field(default_factory=list)
     loaded_at: float = 0.0
+    # the stop the driver reached last, by time (ingest.movement._next_open looks after it)
+    anchor: str | None = None
 
 
 def _plan_from_row(row: asyncpg.Record, lines: dict[LineKey, RouteLine]) -> Plan:
@@ -111,7 +117,13 @@ def _plan_from_row(row: asyncpg.Record, lines: dict[LineKey, RouteLine]) -> Plan
                 if len(lines) >= MAX_CACHED_LINES:
                     lines.clear()
                 lines[key] = line
-    return Plan(row["driver_id"], row["route_id"], row["route_status"], line, stops)
+    reached = [
+        (int(v["reached_ms"]), str(v["id"]))
+        for v in visits
+        if v.get("reached_ms") is not None and v["status"] in REACHED
+    ]
+    anchor = max(reached)[1] if reached else None
+    return Plan(row["driver_id"], row["route_id"], row["route_status"], line, stops, anchor=anchor)
 
 
 class PlanCache:

@@ -58,6 +58,9 @@ ALLOWED: dict[str, frozenset[str]] = {
 # next one to drive to, or being served), and the statuses it moves a visit from.
 AT_STOP: tuple[str, ...] = ("arrived", "in_progress")
 OPEN: tuple[str, ...] = ("pending", *AT_STOP)
+# statuses that say the driver was at the stop (the next stop is looked for after the one
+# reached last: ingest.movement._next_open)
+REACHED: frozenset[str] = frozenset({*AT_STOP, "departed", "completed", "failed"})
 ARRIVE_FROM: tuple[str, ...] = ("pending", "departed")
 DEPART_FROM: tuple[str, ...] = AT_STOP
 Source = Literal["auto", "api"]

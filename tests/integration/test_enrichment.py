@@ -270,6 +270,101 @@ async def test_a_noisy_stop_at_a_customer_is_one_arrival_and_one_departure(
     assert snap["eta_s"] > 0
 
 
+async def test_a_stop_served_out_of_order_is_arrived_and_the_one_passed_by_loses_its_eta(
+    client: httpx.AsyncClient,
+    traccar_headers: dict[str, str],
+    pg: asyncpg.Pool,
+    settings: Settings,
+) -> None:
+    # A, B, C, D planned along x; B lies 400 m off the road and the driver leaves it out:
+    # C is arrived and left out of the planned order, D is next, B keeps no ETA
+    driver, device = await make_driver(pg, "ENR-ORDER")
+    ca, _ = await make_customer(pg, 0, 0, 100)
+    cb, _ = await make_customer(pg, 700, 400, 100)
+    cc, _ = await make_customer(pg, 1400, 0, 100)
+    cd, _ = await make_customer(pg, 2800, 0, 100)
+    t0 = drive_start_ms(3 * 3600)
+    _, (va, vb, vc, vd) = await make_route(
+        pg, driver, [(-1500, 0), (3500, 0)], [ca, cb, cc, cd], day=utc_day(t0)
+    )
+    rng = random.Random(4)
+    fixes: list[tuple[int, float, float, float | None]] = []
+    t = 0
+
+    def drive(x0: float, x1: float) -> None:
+        nonlocal t
+        x = x0
+        while x < x1:  # 10 m/s, a fix every 2 s, σ 8 m
+            fixes.append((t0 + t * 1000, x + rng.gauss(0, 8), rng.gauss(0, 8), 10.0))
+            x += 20
+            t += 2
+
+    def dwell(x: float, seconds: int) -> None:
+        nonlocal t
+        for _ in range(seconds // 2):
+            fixes.append((t0 + t * 1000, x + rng.gauss(0, 8), rng.gauss(0, 8), 0.0))
+            t += 2
+
+    drive(-1200, 0)
+    dwell(0, 120)  # at A
+    drive(0, 1400)  # past B, 300 m from its edge
+    c_entered = t0 + (t - 10) * 1000  # x = 1,300 m, 10 s before reaching C
+    dwell(1400, 240)  # at C, out of order: longer than visit_out_of_order_dwell_s
+    drive(1400, 2200)
+    await post_fixes(client, traccar_headers, device, fixes)
+
+    async def statuses() -> dict[str, Any]:
+        rows = await pg.fetch(
+            """SELECT id::text, status, arrived_at, eta_at FROM planned_visits
+               WHERE id = ANY($1::uuid[])""",
+            [va, vb, vc, vd],
+        )
+        return {r["id"]: r for r in rows}
+
+    rows = await eventually(
+        statuses,
+        lambda rows: rows[vc]["status"] == "departed",
+        within=60,
+        what="stop C departed",
+    )
+    assert rows[va]["status"] == "departed"
+    assert rows[vb]["status"] == "pending" and rows[vb]["eta_at"] is None
+    assert abs(rows[vc]["arrived_at"].timestamp() * 1000 - c_entered) <= 5_000
+    assert rows[vd]["status"] == "pending" and rows[vd]["eta_at"] is not None
+    events = unique(await read_topic(settings, VISITS_EVENTS, lambda e: e.get("visitId") == vc))
+    assert [e["type"] for e in events] == ["visit.arrived", "visit.departed"]
+    snap = await eventually(
+        lambda: pg.fetchrow(
+            """SELECT next_visit_id::text, distance_to_next_m FROM driver_positions
+               WHERE driver_id = $1::uuid""",
+            driver,
+        ),
+        lambda r: r is not None and r["next_visit_id"] == vd,
+        within=30,
+        what="D next in the snapshot",
+    )
+    assert 500 < snap["distance_to_next_m"] < 700  # x ≈ 2,180 → D at 2,800
+
+    # D served too: nothing is left after it, so the stop passed by is next again, with an ETA
+    t = (fixes[-1][0] - t0) // 1000 + 2
+    fixes.clear()
+    drive(2200, 2800)
+    dwell(2800, 120)
+    drive(2800, 3200)
+    await post_fixes(client, traccar_headers, device, fixes)
+    rows = await eventually(
+        statuses,
+        lambda rows: rows[vd]["status"] == "departed" and rows[vb]["eta_at"] is not None,
+        within=60,
+        what="D departed, B with an ETA again",
+    )
+    assert rows[vb]["status"] == "pending"
+    snap = await pg.fetchrow(
+        "SELECT next_visit_id::text FROM driver_positions WHERE driver_id = $1::uuid", driver
+    )
+    assert snap["next_visit_id"] == vb
+
+
 async def test_a_fast_pass_through_a_small_geofence_between_two_fixes_is_seen(
     client: httpx.AsyncClient,
     traccar_headers: dict[str, str],
