@@ -371,9 +371,11 @@ class MovementTracker:
                         transitions[gid] = tr
                         out.geofence_events += [_geofence_event(f, gid, t) for t in tr]
 
-            anchor = self._visits(plan, stops, anchor, tracks, engaged, transitions, f, out)
+            anchor, nxt = self._visits(
+                plan, stops, anchor, nxt, tracks, engaged, transitions, f, out
+            )
             out.movements[f.idx] = self._eta(
-                plan, stops, anchor, tracks, engaged, rt, f, projected.get(f.idx), out, label
+                plan, stops, nxt, tracks, engaged, rt, f, projected.get(f.idx), out, label
             )
             rt.last_fix_ms, rt.last_lon, rt.last_lat = f.fix_ms, f.lon, f.lat
 
@@ -396,15 +398,18 @@ class MovementTracker:
         plan: Plan,
         stops: dict[str, str],
         anchor: str | None,
+        nxt: Stop | None,
         tracks: dict[int, Track],
         engaged: set[int],
         transitions: dict[int, list[Transition]],
         f: FixInput,
         out: Decisions,
-    ) -> str | None:
-        """Decide the fix's departures and arrival; return the stop reached last."""
+    ) -> tuple[str | None, Stop | None]:
+        """Decide the fix's departures and arrival (``nxt``: the next stop before them);
+        return the stop reached last and the next stop after them."""
         if plan.route_id is None:
-            return anchor
+            return anchor, nxt
+        departed = False
         for stop in plan.stops if transitions else ():  # a departure is an exit transition
             status = stops[stop.visit_id]
             gid = stop.geofence_id
@@ -415,12 +420,15 @@ class MovementTracker:
                 exits = [t for t in transitions.get(gid, []) if t.kind == "exit" and not t.passed]
                 if exits:
                     stops[stop.visit_id] = "departed"
+                    departed = True
                     out.visit_changes.append(
                         self._change(plan, stop, f, DEPART_FROM, "departed", exits[0].at_ms)
                     )
-        nxt = _next_open(plan, stops, anchor)
+        if departed:
+            nxt = _next_open(plan, stops, anchor)
         if nxt is None or stops[nxt.visit_id] != "pending":
-            return anchor  # nothing left, or a stop being served: no other arrival meanwhile
+            # nothing left, or a stop being served: no other arrival meanwhile
+            return anchor, nxt
         # The next stop first; then, dwelling longer in another pending stop's geofence is
         # arriving there out of the planned order (only geofences the driver is in qualify).
         candidates = [(nxt, self.arrival_dwell_ms)]
@@ -442,8 +450,8 @@ class MovementTracker:
                 out.visit_changes.append(
                     self._change(plan, stop, f, ARRIVE_FROM, "arrived", track.entered_ms)
                 )
-                return stop.visit_id
-        return anchor
+                return stop.visit_id, stop  # served now: nothing else was
+        return anchor, nxt
 
     def _change(
         self, plan: Plan, stop: Any, f: FixInput, frm: tuple[str, ...], to: str, at_ms: int
@@ -465,7 +473,7 @@ class MovementTracker:
         self,
         plan: Plan,
         stops: dict[str, str],
-        anchor: str | None,
+        nxt: Stop | None,
         tracks: dict[int, Track],
         engaged: set[int],
         rt: Runtime,
@@ -477,7 +485,6 @@ class MovementTracker:
         inside = (
             min((g for g in engaged if is_inside(tracks[g])), default=None) if engaged else None
         )
-        nxt = _next_open(plan, stops, anchor)
         if plan.route_id is None or nxt is None:
             return Movement(route_id=plan.route_id, geofence_id=inside, motion=label)
         index = plan.stops.index(nxt)
@@ -698,17 +705,17 @@ def _next_open(plan: Plan, stops: dict[str, str], anchor: str | None) -> Stop | 
     """
     first_pending = after_anchor = None
     seen_anchor = anchor is None
-    for s in plan.stops:
+    for s in plan.stops:  # on every fix: the commonest case first
         status = stops[s.visit_id]
-        if status in AT_STOP:
-            return s
-        if s.visit_id == anchor:
-            seen_anchor = True
-        elif status == "pending":
+        if status == "pending":
             if first_pending is None:
                 first_pending = s
             if seen_anchor and after_anchor is None:
                 after_anchor = s
+        elif status in AT_STOP:
+            return s
+        elif s.visit_id == anchor:  # never pending: the anchor was reached
+            seen_anchor = True
     return after_anchor or first_pending
 
 
