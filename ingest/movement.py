@@ -70,6 +70,9 @@ ETA_STORE_CHANGE_MS = 15_000
 ETA_STORE_EVERY_MS = 300_000
 STORED_ETA_MAX = 200_000
 OFF_ROUTE_M = 500.0  # farther than this from the planned path: use the straight-line ETA
+# farther than this along the route past the next stop: it lies behind (a stop passed by and
+# gone back for), so its ETA is the straight line too
+BEHIND_M = 500.0
 # the learned ETA takes over a route when this share of its path is on known roads and
 # covered by something learned (a segment, its cell or its road class)
 LEARNED_MIN_SHARE = 0.5
@@ -121,7 +124,7 @@ class Runtime:
     motion: MotionState | None = None  # trips and stops of the current UTC day so far
     pace: Pace = Pace()  # time taken against the learned profile's, lately
     stops_at_ms: int = -1  # when every remaining stop's ETA was last computed
-    stops_next: str | None = None  # and which stop was next then
+    stops_next: str | None = None  # the next stop as of the last fix
 
 
 @dataclass
@@ -509,7 +512,7 @@ class MovementTracker:
                     rt.progress_m = found
                     # a stop passed by and gone back for lies behind on the route: the
                     # straight line below, and the clock from that stop on
-                    if found <= plan.line.stop_along_m[index] + OFF_ROUTE_M:
+                    if found <= plan.line.stop_along_m[index] + BEHIND_M:
                         along = found
                         remaining = remaining_along_m(plan.line, found, index)
             if remaining < 0:
@@ -519,12 +522,11 @@ class MovementTracker:
         eta = eta_seconds(remaining, speed, self.planning_speed_ms)
         etas: tuple[tuple[str, float], ...] = ()
         every_stop = False
+        next_changed = rt.stops_next != nxt.visit_id
         if clock is not None:
             # the later stops at most every STOP_ETAS_EVERY_MS per driver, and when the next
             # stop changes: on every fix they were most of a fix's cost and of its message
-            every_stop = f.fix_ms - rt.stops_at_ms >= STOP_ETAS_EVERY_MS or (
-                rt.stops_next != nxt.visit_id
-            )
+            every_stop = next_changed or f.fix_ms - rt.stops_at_ms >= STOP_ETAS_EVERY_MS
             # without learned speeds: today's ETA to the next stop, the clock after it
             etas = self._stop_etas(
                 plan,
@@ -541,9 +543,11 @@ class MovementTracker:
             )
             eta = etas[0][1]
             if every_stop:
-                rt.stops_at_ms, rt.stops_next = f.fix_ms, nxt.visit_id
-        if index and (every_stop or clock is None):
-            # stops passed by keep no ETA (REST's etaAt), until they are next again
+                rt.stops_at_ms = f.fix_ms
+        if next_changed:
+            rt.stops_next = nxt.visit_id
+            # stops passed by keep no ETA (REST's etaAt) until they are next again; which
+            # stops those are changes only with the next one
             for passed in _passed(plan, stops, index):
                 stored = self.stored_eta.get(passed.visit_id)
                 if stored is None or stored[0] != NO_ETA:

@@ -120,7 +120,7 @@ def _plan_from_row(row: asyncpg.Record, lines: dict[LineKey, RouteLine]) -> Plan
     reached = [
         (int(v["reached_ms"]), str(v["id"]))
         for v in visits
-        if v.get("reached_ms") is not None and v["status"] in REACHED
+        if v["reached_ms"] is not None and v["status"] in REACHED
     ]
     anchor = max(reached)[1] if reached else None
     return Plan(row["driver_id"], row["route_id"], row["route_status"], line, stops, anchor=anchor)

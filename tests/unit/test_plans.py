@@ -15,7 +15,7 @@ def row(path: list[tuple[float, float]], stops: list[tuple[float, float]], statu
     visits = [
         {"id": f"00000000-0000-0000-0000-00000000000{i}", "seq": i + 1, "status": status,
          "customer_id": i + 1, "customer_name": f"c{i}", "geofence_id": None,
-         "lon": lon, "lat": lat}
+         "lon": lon, "lat": lat, "reached_ms": None}
         for i, (lon, lat) in enumerate(stops)
     ]  # fmt: skip
     geom = orjson.dumps({"type": "LineString", "coordinates": path}).decode()
